@@ -1,0 +1,65 @@
+"""ductaflow: run notebook-style flows as isolated, recorded instances.
+
+Only the names in ``__all__`` are public. Importing ductaflow is light: the
+execution stack (nbclient, jupytext, nbconvert) loads when a flow first runs.
+"""
+
+from __future__ import annotations
+
+from .exceptions import (
+    ConfigError,
+    DuctaflowError,
+    FlowError,
+    FlowExecutionError,
+    InstanceBusyError,
+    KernelNotFoundError,
+    RunDirectoryError,
+    UnsafeNameError,
+)
+from .inflow import display_config_summary, is_notebook_execution
+from .script import load_cli_config
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .instance import RunResult, run_notebook, run_step_flow
+    from .record import RunStatus
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "RunResult": "instance",
+    "run_notebook": "instance",
+    "run_step_flow": "instance",
+    "RunStatus": "record",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Load the execution API on first use, so flows that import ductaflow start fast."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ductaflow' has no attribute {name!r}")
+
+
+__all__ = [
+    "ConfigError",
+    "DuctaflowError",
+    "FlowError",
+    "FlowExecutionError",
+    "InstanceBusyError",
+    "KernelNotFoundError",
+    "RunDirectoryError",
+    "RunResult",
+    "RunStatus",
+    "UnsafeNameError",
+    "__version__",
+    "display_config_summary",
+    "is_notebook_execution",
+    "load_cli_config",
+    "run_notebook",
+    "run_step_flow",
+]

@@ -1,0 +1,233 @@
+"""Configs: JSON-native normalisation, canonical form, hashing, files and overrides.
+
+A config is normalised once, before anything else happens to it; the same
+normalised dict is then injected into the flow, saved as ``config.json`` and
+hashed, so the three always agree.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePath
+from typing import Any
+
+from .exceptions import ConfigError
+
+JSONValue = Any  # None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]
+
+
+def normalise_config(config: Mapping[str, Any] | None) -> dict[str, JSONValue]:
+    """Return ``config`` as a dict of JSON-native values.
+
+    numpy/pandas scalars become ``int``/``float``/``bool``/``str``, NaN and
+    missing values (``NaN``, ``NaT``, ``pd.NA``) become ``None``, dates and
+    timestamps become ISO-8601 strings, paths become strings, tuples and
+    arrays become lists. Anything else raises :class:`ConfigError` naming
+    the key.
+
+    >>> normalise_config({"n": 3, "ratio": float("nan"), "when": _dt.date(2024, 1, 2)})
+    {'n': 3, 'ratio': None, 'when': '2024-01-02'}
+    """
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"config must be a dict of settings, got {type(config).__name__}. "
+            "Pass a dict such as {'param1': 100}.",
+            key=None,
+        )
+    return _normalise(config, "")
+
+
+def _normalise(value: Any, key: str) -> JSONValue:
+    if value is None or type(value) in (bool, str):
+        return value
+    if _is_missing(value):
+        return None
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return _normalise_float(float(value), key)
+    if isinstance(value, Mapping):
+        return {_check_key(k, key): _normalise(v, _join(key, k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    return _normalise_foreign(value, key)
+
+
+def _normalise_float(value: float, key: str) -> float | None:
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        raise ConfigError(
+            f"config key {key!r} is {value}, which JSON cannot hold. "
+            "Use a large finite number, null, or a string such as 'inf'.",
+            key=key,
+        )
+    return value
+
+
+def _normalise_foreign(value: Any, key: str) -> JSONValue:
+    """numpy and pandas values, recognised without importing either library."""
+    module = type(value).__module__.split(".")[0]
+    if module == "numpy":
+        numpy = sys.modules["numpy"]
+        if isinstance(value, numpy.datetime64):
+            return str(numpy.datetime_as_string(value))
+        if isinstance(value, numpy.ndarray):
+            return _normalise(value.tolist(), key)
+        if isinstance(value, numpy.generic) and not isinstance(value, numpy.timedelta64):
+            return _normalise(value.item(), key)
+    if module == "pandas" and hasattr(value, "isoformat") and type(value).__name__ == "Timestamp":
+        return value.isoformat()
+    raise ConfigError(
+        f"config key {key!r} holds a {type(value).__module__}.{type(value).__qualname__}, "
+        "which cannot be stored as JSON. Convert it to a number, string, list or dict "
+        "(for a duration, use its length in seconds).",
+        key=key,
+    )
+
+
+def _is_missing(value: Any) -> bool:
+    name = type(value).__name__
+    return name in {"NaTType", "NAType"} or (
+        type(value).__module__.startswith("numpy") and name == "datetime64" and str(value) == "NaT"
+    )
+
+
+def _check_key(k: Any, parent: str) -> str:
+    if isinstance(k, str):
+        return str(k)
+    where = f" under {parent!r}" if parent else ""
+    raise ConfigError(
+        f"config key {k!r}{where} is a {type(k).__name__}; config keys must be strings. "
+        f"Rename it to {str(k)!r}.",
+        key=_join(parent, str(k)),
+    )
+
+
+def _join(parent: str, k: Any) -> str:
+    return f"{parent}.{k}" if parent else str(k)
+
+
+def canonical_json(config: Mapping[str, JSONValue]) -> str:
+    """Return the canonical JSON text of a normalised config (sorted keys, compact)."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def config_hash(config: Mapping[str, JSONValue]) -> str:
+    """Return the sha256 hex digest of a normalised config's canonical JSON."""
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, JSONValue]:
+    """Read a JSON config file and return it normalised.
+
+    Raises :class:`ConfigError` naming the file when it is missing, is not
+    valid JSON (with line and column), or does not hold a JSON object.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {str(p)!r} does not exist. Check the path, which is relative to "
+            f"{os.getcwd()!r}, or pass --config with an existing JSON file.",
+            path=str(p),
+        ) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config file {str(p)!r} cannot be read ({exc}). Pass a readable UTF-8 JSON file.",
+            path=str(p),
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}. Fix the file (a JSON object such as "
+            '{"param1": 100}).',
+            path=str(p),
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(p)!r} holds a JSON {type(data).__name__}, not an object. "
+            'Wrap the settings in an object such as {"param1": 100}.',
+            path=str(p),
+        )
+    return normalise_config(data)
+
+
+def parse_override(text: str) -> tuple[str, JSONValue]:
+    """Split ``key=value`` into the key and its value parsed as JSON, else a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"override {text!r} is not of the form key=value (e.g. -o processing.param1=200).",
+            key=text,
+        )
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(
+    config: Mapping[str, JSONValue], overrides: Iterable[str | tuple[str, Any]]
+) -> dict[str, JSONValue]:
+    """Return a copy of ``config`` with ``key=value`` overrides applied.
+
+    Dotted keys reach into nested dicts. Overriding a key that does not exist
+    raises :class:`ConfigError` listing the closest existing keys.
+    """
+    result = json.loads(json.dumps(config))
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        _set_dotted(result, key, _normalise(value, key))
+    return result
+
+
+def _set_dotted(config: dict[str, JSONValue], key: str, value: JSONValue) -> None:
+    node: Any = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            raise _unknown_key(config, key, ".".join(parts[: depth + 1]))
+        if depth == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def _unknown_key(config: Mapping[str, JSONValue], key: str, missing: str) -> ConfigError:
+    known = list(_dotted_keys(config))
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    listing = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
+    return ConfigError(
+        f"override key {key!r} does not exist in the config ({missing!r} not found).{hint} "
+        f"Existing keys: {listing or '(none)'}. Add the key to the config file first.",
+        key=key,
+    )
+
+
+def _dotted_keys(config: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    for k, v in config.items():
+        yield _join(prefix, k)
+        if isinstance(v, Mapping):
+            yield from _dotted_keys(v, _join(prefix, k))

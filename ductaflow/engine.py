@@ -1,0 +1,353 @@
+"""The kernel engine: execute a notebook in a Jupyter kernel, in a given directory.
+
+Built directly on nbclient. Compared with calling papermill it:
+
+- starts the kernel in the run directory (``cwd`` passed to the launcher, the
+  calling process never changes directory, so several instances may execute
+  in one process at once);
+- uses the interpreter ductaflow runs in unless a ``kernel_name`` is given,
+  so a stray user-level ``python3`` kernelspec cannot pick another Python;
+- streams every stream output to ``log.txt`` as it arrives, and sends the
+  kernel process's own stdout/stderr (subprocesses, C extensions) there too;
+- saves the notebook after every cell;
+- asks the kernel to exit, renders the report meanwhile, and kills it after
+  ``SHUTDOWN_GRACE`` seconds, so a slow kernel exit never stalls a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from .exceptions import KernelNotFoundError
+
+#: Default kernel: the interpreter ductaflow itself runs in.
+CURRENT_PYTHON = None
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CLEAN_EXIT_VALUES = {"", "0", "None"}
+#: Seconds a kernel gets to exit by itself (atexit handlers, file flushes) before it is killed.
+SHUTDOWN_GRACE = 0.5
+
+
+@dataclass
+class ExecutionError:
+    """What went wrong: the error's name and message, where, and its traceback."""
+
+    name: str
+    message: str
+    cell_index: int | None = None  # index in the executed notebook
+    execution_count: int | None = None
+    traceback: str = ""
+    interrupted: bool = False
+
+
+@dataclass
+class Outcome:
+    """The result of executing one notebook."""
+
+    error: ExecutionError | None = None
+    exited_early: bool = False  # the flow called sys.exit(0)
+    language_info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_kernel(kernel_name: str | None) -> None:
+    """Raise :class:`KernelNotFoundError` when ``kernel_name`` is not installed."""
+    if kernel_name is CURRENT_PYTHON:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    available = sorted(KernelSpecManager().find_kernel_specs())
+    if kernel_name not in available:
+        raise KernelNotFoundError(
+            f"kernel {kernel_name!r} is not installed. "
+            f"Installed kernels: {', '.join(available) or '(none)'}. "
+            "Leave kernel_name unset to use the Python ductaflow runs in.",
+            kernel_name=kernel_name,
+            available=available,
+        )
+
+
+def execute(
+    nb: Any,
+    *,
+    cwd: str,
+    log: IO[str],
+    kernel_name: str | None = CURRENT_PYTHON,
+    timeout: float | None = None,
+    startup_timeout: float = 60,
+    echo: bool = False,
+    on_progress: Callable[[Any], None] | None = None,
+    on_finish: Callable[[Outcome], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> Outcome:
+    """Execute ``nb`` in place in a new kernel started in ``cwd``.
+
+    ``log`` receives the flow's stdout/stderr as it happens (it must be a real
+    file: the kernel process writes to it too). ``on_progress(nb)`` is called
+    before the first cell and after each cell. ``on_finish(outcome)`` is called
+    once when execution is over, while the kernel shuts down, so finishing
+    work (the HTML report) overlaps the kernel's exit.
+
+    Cell errors, timeouts, kernel death and a kernel that cannot start are
+    returned in :attr:`Outcome.error`; so is a ``KeyboardInterrupt`` (Ctrl-C)
+    received while the kernel runs, with ``interrupted=True``, after the
+    kernel has been stopped: the caller records it, then re-raises.
+    """
+    runner = _Runner(nb, cwd, log, kernel_name, timeout, startup_timeout, echo, env)
+    runner.on_progress = on_progress or (lambda nb: None)
+    runner.on_finish = on_finish or (lambda outcome: None)
+    return asyncio.run(runner.run())
+
+
+class _Runner:
+    def __init__(
+        self,
+        nb: Any,
+        cwd: str,
+        log: IO[str],
+        kernel_name: str | None,
+        timeout: float | None,
+        startup_timeout: float,
+        echo: bool,
+        env: dict[str, str] | None,
+    ) -> None:
+        self.nb, self.cwd, self.log = nb, cwd, log
+        self.kernel_name, self.timeout, self.startup_timeout = kernel_name, timeout, startup_timeout
+        self.echo, self.env = echo, env
+        self.on_progress: Callable[[Any], None] = lambda nb: None
+        self.on_finish: Callable[[Outcome], None] = lambda outcome: None
+        self.index: int | None = None
+
+    async def run(self) -> Outcome:
+        client = _client_class()(
+            self.nb,
+            km=_kernel_manager(self.kernel_name),
+            timeout=self.timeout,
+            startup_timeout=self.startup_timeout,
+            allow_errors=False,
+            record_timing=True,
+        )
+        client.ductaflow_log, client.ductaflow_echo = self.log, self.echo
+        client.reset_execution_trackers()
+        outcome = Outcome()
+        self.on_progress(self.nb)
+        try:
+            await self._start(client, outcome)
+            if outcome.error is None:
+                await self._cells(client, outcome)
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+            outcome.error = ExecutionError(
+                "KeyboardInterrupt", "interrupted by the user", self.index, interrupted=True
+            )
+        finally:
+            await self._stop(client, outcome)
+        return outcome
+
+    async def _start(self, client: Any, outcome: Outcome) -> None:
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+        try:
+            await client.km.start_kernel(
+                cwd=self.cwd,
+                env=env,
+                stdout=self.log,
+                stderr=self.log,
+                extra_arguments=["--HistoryManager.hist_file=:memory:"],
+            )
+            client.kc = client.km.client()
+            await _ensure(client.kc.start_channels())
+            client.kc.allow_stdin = False
+            reply = await _wait_ready(client.km, client.kc, self.startup_timeout)
+        except Exception as exc:  # the kernel did not start or did not answer
+            message = f"the kernel could not start: {type(exc).__name__}: {exc}"
+            outcome.error = ExecutionError("KernelStartError", message)
+            self._log_error(outcome.error)
+            return
+        if reply is not None:
+            outcome.language_info = reply["content"].get("language_info", {})
+            self.nb.metadata["language_info"] = outcome.language_info
+
+    async def _cells(self, client: Any, outcome: Outcome) -> None:
+        from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+        for index, cell in enumerate(self.nb.cells):
+            self.index = index
+            try:
+                await client.async_execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+            except CellExecutionError as exc:
+                if exc.ename == "SystemExit" and exc.evalue.strip() in _CLEAN_EXIT_VALUES:
+                    outcome.exited_early = True
+                else:
+                    outcome.error = _cell_error(cell, index, exc.ename, exc.evalue, _last_traceback(cell))
+            except CellTimeoutError:
+                message = f"the cell did not finish within the per-cell timeout of {self.timeout} s"
+                outcome.error = _cell_error(cell, index, "CellTimeoutError", message, "")
+            except DeadKernelError:
+                message = "the kernel died while executing this cell (the flow crashed or exited the process)"
+                outcome.error = _cell_error(cell, index, "DeadKernelError", message, "")
+            self.on_progress(self.nb)
+            if outcome.error is not None:
+                self._log_error(outcome.error)
+            if outcome.error is not None or outcome.exited_early:
+                return
+
+    def _log_error(self, error: ExecutionError) -> None:
+        self.log.write(f"\n[ductaflow] {error.name}: {error.message}\n")
+        self.log.write(error.traceback + ("\n" if error.traceback else ""))
+        self.log.flush()
+
+    async def _stop(self, client: Any, outcome: Outcome) -> None:
+        """Ask the kernel to exit (it runs atexit and flushes files), finish outputs meanwhile, then kill."""
+        km, kc = client.km, client.kc
+        busy = outcome.error is not None and outcome.error.name in ("CellTimeoutError", "KeyboardInterrupt")
+        try:
+            if kc is not None and not busy and await km.is_alive():
+                await _ensure(kc.shutdown())
+                deadline = time.monotonic() + SHUTDOWN_GRACE
+                try:
+                    self.on_finish(outcome)
+                finally:
+                    while time.monotonic() < deadline and await km.is_alive():
+                        await asyncio.sleep(0.005)
+            else:
+                self.on_finish(outcome)
+        finally:
+            if kc is not None:
+                kc.stop_channels()
+            if km.has_kernel:
+                await km.shutdown_kernel(now=True)
+
+
+async def _wait_ready(km: Any, kc: Any, startup_timeout: float) -> dict[str, Any]:
+    """Wait for the kernel's kernel_info reply and a live IOPub subscription; return the reply.
+
+    jupyter_client's ``wait_for_ready`` also drains IOPub until a 0.2 s read
+    times out, a fixed 0.2 s per kernel; execution filters IOPub messages by
+    their parent anyway, so stale status messages do no harm.
+    """
+    from queue import Empty
+
+    deadline = time.monotonic() + startup_timeout
+    while True:
+        msg_id = kc.kernel_info()
+        reply = None
+        while reply is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the kernel did not answer within {startup_timeout} s")
+            try:
+                msg = await kc.shell_channel.get_msg(timeout=0.5)
+            except Empty:
+                if not await km.is_alive():
+                    raise RuntimeError("the kernel process exited before it was ready") from None
+                continue
+            if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == msg_id:
+                reply = msg
+        try:  # any IOPub message (welcome, status) proves the subscription is live
+            await kc.iopub_channel.get_msg(timeout=1.0)
+            return reply
+        except Empty:
+            continue
+
+
+def _cell_error(cell: Any, index: int, name: str, message: str, traceback: str) -> ExecutionError:
+    return ExecutionError(name, message, index, cell.get("execution_count"), traceback)
+
+
+def _last_traceback(cell: Any) -> str:
+    for output in reversed(cell.get("outputs", [])):
+        if output.get("output_type") == "error":
+            return _ANSI.sub("", "\n".join(output.get("traceback", [])))
+    return ""
+
+
+async def _ensure(value: Any) -> Any:
+    return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
+
+
+#: ipykernel's launcher, minus the import of debugpy (about 0.1 s of every kernel start): the
+#: frontend debugger it serves is never attached to a batch run. Flows can still import debugpy.
+_LAUNCHER = """\
+import sys
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+sys.modules["debugpy"] = None
+try:
+    import ipykernel.debugger
+except Exception:
+    pass
+finally:
+    del sys.modules["debugpy"]
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+"""
+
+_CLIENT_CLASS: type | None = None
+_SPEC_MANAGER: Any = None
+
+
+def _client_class() -> type:
+    """The nbclient client that also streams outputs to the run's log (built once)."""
+    global _CLIENT_CLASS
+    if _CLIENT_CLASS is None:
+        from nbclient import NotebookClient
+
+        class StreamingClient(NotebookClient):  # type: ignore[misc]
+            ductaflow_log: IO[str]
+            ductaflow_echo: bool
+
+            def output(self, outs: list, msg: dict, display_id: str, cell_index: int) -> Any:
+                if msg["msg_type"] == "stream":
+                    text = msg["content"].get("text", "")
+                    self.ductaflow_log.write(text)
+                    self.ductaflow_log.flush()
+                    if self.ductaflow_echo:
+                        stream = sys.stderr if msg["content"].get("name") == "stderr" else sys.stdout
+                        stream.write(text)
+                        stream.flush()
+                return super().output(outs, msg, display_id, cell_index)
+
+        _CLIENT_CLASS = StreamingClient
+    return _CLIENT_CLASS
+
+
+def _kernel_manager(kernel_name: str | None) -> Any:
+    from jupyter_client.manager import AsyncKernelManager
+
+    kwargs: dict[str, Any] = {}
+    if "transport_encryption" in AsyncKernelManager.class_trait_names() and _has_curve():
+        kwargs["transport_encryption"] = "auto"  # encrypt where the kernel supports it (ipykernel >= 7)
+    if kernel_name is not CURRENT_PYTHON:
+        return AsyncKernelManager(kernel_name=kernel_name, **kwargs)
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_current_python_specs(), **kwargs)
+
+
+def _has_curve() -> bool:
+    import zmq
+
+    return bool(zmq.has("curve"))
+
+
+def _current_python_specs() -> Any:
+    """A kernelspec manager whose every spec is an ipykernel on ``sys.executable``."""
+    global _SPEC_MANAGER
+    if _SPEC_MANAGER is None:
+        from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+        from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+        spec_dict = get_kernel_dict()
+        spec_dict["argv"] = [sys.executable, "-c", _LAUNCHER, "-f", "{connection_file}"]
+        spec_dict["metadata"] = {**spec_dict.get("metadata", {}), "debugger": False}
+        spec = KernelSpec(resource_dir=RESOURCES, **spec_dict)
+
+        class CurrentPythonSpecs(KernelSpecManager):  # type: ignore[misc]
+            def get_kernel_spec(self, kernel_name: str, *args: Any, **kwargs: Any) -> Any:
+                return spec
+
+        _SPEC_MANAGER = CurrentPythonSpecs()
+    return _SPEC_MANAGER

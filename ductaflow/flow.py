@@ -1,0 +1,126 @@
+"""Flows: read a ``.py`` percent script or an ``.ipynb``, find its parameters cell, inject a config.
+
+Conversion happens in memory (jupytext); no temporary notebook is written
+beside the source. A parsed flow is cached per process by the sha256 of its
+source, so executing hundreds of instances of one flow parses it once.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import pprint
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .exceptions import FlowError
+
+SUPPORTED_SUFFIXES = (".py", ".ipynb")
+INJECTED_TAG = "injected-parameters"
+_DEFAULT_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+_PARAMETERS_CELL_PY = '# %% tags=["parameters"]\nconfig = {}'
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A flow read from disk: its path, source hash and parsed notebook."""
+
+    path: Path
+    sha256: str
+    notebook: Any  # nbformat.NotebookNode, shared: use :meth:`with_config` for a private copy
+    parameters_index: int
+
+    @property
+    def stem(self) -> str:
+        """The file name without its suffix, used as the default step name."""
+        return self.path.stem
+
+    def with_config(self, config: dict[str, Any]) -> Any:
+        """Return a fresh notebook with ``config`` injected after the parameters cell."""
+        nb = copy.deepcopy(self.notebook)
+        cell = _new_code_cell(f"# Parameters\nconfig = {pprint.pformat(config, sort_dicts=False)}\n")
+        cell.metadata["tags"] = [INJECTED_TAG]
+        nb.cells.insert(self.parameters_index + 1, cell)
+        return nb
+
+
+def read_flow(path: str | Path) -> Flow:
+    """Read and validate a flow file.
+
+    Raises :class:`FlowError` when the file is missing, has an unsupported
+    suffix, cannot be parsed, or has no cell tagged ``parameters``.
+    """
+    p = Path(path)
+    if p.suffix not in SUPPORTED_SUFFIXES:
+        raise FlowError(
+            f"flow {str(p)!r} has suffix {p.suffix!r}; ductaflow runs {' or '.join(SUPPORTED_SUFFIXES)} "
+            "files (a jupytext percent-format script or a notebook).",
+            flow=str(p),
+        )
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise FlowError(f"flow file {str(p)!r} does not exist. Check the path.", flow=str(p)) from None
+    except OSError as exc:
+        raise FlowError(f"flow file {str(p)!r} cannot be read: {exc}.", flow=str(p)) from None
+    sha = hashlib.sha256(data).hexdigest()
+    key = (sha, p.suffix, str(p))
+    if key not in _PARSED:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = _parse(data, p.suffix, str(p))
+    notebook, index = _PARSED[key]
+    return Flow(path=p, sha256=sha, notebook=notebook, parameters_index=index)
+
+
+_PARSED: dict[tuple[str, str, str], tuple[Any, int]] = {}
+_PARSED_MAX = 64
+
+
+def _parse(data: bytes, suffix: str, name: str) -> tuple[Any, int]:
+    try:
+        text = data.decode("utf-8")
+        nb = _reads(text, suffix)
+    except Exception as exc:  # any parser error is the flow's fault
+        raise FlowError(
+            f"flow {name!r} cannot be read as a {'notebook' if suffix == '.ipynb' else 'percent script'}: "
+            f"{type(exc).__name__}: {exc}",
+            flow=name,
+        ) from None
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nb.metadata.setdefault("kernelspec", dict(_DEFAULT_KERNELSPEC))
+    return nb, _parameters_index(nb, name, suffix)
+
+
+def _reads(text: str, suffix: str) -> Any:
+    import nbformat
+
+    if suffix == ".ipynb":
+        return nbformat.reads(text, as_version=4)
+    import jupytext
+
+    return jupytext.reads(text, fmt="py:percent")
+
+
+def _parameters_index(nb: Any, name: str, suffix: str) -> int:
+    for index, cell in enumerate(nb.cells):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return index
+    how = (
+        f"Add this cell near the top of the script:\n\n{_PARAMETERS_CELL_PY}\n"
+        if suffix == ".py"
+        else "Tag a code cell holding `config = {}` with 'parameters' "
+        "(Jupyter: View > Cell Toolbar > Tags; VS Code: 'Add Cell Tag')."
+    )
+    raise FlowError(f"flow {name!r} has no cell tagged 'parameters'. {how}", flow=name)
+
+
+def _new_code_cell(source: str) -> Any:
+    import nbformat
+
+    return nbformat.v4.new_code_cell(source)

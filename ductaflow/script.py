@@ -1,0 +1,164 @@
+"""``load_cli_config``: the config of a flow, whichever way the flow runs.
+
+- As a script, ``python flow/x.py [--config FILE] [--output-dir DIR] [-o k=v ...]``.
+  With ``--output-dir`` the script is re-executed in a child process whose
+  working directory is DIR, while this process supervises it: it writes
+  ``config.json`` and ``run.json`` there, copies the child's output to the
+  terminal and to ``log.txt`` as it comes, and records ``success``, ``failed``
+  (with the error) or ``interrupted`` when the child ends, however it ends.
+  The calling process never changes directory or replaces its streams.
+- In an interactive notebook, the default config file is loaded (searched
+  from the working directory upwards, so a flow opened from ``flow/`` finds
+  ``config/...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .config import apply_overrides, load_config_file
+from .exceptions import ConfigError, DuctaflowError
+
+_CHILD_ENV = "DUCTAFLOW_SCRIPT_CONFIG"
+_ERROR_ENV = "DUCTAFLOW_SCRIPT_ERROR"
+
+_EPILOG = """\
+how it runs:
+  Paths on the command line are relative to the directory you launch from.
+  Without --output-dir the flow runs in place, in the current directory.
+  With --output-dir DIR the flow runs with DIR as its working directory and
+  leaves there: config.json (the config it ran with), log.txt (its output)
+  and run.json (the run record: running -> success | failed | interrupted).
+
+overrides:
+  -o key=value replaces one config entry; repeat it for several. Dotted keys
+  reach into nested dicts (-o processing.param1=200). Values are read as JSON
+  when they parse (200, 0.5, true, null, [1,2], {"a":1}) and as text otherwise.
+  Overriding a key that is not in the config is an error.
+
+examples:
+  python {prog} --config config/x.json --output-dir runs/x/a
+  python {prog} -o n_rows=500 -o model.alpha=0.1
+"""
+
+
+def load_cli_config(
+    default_config_path: str | os.PathLike[str] | None = None,
+    description: str | None = None,
+    *,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Return the flow's config when it runs as a script or in an interactive notebook.
+
+    As a script, parses ``--config``, ``--output-dir`` and ``-o key=value``
+    (``argv`` defaults to ``sys.argv[1:]``; ``--help`` explains them). With
+    ``--output-dir`` the whole script is executed again inside that directory
+    under supervision and this call does not return: the process exits with
+    the flow's exit code. Bad input exits with status 2 and a message naming
+    the file or key.
+
+    In a Jupyter kernel it loads ``default_config_path`` (searched upwards
+    from the working directory) and returns it.
+
+    Usage, after the ``parameters`` cell::
+
+        if not is_notebook_execution():
+            config = load_cli_config("config/base.json", "Run my analysis")
+    """
+    child_config = os.environ.pop(_CHILD_ENV, None)
+    if child_config is not None:  # the supervised re-execution: the config is already resolved
+        _report_errors_to(os.environ.pop(_ERROR_ENV, None))
+        return json.loads(Path(child_config).read_text(encoding="utf-8"))
+    from .inflow import _kernel_shell
+
+    if _kernel_shell() is not None:
+        return _interactive_config(default_config_path)
+    return _script_config(default_config_path, description, sys.argv[1:] if argv is None else argv)
+
+
+def _interactive_config(default_config_path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if default_config_path is None:
+        return {}
+    path = Path(default_config_path)
+    if not path.is_absolute():
+        for base in (Path.cwd(), *Path.cwd().parents):
+            if (base / path).is_file():
+                path = base / path
+                break
+    return load_config_file(path)
+
+
+def _parser(description: str | None) -> argparse.ArgumentParser:
+    prog = sys.argv[0] if sys.argv and sys.argv[0] else "flow.py"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=_EPILOG.replace("{prog}", prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="JSON config file (default: %(default)s)")
+    parser.add_argument("--output-dir", metavar="DIR", help="run inside DIR and record the run there")
+    parser.add_argument(
+        "-o",
+        "--override",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="replace one config entry (repeatable; dotted keys for nested dicts)",
+    )
+    return parser
+
+
+def _script_config(default: Any, description: str | None, argv: list[str]) -> dict[str, Any]:
+    parser = _parser(description)
+    parser.set_defaults(config=None if default is None else str(default))
+    args = parser.parse_args(argv)
+    try:
+        config = load_config_file(args.config) if args.config else {}
+        config = apply_overrides(config, args.override)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if args.output_dir is None:
+        return config
+    try:
+        _supervise(Path(args.output_dir).absolute(), config, argv)
+    except DuctaflowError as exc:
+        parser.error(str(exc))
+    raise AssertionError("unreachable")  # _supervise exits
+
+
+def _supervise(out_dir: Path, config: dict[str, Any], argv: list[str]) -> NoReturn:
+    from .supervisor import run_script
+
+    raise SystemExit(run_script(out_dir, config, argv))
+
+
+def _report_errors_to(path: str | None) -> None:
+    """In the supervised child: save an uncaught exception where the supervisor will read it."""
+    if not path:
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        import traceback
+
+        frames = traceback.extract_tb(tb)
+        script = os.path.abspath(sys.argv[0]) if sys.argv else ""
+        lines = [f.lineno for f in frames if os.path.abspath(f.filename) == script]
+        error = {
+            "name": kind.__name__,
+            "message": str(value),
+            "line": lines[-1] if lines else None,
+            "traceback": "".join(traceback.format_exception(kind, value, tb))[-20000:],
+        }
+        try:
+            Path(path).write_text(json.dumps(error), encoding="utf-8")
+        finally:
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
