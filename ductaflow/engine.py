@@ -189,6 +189,8 @@ class _Runner:
                 message = f"the cell did not finish within the per-cell timeout of {self.timeout} s"
                 outcome.error = _cell_error(cell, index, "CellTimeoutError", message, "")
             except DeadKernelError:
+                if _cancelled():  # nbclient reports our Ctrl-C cancellation as a dead kernel
+                    raise asyncio.CancelledError from None
                 message = "the kernel died while executing this cell (the flow crashed or exited the process)"
                 outcome.error = _cell_error(cell, index, "DeadKernelError", message, "")
             self.on_progress(self.nb)
@@ -208,6 +210,7 @@ class _Runner:
         busy = outcome.error is not None and outcome.error.name in ("CellTimeoutError", "KeyboardInterrupt")
         try:
             if kc is not None and not busy and await km.is_alive():
+                await _flush_open_files(client)
                 await _ensure(kc.shutdown())
                 deadline = time.monotonic() + SHUTDOWN_GRACE
                 try:
@@ -222,6 +225,30 @@ class _Runner:
                 kc.stop_channels()
             if km.has_kernel:
                 await km.shutdown_kernel(now=True)
+
+
+#: Flushes files the flow left open in its globals. The kernel's own exit flushes every file,
+#: but ipykernel sometimes hangs before it gets there (and is then killed after SHUTDOWN_GRACE).
+_FLUSH_GLOBALS = """\
+def _ductaflow_flush():
+    import io
+    for value in list(get_ipython().user_ns.values()):
+        if isinstance(value, io.IOBase) and not value.closed:
+            try:
+                value.flush()
+            except Exception:
+                pass
+_ductaflow_flush()
+del _ductaflow_flush
+"""
+
+
+async def _flush_open_files(client: Any) -> None:
+    try:
+        msg_id = client.kc.execute(_FLUSH_GLOBALS, silent=True, store_history=False)
+        await asyncio.wait_for(client.async_wait_for_reply(msg_id), timeout=5)
+    except Exception:  # best effort: the kernel's own exit flushes too
+        pass
 
 
 async def _wait_ready(km: Any, kc: Any, startup_timeout: float) -> dict[str, Any]:
@@ -253,6 +280,11 @@ async def _wait_ready(km: Any, kc: Any, startup_timeout: float) -> dict[str, Any
             return reply
         except Empty:
             continue
+
+
+def _cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _cell_error(cell: Any, index: int, name: str, message: str, traceback: str) -> ExecutionError:

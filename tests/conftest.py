@@ -1,0 +1,66 @@
+"""Shared fixtures: test flows, the conformance corpus, helpers to read instance directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FLOWS = Path(__file__).parent / "flows"
+REPO = Path(__file__).parent.parent
+
+
+def corpus_dir() -> Path | None:
+    """The shared conformance corpus: $DUCTAFLOW_CORPUS, or shared/corpus beside the repository."""
+    candidates = [os.environ.get("DUCTAFLOW_CORPUS"), REPO.parent / "shared" / "corpus"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def flows() -> Path:
+    """The directory of the tiny test flows."""
+    return FLOWS
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """The corpus of papermill and jupytext test inputs (skips when it is not available)."""
+    found = corpus_dir()
+    if found is None:
+        pytest.skip("corpus not found: set DUCTAFLOW_CORPUS to the shared/corpus directory")
+    return found
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project directory, made the current directory, outside any git work tree."""
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.delenv("DUCTAFLOW_INJECTED", raising=False)
+    return root
+
+
+def record(run_dir: Path) -> dict[str, Any]:
+    """The run record of an instance directory."""
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def listing(root: Path) -> list[str]:
+    """Every file and directory under ``root``, as sorted relative paths."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def python() -> str:
+    """The interpreter the tests (and ductaflow) run in."""
+    return sys.executable

@@ -1,0 +1,5 @@
+# %%
+config = {}
+
+# %%
+print("no cell is tagged parameters")

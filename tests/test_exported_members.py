@@ -1,0 +1,69 @@
+"""The public API is exactly what the README documents."""
+
+import subprocess
+import sys
+
+import ductaflow
+
+DOCUMENTED = {
+    "ConfigError",
+    "DuctaflowError",
+    "FlowError",
+    "FlowExecutionError",
+    "InstanceBusyError",
+    "KernelNotFoundError",
+    "RunDirectoryError",
+    "RunResult",
+    "RunStatus",
+    "UnsafeNameError",
+    "__version__",
+    "display_config_summary",
+    "is_notebook_execution",
+    "load_cli_config",
+    "run_notebook",
+    "run_step_flow",
+}
+
+
+def test_all_is_the_documented_api():
+    """__all__ lists exactly the documented public names, and each resolves."""
+    assert set(ductaflow.__all__) == DOCUMENTED
+    for name in ductaflow.__all__:
+        assert getattr(ductaflow, name) is not None
+
+
+def test_documented_names_appear_in_readme():
+    """Every public function and class is described in the README."""
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    missing = [n for n in DOCUMENTED if n != "__version__" and n not in readme]
+    assert missing == []
+
+
+def test_import_is_light():
+    """Importing ductaflow loads none of the heavy execution or data libraries."""
+    heavy = [
+        "pandas",
+        "numpy",
+        "nbconvert",
+        "papermill",
+        "nbclient",
+        "jupytext",
+        "nbformat",
+        "asyncio",
+        "zmq",
+    ]
+    code = f"import sys, ductaflow; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    """A misspelt name raises AttributeError naming it."""
+    try:
+        ductaflow.run_notebok  # noqa: B018
+    except AttributeError as exc:
+        assert "run_notebok" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
