@@ -333,7 +333,8 @@ def test_same_instance_in_another_process_is_refused(project, flows):
     """While another process executes an instance, running it here is refused and changes nothing."""
     code = (
         "import ductaflow, sys; "
-        f"ductaflow.run_step_flow({str(flows / 'slow.py')!r}, 'slow', 'busy', {{'sleep': 8}}, export_html=False)"
+        f"ductaflow.run_step_flow({str(flows / 'slow.py')!r}, 'slow', 'busy', {{'sleep': 8}}, "
+        "export_html=False)"
     )
     other = subprocess.Popen([sys.executable, "-c", code], cwd=project)
     try:
