@@ -101,7 +101,12 @@ def _reads(text: str, suffix: str) -> Any:
     import nbformat
 
     if suffix == ".ipynb":
-        return nbformat.reads(text, as_version=4)
+        nb = nbformat.reads(text, as_version=4)
+        if nb.nbformat_minor < 5:  # give every cell an id, as injected cells have one
+            from nbformat.v4.convert import upgrade
+
+            nb = upgrade(nb, from_version=4, from_minor=nb.nbformat_minor)
+        return nb
     import jupytext
 
     return jupytext.reads(text, fmt="py:percent")
