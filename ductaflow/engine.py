@@ -45,6 +45,7 @@ class ExecutionError:
     execution_count: int | None = None
     traceback: str = ""
     interrupted: bool = False
+    stop_now: bool = False  # the kernel may be busy: kill it rather than ask it to exit
 
 
 @dataclass
@@ -102,7 +103,43 @@ def execute(
     runner = _Runner(nb, cwd, log, kernel_name, timeout, startup_timeout, echo, env)
     runner.on_progress = on_progress or (lambda nb: None)
     runner.on_finish = on_finish or (lambda outcome: None)
-    return asyncio.run(runner.run())
+    return _run_in_own_loop(runner.run)
+
+
+def _run_in_own_loop(main: Callable[[], Any]) -> Any:
+    """Run the coroutine ``main()`` on a new event loop in a worker thread and wait for it.
+
+    The caller may itself be in an event loop (a conductor running in a
+    notebook). Ctrl-C while waiting cancels the coroutine, which stops its
+    kernel and returns; a second Ctrl-C stops waiting.
+    """
+    import threading
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(main())
+    box: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: an interrupted join can return early before 3.13
+
+    def work() -> None:
+        try:
+            box["result"] = loop.run_until_complete(task)
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            try:
+                _close(loop)
+            finally:
+                done.set()
+
+    threading.Thread(target=work, name="ductaflow-engine", daemon=True).start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        loop.call_soon_threadsafe(task.cancel)
+        done.wait()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 class _Runner:
@@ -141,9 +178,9 @@ class _Runner:
             await self._start(client, outcome)
             if outcome.error is None:
                 await self._cells(client, outcome)
-        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+        except asyncio.CancelledError:  # Ctrl-C: _run_in_own_loop cancels this task
             outcome.error = ExecutionError(
-                "KeyboardInterrupt", "interrupted by the user", self.index, interrupted=True
+                "KeyboardInterrupt", "interrupted by the user", self.index, interrupted=True, stop_now=True
             )
         finally:
             await self._stop(client, outcome)
@@ -188,11 +225,15 @@ class _Runner:
             except CellTimeoutError:
                 message = f"the cell did not finish within the per-cell timeout of {self.timeout} s"
                 outcome.error = _cell_error(cell, index, "CellTimeoutError", message, "")
+                outcome.error.stop_now = True
             except DeadKernelError:
                 if _cancelled():  # nbclient reports our Ctrl-C cancellation as a dead kernel
                     raise asyncio.CancelledError from None
                 message = "the kernel died while executing this cell (the flow crashed or exited the process)"
                 outcome.error = _cell_error(cell, index, "DeadKernelError", message, "")
+            except Exception as exc:  # e.g. an output that is not valid nbformat; the cell may still run
+                outcome.error = _cell_error(cell, index, type(exc).__name__, str(exc).split("\n")[0], "")
+                outcome.error.stop_now = True
             self.on_progress(self.nb)
             if outcome.error is not None:
                 self._log_error(outcome.error)
@@ -207,7 +248,7 @@ class _Runner:
     async def _stop(self, client: Any, outcome: Outcome) -> None:
         """Ask the kernel to exit (it runs atexit and flushes files), finish outputs meanwhile, then kill."""
         km, kc = client.km, client.kc
-        busy = outcome.error is not None and outcome.error.name in ("CellTimeoutError", "KeyboardInterrupt")
+        busy = outcome.error is not None and outcome.error.stop_now
         try:
             if kc is not None and not busy and await km.is_alive():
                 await _flush_open_files(client)
@@ -241,6 +282,19 @@ def _ductaflow_flush():
 _ductaflow_flush()
 del _ductaflow_flush
 """
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what nbclient left running (its kernel-alive poller after a failed cell), then close."""
+    try:
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 async def _flush_open_files(client: Any) -> None:

@@ -167,25 +167,13 @@ def lock_instance(run_dir: Path) -> Any:
     state.mkdir(parents=True, exist_ok=True)
     lock = FileLock(state / f"{run_dir.name}.lock", timeout=0)
     try:
-        lock.acquire()
+        return lock.acquire()  # a context manager that releases the lock
     except Timeout:
         raise InstanceBusyError(
             f"instance {run_dir.name!r} ({run_dir}) is being executed by another process. "
             "Wait for it to finish, or run a different instance.",
             run_dir=str(run_dir),
         ) from None
-    return _Held(lock)
-
-
-class _Held:
-    def __init__(self, lock: Any) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
 
 
 def previous_attempt_dir(run_dir: Path) -> Path:
@@ -333,7 +321,11 @@ class _Attempt:
             from .report import write_html
 
             self.html_import.join()
-            write_html(nb, self.html_path)
+            try:
+                write_html(nb, self.html_path)
+            except Exception as exc:  # the run's results stand without their report
+                self.record["outputs"]["html"] = None
+                self.record["html_error"] = f"{type(exc).__name__}: {exc}"
 
     def _flow_cell_index(self, error: engine.ExecutionError) -> int | None:
         index = error.cell_index

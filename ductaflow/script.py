@@ -26,6 +26,7 @@ from .exceptions import ConfigError, DuctaflowError
 
 _CHILD_ENV = "DUCTAFLOW_SCRIPT_CONFIG"
 _ERROR_ENV = "DUCTAFLOW_SCRIPT_ERROR"
+_child_config: str | None = None  # set in the supervised child process
 
 _EPILOG = """\
 how it runs:
@@ -70,10 +71,12 @@ def load_cli_config(
         if not is_notebook_execution():
             config = load_cli_config("config/base.json", "Run my analysis")
     """
-    child_config = os.environ.pop(_CHILD_ENV, None)
-    if child_config is not None:  # the supervised re-execution: the config is already resolved
+    global _child_config
+    if _CHILD_ENV in os.environ:  # the supervised re-execution: the config is already resolved
+        _child_config = os.environ.pop(_CHILD_ENV)  # not inherited by processes the flow starts
         _report_errors_to(os.environ.pop(_ERROR_ENV, None))
-        return json.loads(Path(child_config).read_text(encoding="utf-8"))
+    if _child_config is not None:
+        return json.loads(Path(_child_config).read_text(encoding="utf-8"))
     from .inflow import _kernel_shell
 
     if _kernel_shell() is not None:

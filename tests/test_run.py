@@ -431,3 +431,36 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "zombie" in status.read_text())
+
+
+def test_report_failure_keeps_a_successful_run(project, flows):
+    """When nbconvert cannot render the report, the run still succeeds and the record says why."""
+    result = ductaflow.run_step_flow(flows / "missing_attachment.py", "att", "a", {})
+    assert result.status is RunStatus.SUCCESS
+    assert result.html is None and not list(result.run_dir.glob("*.html"))
+    rec = record(result.run_dir)
+    assert rec["status"] == "success"
+    assert rec["outputs"]["html"] is None
+    assert "missing attachment" in rec["html_error"]
+    assert (result.run_dir / "result.txt").read_text() == "the flow's own result"
+
+
+def test_invalid_output_is_a_cell_failure(project, flows):
+    """An output nbformat refuses fails its cell like any error, with the notebook and report saved."""
+    with pytest.raises(FlowExecutionError) as info:
+        ductaflow.run_step_flow(flows / "invalid_output.py", "bad", "out", {})
+    assert info.value.error_name == "NotebookValidationError"
+    assert info.value.cell_index == 1
+    run_dir = project / "runs" / "bad" / "out"
+    assert record(run_dir)["status"] == "failed"
+    assert (run_dir / "invalid_output.html").exists()
+
+
+def test_log_output_echoes_the_flow_output(project, flows, capfd):
+    """log_output=True also shows the flow's stdout and stderr in this process's streams."""
+    ductaflow.run_step_flow(flows / "ok.py", "ok", "echo", {"label": "E"}, export_html=False, log_output=True)
+    captured = capfd.readouterr()
+    assert "stdout line E" in captured.out
+    assert "stderr line" in captured.err
+    ductaflow.run_step_flow(flows / "ok.py", "ok", "quiet", {"label": "Q"}, export_html=False)
+    assert "stdout line Q" not in capfd.readouterr().out
