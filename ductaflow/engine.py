@@ -100,9 +100,10 @@ def execute(
     received while the kernel runs, with ``interrupted=True``, after the
     kernel has been stopped: the caller records it, then re-raises.
     """
-    runner = _Runner(nb, cwd, log, kernel_name, timeout, startup_timeout, echo, env)
-    runner.on_progress = on_progress or (lambda nb: None)
-    runner.on_finish = on_finish or (lambda outcome: None)
+    runner = _Runner(
+        nb, cwd, log, kernel_name, timeout, startup_timeout, echo, env,
+        on_progress or (lambda nb: None), on_finish or (lambda outcome: None),
+    )  # fmt: skip
     return _run_in_own_loop(runner.run)
 
 
@@ -142,24 +143,19 @@ def _run_in_own_loop(main: Callable[[], Any]) -> Any:
     return box["result"]
 
 
+@dataclass
 class _Runner:
-    def __init__(
-        self,
-        nb: Any,
-        cwd: str,
-        log: IO[str],
-        kernel_name: str | None,
-        timeout: float | None,
-        startup_timeout: float,
-        echo: bool,
-        env: dict[str, str] | None,
-    ) -> None:
-        self.nb, self.cwd, self.log = nb, cwd, log
-        self.kernel_name, self.timeout, self.startup_timeout = kernel_name, timeout, startup_timeout
-        self.echo, self.env = echo, env
-        self.on_progress: Callable[[Any], None] = lambda nb: None
-        self.on_finish: Callable[[Outcome], None] = lambda outcome: None
-        self.index: int | None = None
+    nb: Any
+    cwd: str
+    log: IO[str]
+    kernel_name: str | None
+    timeout: float | None
+    startup_timeout: float
+    echo: bool
+    env: dict[str, str] | None
+    on_progress: Callable[[Any], None]
+    on_finish: Callable[[Outcome], None]
+    index: int | None = None  # the cell being executed
 
     async def run(self) -> Outcome:
         client = _client_class()(
@@ -203,7 +199,7 @@ class _Runner:
             reply = await _wait_ready(client.km, client.kc, self.startup_timeout)
         except Exception as exc:  # the kernel did not start or did not answer
             message = f"the kernel could not start: {type(exc).__name__}: {exc}"
-            outcome.error = ExecutionError("KernelStartError", message)
+            outcome.error = ExecutionError("KernelStartError", message, stop_now=True)
             self._log_error(outcome.error)
             return
         if reply is not None:

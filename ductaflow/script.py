@@ -64,7 +64,9 @@ def load_cli_config(
     the file or key.
 
     In a Jupyter kernel it loads ``default_config_path`` (searched upwards
-    from the working directory) and returns it.
+    from the working directory) and returns it; in a kernel that received a
+    config (see :func:`is_notebook_execution`) it returns that config, so a
+    flow that calls it without the guard still runs with the injected config.
 
     Usage, after the ``parameters`` cell::
 
@@ -77,9 +79,12 @@ def load_cli_config(
         _report_errors_to(os.environ.pop(_ERROR_ENV, None))
     if _child_config is not None:
         return json.loads(Path(_child_config).read_text(encoding="utf-8"))
-    from .inflow import _kernel_shell
+    from .inflow import _kernel_shell, is_notebook_execution
 
-    if _kernel_shell() is not None:
+    shell = _kernel_shell()
+    if shell is not None:
+        if is_notebook_execution():  # called without the guard: keep the injected config
+            return dict(shell.user_ns["config"])
         return _interactive_config(default_config_path)
     return _script_config(default_config_path, description, sys.argv[1:] if argv is None else argv)
 

@@ -464,3 +464,9 @@ def test_log_output_echoes_the_flow_output(project, flows, capfd):
     assert "stderr line" in captured.err
     ductaflow.run_step_flow(flows / "ok.py", "ok", "quiet", {"label": "Q"}, export_html=False)
     assert "stdout line Q" not in capfd.readouterr().out
+
+
+def test_unguarded_load_cli_config_keeps_the_injected_config(project, flows):
+    """A flow calling load_cli_config without the guard still runs with the injected config."""
+    result = ductaflow.run_step_flow(flows / "unguarded.py", "unguarded", "u", {"a": 1}, export_html=False)
+    assert json.loads((result.run_dir / "seen.json").read_text()) == {"a": 1}
