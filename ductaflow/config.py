@@ -91,8 +91,6 @@ def _normalise_foreign(value: Any, key: str) -> JSONValue:
             return _normalise(value.tolist(), key)
         if isinstance(value, numpy.generic) and not isinstance(value, numpy.timedelta64):
             return _normalise(value.item(), key)
-    if module == "pandas" and hasattr(value, "isoformat") and type(value).__name__ == "Timestamp":
-        return value.isoformat()
     raise ConfigError(
         f"config key {key!r} holds a {type(value).__module__}.{type(value).__qualname__}, "
         "which cannot be stored as JSON. Convert it to a number, string, list or dict "

@@ -22,7 +22,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from .exceptions import KernelNotFoundError
@@ -54,7 +54,6 @@ class Outcome:
 
     error: ExecutionError | None = None
     exited_early: bool = False  # the flow called sys.exit(0)
-    language_info: dict[str, Any] = field(default_factory=dict)
 
 
 def check_kernel(kernel_name: str | None) -> None:
@@ -202,9 +201,7 @@ class _Runner:
             outcome.error = ExecutionError("KernelStartError", message, stop_now=True)
             self._log_error(outcome.error)
             return
-        if reply is not None:
-            outcome.language_info = reply["content"].get("language_info", {})
-            self.nb.metadata["language_info"] = outcome.language_info
+        self.nb.metadata["language_info"] = reply["content"].get("language_info", {})
 
     async def _cells(self, client: Any, outcome: Outcome) -> None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
