@@ -1,10 +1,11 @@
 # %% [markdown]
 # # Conductor: demand scenarios
-# Each row of the control table is one scenario. For every scenario the
-# conductor runs `flow/make_data.py` into `runs/make_data/<scenario>/`, then
-# `flow/analyse.py` on that data into `runs/analyse/<scenario>/`, and prints a
-# table of the results. Each instance directory keeps its config, executed
-# notebook, HTML report, log and run record.
+# Each row of the control table is one scenario. `run_instances` runs
+# `flow/make_data.py` for every scenario into `runs/make_data/<scenario>/`, then
+# `flow/analyse.py` on each scenario's data into `runs/analyse/<scenario>/`, two
+# at a time. Run it again and only what changed runs: edit a row, the flows or
+# `config/make_data.json`, and just the affected instances execute (an analysis
+# also re-runs when its input CSV changed).
 #
 # Run it with `python conductor.py` from the project root, or open it as a
 # notebook and run the cells.
@@ -28,28 +29,25 @@ scenarios = pd.DataFrame(
 scenarios
 
 # %%
-rows = []
-for scenario in scenarios.to_dict("records"):
-    name = scenario.pop("instance_name")
-    try:
-        made = ductaflow.run_step_flow("flow/make_data.py", "make_data", name, {**base_config, **scenario})
-        analysed = ductaflow.run_step_flow(
-            "flow/analyse.py",
-            "analyse",
-            name,
-            {"input_csv": str(made.run_dir / "demand.csv"), "window_days": 28},
-        )
-    except ductaflow.FlowExecutionError as error:
-        print(error)
-        rows.append({"scenario": name, "status": "failed"})
-        continue
-    summary = json.loads((analysed.run_dir / "summary.json").read_text())
-    seconds = round(made.duration + analysed.duration, 1)
-    rows.append(
-        {"scenario": name, "status": "success", **summary, "seconds": seconds, "report": analysed.html}
-    )
+made = ductaflow.run_instances("flow/make_data.py", scenarios, base_config=base_config, jobs=2)
 
 # %%
+ready = made[made.status.isin(["success", "skipped"])]
+analyses = pd.DataFrame(
+    {
+        "instance_name": ready.instance,
+        "input_csv": [f"runs/make_data/{name}/demand.csv" for name in ready.instance],
+        "window_days": 28,
+    }
+)
+analysed = ductaflow.run_instances("flow/analyse.py", analyses, inputs=["input_csv"], jobs=2)
+
+# %%
+rows = []
+for instance, status, run_dir in analysed[["instance", "status", "run_dir"]].itertuples(index=False):
+    summary_file = Path(run_dir) / "summary.json"
+    summary = json.loads(summary_file.read_text()) if status in ("success", "skipped") else {}
+    rows.append({"scenario": instance, "status": status, **summary})
 results = pd.DataFrame(rows)
-with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+with pd.option_context("display.width", 200):
     print(results.to_string(index=False))

@@ -12,6 +12,7 @@ from .exceptions import (
     FlowError,
     FlowExecutionError,
     InstanceBusyError,
+    InstancesFailedError,
     KernelNotFoundError,
     RunDirectoryError,
     UnsafeNameError,
@@ -21,6 +22,7 @@ from .script import load_cli_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .conductor import run_instances
     from .instance import RunResult, run_notebook, run_step_flow
     from .record import RunStatus
 
@@ -30,6 +32,7 @@ _LAZY = {
     "RunResult": "instance",
     "run_notebook": "instance",
     "run_step_flow": "instance",
+    "run_instances": "conductor",
     "RunStatus": "record",
 }
 
@@ -51,6 +54,7 @@ __all__ = [
     "FlowError",
     "FlowExecutionError",
     "InstanceBusyError",
+    "InstancesFailedError",
     "KernelNotFoundError",
     "RunDirectoryError",
     "RunResult",
@@ -60,6 +64,7 @@ __all__ = [
     "display_config_summary",
     "is_notebook_execution",
     "load_cli_config",
+    "run_instances",
     "run_notebook",
     "run_step_flow",
 ]

@@ -20,6 +20,7 @@ import asyncio
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ def execute(
     on_progress: Callable[[Any], None] | None = None,
     on_finish: Callable[[Outcome], None] | None = None,
     env: dict[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> Outcome:
     """Execute ``nb`` in place in a new kernel started in ``cwd``.
 
@@ -97,26 +99,27 @@ def execute(
     Cell errors, timeouts, kernel death and a kernel that cannot start are
     returned in :attr:`Outcome.error`; so is a ``KeyboardInterrupt`` (Ctrl-C)
     received while the kernel runs, with ``interrupted=True``, after the
-    kernel has been stopped: the caller records it, then re-raises.
+    kernel has been stopped: the caller records it, then re-raises. Setting
+    ``stop`` (from any thread) interrupts the same way.
     """
     runner = _Runner(
         nb, cwd, log, kernel_name, timeout, startup_timeout, echo, env,
         on_progress or (lambda nb: None), on_finish or (lambda outcome: None),
     )  # fmt: skip
-    return _run_in_own_loop(runner.run)
+    return _run_in_own_loop(runner.run, stop)
 
 
-def _run_in_own_loop(main: Callable[[], Any]) -> Any:
+def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = None) -> Any:
     """Run the coroutine ``main()`` on a new event loop in a worker thread and wait for it.
 
     The caller may itself be in an event loop (a conductor running in a
     notebook). Ctrl-C while waiting cancels the coroutine, which stops its
-    kernel and returns; a second Ctrl-C stops waiting.
+    kernel and returns; a second Ctrl-C stops waiting. ``stop`` does what
+    Ctrl-C does, for callers in other threads (a conductor's workers).
     """
-    import threading
-
     loop = asyncio.new_event_loop()
     task = loop.create_task(main())
+    watcher = loop.create_task(_cancel_when_set(stop, task)) if stop is not None else None
     box: dict[str, Any] = {}
     done = threading.Event()  # not Thread.join: an interrupted join can return early before 3.13
 
@@ -137,6 +140,7 @@ def _run_in_own_loop(main: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         loop.call_soon_threadsafe(task.cancel)
         done.wait()
+    del watcher  # cancelled with the other leftovers when the loop closes
     if "error" in box:
         raise box["error"]
     return box["result"]
@@ -275,6 +279,12 @@ def _ductaflow_flush():
 _ductaflow_flush()
 del _ductaflow_flush
 """
+
+
+async def _cancel_when_set(stop: threading.Event, task: asyncio.Task[Any]) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(0.1)
+    task.cancel()
 
 
 def _close(loop: asyncio.AbstractEventLoop) -> None:

@@ -67,3 +67,7 @@ class FlowExecutionError(DuctaflowError, RuntimeError):
     saved evidence, ``None`` when not written) and ``status`` (``failed`` or
     ``interrupted``).
     """
+
+
+class InstancesFailedError(DuctaflowError, RuntimeError):
+    """Instances of a conductor run failed (fields: ``step``, ``failed``, the failed instance names)."""

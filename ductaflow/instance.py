@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 from . import engine
 from .config import config_hash, normalise_config
 from .exceptions import FlowExecutionError, InstanceBusyError, RunDirectoryError
+from .fingerprint import Fingerprint
 from .flow import Flow, read_flow
 from .names import check_name
 from .record import RECORD_NAME, RunStatus, base_record, git_info, now_iso, read_record, write_json_atomic
@@ -93,7 +95,7 @@ def run_step_flow(
     >>> result.status
     <RunStatus.SUCCESS: 'success'>
     """
-    options = _options(project_root, kernel_name, timeout, export_html, log_output)
+    options = make_options(project_root, kernel_name, timeout, export_html, log_output)
     check_name(step_name, "step name")
     check_name(instance_name, "instance name")
     run_dir = options.project_root / RUNS_DIR / step_name / instance_name
@@ -121,7 +123,7 @@ def run_notebook(
     >>> run_notebook("flow/make_data.py", {"n_rows": 50}, output_dir="runs/make_data/try1").status
     <RunStatus.SUCCESS: 'success'>
     """
-    options = _options(project_root, kernel_name, timeout, export_html, log_output)
+    options = make_options(project_root, kernel_name, timeout, export_html, log_output)
     if output_dir is not None:
         run_dir = Path(output_dir).absolute()
         check_name(run_dir.name, "output directory name")
@@ -134,8 +136,12 @@ def run_notebook(
     return _run(notebook_file, normalised, run_dir, step, instance, options)
 
 
-def _options(
-    project_root: Any, kernel_name: str | None, timeout: float | None, export_html: bool, log_output: bool
+def make_options(
+    project_root: Any,
+    kernel_name: str | None = None,
+    timeout: float | None = None,
+    export_html: bool = True,
+    log_output: bool = False,
 ) -> _Options:
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
@@ -151,12 +157,65 @@ def _run(
     instance: str,
     options: _Options,
 ) -> RunResult:
-    normalised = normalise_config(config)
-    flow = read_flow(notebook_file)
-    engine.check_kernel(options.kernel_name)
-    attempt = _Attempt(flow, normalised, run_dir, step, instance, options)
+    attempt = prepare_attempt(notebook_file, config, run_dir, step, instance, options)
     with lock_instance(run_dir):
         return attempt.run()
+
+
+def prepare_attempt(
+    notebook_file: Any,
+    config: Mapping[str, Any] | None,
+    run_dir: Path,
+    step: str,
+    instance: str,
+    options: _Options,
+    *,
+    flow: Flow | None = None,
+    fingerprint: Fingerprint | None = None,
+    stop: threading.Event | None = None,
+) -> _Attempt:
+    """Check everything a user can get wrong and return the attempt, writing nothing.
+
+    ``flow`` and ``fingerprint`` may be given when already computed (a
+    conductor reads the flow once for all its instances). ``stop`` interrupts
+    the attempt when set.
+    """
+    normalised = normalise_config(config)
+    if flow is None:
+        flow = read_flow(notebook_file)
+        engine.check_kernel(options.kernel_name)
+    if fingerprint is None:
+        fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, kernel_label(options.kernel_name))
+    return _Attempt(flow, normalised, run_dir, step, instance, options, fingerprint, stop)
+
+
+def kernel_label(kernel_name: str | None) -> str:
+    """How a kernel choice is named in records and fingerprints."""
+    return kernel_name or "ductaflow-python"
+
+
+def current_status(record: Mapping[str, Any] | None, run_dir: Path, *, lock_held: bool = False) -> str | None:
+    """The instance's state: its record's status, or ``crashed`` for a stale ``running`` record.
+
+    A ``running`` record is stale when nobody holds the instance lock (the
+    process that wrote it is gone). Pass ``lock_held=True`` when the caller
+    holds the lock itself.
+    """
+    if record is None:
+        return None
+    status = record.get("status")
+    if status != RunStatus.RUNNING.value:
+        return str(status)
+    if lock_held:
+        return RunStatus.CRASHED.value
+    from filelock import FileLock, Timeout
+
+    probe = FileLock(run_dir.parent / STATE_DIR / f"{run_dir.name}.lock", timeout=0)
+    try:
+        with probe.acquire():
+            return RunStatus.CRASHED.value
+    except Timeout:
+        return RunStatus.RUNNING.value
 
 
 def lock_instance(run_dir: Path) -> Any:
@@ -237,10 +296,18 @@ class _Attempt:
     """One attempt at one instance, from a fresh directory to its final record."""
 
     def __init__(
-        self, flow: Flow, config: dict[str, Any], run_dir: Path, step: str, instance: str, options: _Options
+        self,
+        flow: Flow,
+        config: dict[str, Any],
+        run_dir: Path,
+        step: str,
+        instance: str,
+        options: _Options,
+        fingerprint: Fingerprint,
+        stop: threading.Event | None,
     ) -> None:
         self.flow, self.config, self.run_dir, self.options = flow, config, run_dir, options
-        self.step, self.instance = step, instance
+        self.step, self.instance, self.fingerprint, self.stop = step, instance, fingerprint, stop
         self.notebook_path = run_dir / f"{flow.stem}.ipynb"
         self.html_path = run_dir / f"{flow.stem}.html"
         self.log_path = run_dir / LOG_NAME
@@ -275,8 +342,10 @@ class _Attempt:
             started_at=now_iso(),
             ended_at=None,
             duration_s=None,
-            kernel=self.options.kernel_name or "ductaflow-python",
+            kernel=kernel_label(self.options.kernel_name),
             options={"timeout": self.options.timeout, "export_html": self.options.export_html},
+            fingerprint=self.fingerprint.digest,
+            fingerprint_parts=self.fingerprint.parts,
             outputs={
                 "config": CONFIG_NAME,
                 "notebook": self.notebook_path.name,
@@ -304,6 +373,7 @@ class _Attempt:
             on_progress=self._save_notebook,
             on_finish=lambda outcome: self._finish_outputs(nb, outcome.error),
             env=env,
+            stop=self.stop,
         )
 
     def _save_notebook(self, nb: Any) -> None:

@@ -11,6 +11,7 @@ DOCUMENTED = {
     "FlowError",
     "FlowExecutionError",
     "InstanceBusyError",
+    "InstancesFailedError",
     "KernelNotFoundError",
     "RunDirectoryError",
     "RunResult",
@@ -20,6 +21,7 @@ DOCUMENTED = {
     "display_config_summary",
     "is_notebook_execution",
     "load_cli_config",
+    "run_instances",
     "run_notebook",
     "run_step_flow",
 }

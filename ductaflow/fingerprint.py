@@ -1,0 +1,180 @@
+"""Fingerprints: what decides whether an instance is up to date, and why it is not.
+
+An instance's fingerprint covers the flow source, the normalised config, the
+content of its declared inputs and the options that change results (the
+kernel). Its parts are stored in ``run.json`` so a later run can say what
+changed: ``flow changed``, ``config changed (param1: 100 -> 200)``,
+``input changed (data/x.csv)``...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import canonical_json
+from .exceptions import ConfigError
+
+_GLOB_CHARS = set("*?[")
+_SHOWN_CHANGES = 3
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """The parts that decide whether an instance must run again, and their digest."""
+
+    flow_sha256: str
+    config_hash: str
+    inputs: dict[str, str] = field(default_factory=dict)  # input path -> content hash
+    kernel: str = "ductaflow-python"
+
+    @property
+    def parts(self) -> dict[str, Any]:
+        """The parts as stored in ``run.json`` under ``fingerprint_parts``."""
+        return {"flow_sha256": self.flow_sha256, "config_hash": self.config_hash, "inputs": self.inputs,
+                "kernel": self.kernel}  # fmt: skip
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the parts (stored as ``fingerprint``)."""
+        return hashlib.sha256(canonical_json(self.parts).encode()).hexdigest()
+
+
+class InputHasher:
+    """Content hashes of input files, directories and globs.
+
+    A file's hash is cached by (path, size, mtime_ns) for the hasher's
+    lifetime, so many instances sharing one large input hash it once.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._files: dict[tuple[str, int, int], str] = {}
+
+    def hash_inputs(self, specs: Iterable[str | os.PathLike[str]], where: str = "") -> dict[str, str]:
+        """Map each input (files of directories and globs expanded) to its content hash."""
+        hashes: dict[str, str] = {}
+        for spec in specs:
+            for path in self._expand(str(spec), where):
+                hashes[self._shown(path)] = self._hash(path)
+        return hashes
+
+    def _expand(self, spec: str, where: str) -> list[Path]:
+        path = Path(spec) if Path(spec).is_absolute() else self.root / spec
+        if _GLOB_CHARS & set(spec):
+            anchor = Path(path.anchor)
+            matches = sorted(anchor.glob(str(path.relative_to(anchor))))
+            if not matches:
+                raise ConfigError(f"input glob {spec!r}{where} matches no file under {self.root}.", key=spec)
+            return matches
+        if not path.exists():
+            raise ConfigError(
+                f"input {spec!r}{where} does not exist (paths are relative to {self.root}). "
+                "Create it first or fix the path.",
+                key=spec,
+            )
+        return [path]
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _hash(self, path: Path) -> str:
+        if not path.is_dir():
+            return self._hash_file(path)
+        digest = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{child.relative_to(path).as_posix()}\0{self._hash_file(child)}\n".encode())
+        return digest.hexdigest()
+
+    def _hash_file(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in self._files:
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+            self._files[key] = digest.hexdigest()
+        return self._files[key]
+
+
+def why_run(
+    record: Mapping[str, Any] | None,
+    status: str | None,
+    fingerprint: Fingerprint,
+    old_config: Mapping[str, Any] | None = None,
+    new_config: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why an instance must run, or ``None`` when its last success has the same fingerprint.
+
+    ``status`` is the instance's current state (``crashed`` for a stale
+    ``running`` record); ``old_config``/``new_config`` let a config change be
+    described key by key.
+    """
+    if record is None:
+        return "new"
+    if status != "success":
+        return f"previous attempt {status}"
+    if record.get("fingerprint") == fingerprint.digest:
+        return None
+    old = record.get("fingerprint_parts")
+    if not isinstance(old, Mapping):
+        return "recorded without a fingerprint"
+    changes = []
+    if old.get("flow_sha256") != fingerprint.flow_sha256:
+        changes.append("flow changed")
+    if old.get("config_hash") != fingerprint.config_hash:
+        changes.append(_config_change(old_config, new_config))
+    changes += _input_changes(old.get("inputs") or {}, fingerprint.inputs)
+    if old.get("kernel") != fingerprint.kernel:
+        changes.append(f"kernel changed ({old.get('kernel')} -> {fingerprint.kernel})")
+    return "; ".join(changes) or "fingerprint changed"
+
+
+def _config_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> str:
+    if old is None or new is None:
+        return "config changed"
+    before, after = dict(_flatten(old)), dict(_flatten(new))
+    diffs = []
+    for key in sorted(before.keys() | after.keys()):
+        if key not in after:
+            diffs.append(f"{key} removed")
+        elif key not in before:
+            diffs.append(f"{key}={_short(after[key])} added")
+        elif before[key] != after[key]:
+            diffs.append(f"{key}: {_short(before[key])} -> {_short(after[key])}")
+    more = f", +{len(diffs) - _SHOWN_CHANGES} more" if len(diffs) > _SHOWN_CHANGES else ""
+    return f"config changed ({', '.join(diffs[:_SHOWN_CHANGES])}{more})"
+
+
+def _input_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    changed = [p for p in new if p in old and old[p] != new[p]]
+    added = [p for p in new if p not in old]
+    removed = [p for p in old if p not in new]
+    out = [f"input changed ({p})" for p in changed[:_SHOWN_CHANGES]]
+    out += [f"input added ({p})" for p in added[:_SHOWN_CHANGES]]
+    out += [f"input removed ({p})" for p in removed[:_SHOWN_CHANGES]]
+    hidden = len(changed) + len(added) + len(removed) - len(out)
+    return out + ([f"+{hidden} more input changes"] if hidden > 0 else [])
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in config.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, dotted)
+        else:
+            yield dotted, value
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,142 @@
+"""What a conductor shows while it runs: a live bar in a terminal, one line per instance otherwise.
+
+The scheduling loop reports events (instances skipped, started, finished);
+a display only listens. ``rich`` is imported only for the terminal bar.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass
+class InstanceRow:
+    """One instance's outcome in a conductor's results."""
+
+    instance: str
+    status: str  # success | failed | skipped | interrupted
+    reason: str
+    duration: float | None
+    run_dir: str
+    error: str | None = None
+    html: str | None = None
+
+
+class Display(Protocol):
+    """Receives a conductor's events."""
+
+    def begin(self, total: int, skipped: int) -> None: ...
+    def started(self, name: str) -> None: ...
+    def finished(self, row: InstanceRow) -> None: ...
+    def interrupting(self) -> None: ...
+    def end(self, rows: list[InstanceRow], elapsed: float) -> None: ...
+
+
+def make_display(progress: bool, step: str) -> Display:
+    """The display for ``progress``: silent, a rich bar on a terminal, or plain lines."""
+    if not progress:
+        return _Silent()
+    if sys.stdout.isatty():
+        return _Bar(step)
+    return _Lines(step)
+
+
+class _Silent:
+    def begin(self, total: int, skipped: int) -> None:
+        pass
+
+    def started(self, name: str) -> None:
+        pass
+
+    def finished(self, row: InstanceRow) -> None:
+        pass
+
+    def interrupting(self) -> None:
+        pass
+
+    def end(self, rows: list[InstanceRow], elapsed: float) -> None:
+        pass
+
+
+class _Lines(_Silent):
+    """One plain line per finished instance: for logs, pipes and CI."""
+
+    def __init__(self, step: str) -> None:
+        self.step, self.total, self.done = step, 0, 0
+
+    def begin(self, total: int, skipped: int) -> None:
+        self.total, self.done = total, skipped
+        print(f"{self.step}: {total} instances, {total - skipped} to run, {skipped} up to date", flush=True)
+
+    def finished(self, row: InstanceRow) -> None:
+        self.done += 1
+        width = len(str(self.total))
+        took = f"{row.duration:.1f} s" if row.duration is not None else "-"
+        line = f"[{self.done:>{width}}/{self.total}] {row.status:<11} {row.instance}  {took}  ({row.reason})"
+        print(line + (f"\n    {row.error}" if row.error else ""), flush=True)
+
+    def interrupting(self) -> None:
+        print("interrupted: stopping the running instances...", flush=True)
+
+    def end(self, rows: list[InstanceRow], elapsed: float) -> None:
+        print(summary(rows, self.step, elapsed), flush=True)
+
+
+class _Bar(_Lines):
+    """A live rich progress bar: done/total, running, failed, skipped and time left."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(step)
+        self.bar: Any = None
+        self.counts = {"running": 0, "failed": 0, "skipped": 0}
+
+    def begin(self, total: int, skipped: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.counts["skipped"] = skipped
+        fields = (
+            "running {task.fields[running]} · failed {task.fields[failed]} · skipped {task.fields[skipped]}"
+        )
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(fields),
+            TextColumn("· left"), TimeRemainingColumn(),
+        )  # fmt: skip
+        self.task = self.bar.add_task(self.step, total=total, completed=skipped, **self.counts)
+        self.bar.start()
+
+    def started(self, name: str) -> None:
+        self.counts["running"] += 1
+        self.bar.update(self.task, **self.counts)
+
+    def finished(self, row: InstanceRow) -> None:
+        self.counts["running"] -= 1
+        if row.status == "failed":
+            self.counts["failed"] += 1
+            self.bar.console.print(f"[red]failed[/red] {row.instance}: {row.error}")
+        self.bar.update(self.task, advance=1, **self.counts)
+
+    def interrupting(self) -> None:
+        self.bar.console.print("[yellow]interrupted: stopping the running instances...[/yellow]")
+
+    def end(self, rows: list[InstanceRow], elapsed: float) -> None:
+        self.bar.stop()
+        print(summary(rows, self.step, elapsed), flush=True)
+
+
+def summary(rows: list[InstanceRow], step: str, elapsed: float) -> str:
+    """Counts by status, then each failed instance with its first error line and report."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    order = ["success", "skipped", "failed", "interrupted"]
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    lines = [f"{step}: {len(rows)} instances in {elapsed:.1f} s: {', '.join(parts) or 'nothing to do'}"]
+    failed = [row for row in rows if row.status == "failed"]
+    for row in failed[:20]:
+        lines.append(f"  failed {row.instance}: {row.error}")
+        lines.append(f"         {row.html or row.run_dir}")
+    if len(failed) > 20:
+        lines.append(f"  ... and {len(failed) - 20} more failed instances")
+    return "\n".join(lines)
