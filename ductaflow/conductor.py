@@ -184,6 +184,7 @@ class _Conductor:
                 row = future.result()
                 if row is None:
                     self.deferred.append(self.running[future])
+                    display.requeued(self.running[future].name)
                 else:
                     rows[row.instance] = row
                     display.finished(row)
@@ -203,7 +204,14 @@ class _Conductor:
             rows.setdefault(plan.name, _not_started(plan))
 
     def _execute(self, plan: _Plan) -> InstanceRow | None:
-        """Run one instance under its lock; ``None`` when another process holds it."""
+        """Run one instance under its lock; ``None`` when another process holds it. Never raises."""
+        try:
+            return self._execute_locked(plan)
+        except Exception as exc:  # one instance's trouble (an unwritable folder...) never stops the others
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return InstanceRow(plan.name, "failed", plan.reason or "", None, str(plan.run_dir), error)
+
+    def _execute_locked(self, plan: _Plan) -> InstanceRow | None:
         if self.stop.is_set():
             return _not_started(plan)
         lock = self._lock(plan)

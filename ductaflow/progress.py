@@ -29,6 +29,7 @@ class Display(Protocol):
 
     def begin(self, total: int, skipped: int) -> None: ...
     def started(self, name: str) -> None: ...
+    def requeued(self, name: str) -> None: ...
     def finished(self, row: InstanceRow) -> None: ...
     def interrupting(self) -> None: ...
     def end(self, rows: list[InstanceRow], elapsed: float) -> None: ...
@@ -48,6 +49,9 @@ class _Silent:
         pass
 
     def started(self, name: str) -> None:
+        pass
+
+    def requeued(self, name: str) -> None:
         pass
 
     def finished(self, row: InstanceRow) -> None:
@@ -108,6 +112,10 @@ class _Bar(_Lines):
 
     def started(self, name: str) -> None:
         self.counts["running"] += 1
+        self.bar.update(self.task, **self.counts)
+
+    def requeued(self, name: str) -> None:  # another process holds it: it waits for the end
+        self.counts["running"] -= 1
         self.bar.update(self.task, **self.counts)
 
     def finished(self, row: InstanceRow) -> None:

@@ -323,3 +323,12 @@ def _instance_dirs(runs: Path) -> list[Path]:
     return [
         d for d in runs.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / "run.json").exists()
     ]
+
+
+def test_an_unlockable_instance_fails_alone(project, tally_flow):
+    """An instance whose lock cannot be taken is reported failed; the others still run."""
+    (project / "runs" / "tally" / ".ductaflow" / "b.lock").mkdir(parents=True)  # a folder, not a lock file
+    frame = run(tally_flow, [{"instance_name": "a"}, {"instance_name": "b"}, {"instance_name": "c"}], project)
+    statuses = dict(zip(frame.instance, frame.status, strict=True))
+    assert statuses == {"a": "success", "b": "failed", "c": "success"}
+    assert frame.error[1].startswith("IsADirectoryError")
