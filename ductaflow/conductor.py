@@ -127,12 +127,13 @@ class _Conductor:
         """Validate every row and decide what runs, writing nothing."""
         hasher = InputHasher(self.options.project_root)
         kernel = kernel_label(self.options.kernel_name)
+        step_dir = self.options.project_root / RUNS_DIR / self.step
         plans = []
         for name, config in instances_from_table(table, name_column=name_column, base_config=base):
             where = f" (instance {name!r})"
             hashes = hasher.hash_inputs(_row_inputs(inputs, config, where), where)
             fingerprint = Fingerprint(self.flow.sha256, config_hash(config), hashes, kernel)
-            run_dir = self.options.project_root / RUNS_DIR / self.step / name
+            run_dir = step_dir / name
             plans.append(_Plan(name, config, fingerprint, run_dir, None))
         for plan in plans:
             plan.reason = self._why(plan, lock_held=False)

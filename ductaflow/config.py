@@ -121,9 +121,12 @@ def _join(parent: str, k: Any) -> str:
     return f"{parent}.{k}" if parent else str(k)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(config: Mapping[str, JSONValue]) -> str:
     """Return the canonical JSON text of a normalised config (sorted keys, compact)."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(config)
 
 
 def config_hash(config: Mapping[str, JSONValue]) -> str:

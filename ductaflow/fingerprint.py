@@ -9,6 +9,7 @@ changed: ``flow changed``, ``config changed (param1: 100 -> 200)``,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,7 +40,7 @@ class Fingerprint:
         return {"flow_sha256": self.flow_sha256, "config_hash": self.config_hash, "inputs": self.inputs,
                 "kernel": self.kernel}  # fmt: skip
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """sha256 of the canonical JSON of the parts (stored as ``fingerprint``)."""
         return hashlib.sha256(canonical_json(self.parts).encode()).hexdigest()
@@ -48,20 +49,27 @@ class Fingerprint:
 class InputHasher:
     """Content hashes of input files, directories and globs.
 
-    A file's hash is cached by (path, size, mtime_ns) for the hasher's
-    lifetime, so many instances sharing one large input hash it once.
+    A file's hash is cached by (path, size, mtime_ns) and a spec's expansion by
+    its text, for the hasher's lifetime, so many instances sharing one large
+    input hash it once.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._files: dict[tuple[str, int, int], str] = {}
+        self._specs: dict[str, list[tuple[str, str]]] = {}  # spec -> [(shown path, hash)]
 
     def hash_inputs(self, specs: Iterable[str | os.PathLike[str]], where: str = "") -> dict[str, str]:
-        """Map each input (files of directories and globs expanded) to its content hash."""
+        """Map each input (files of directories and globs expanded) to its content hash.
+
+        A spec is expanded and hashed once per hasher: use one hasher per
+        decision (a conductor call), in which inputs are taken not to change.
+        """
         hashes: dict[str, str] = {}
-        for spec in specs:
-            for path in self._expand(str(spec), where):
-                hashes[self._shown(path)] = self._hash(path)
+        for spec in map(str, specs):
+            if spec not in self._specs:
+                self._specs[spec] = [(self._shown(p), self._hash(p)) for p in self._expand(spec, where)]
+            hashes.update(self._specs[spec])
         return hashes
 
     def _expand(self, spec: str, where: str) -> list[Path]:

@@ -65,7 +65,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     """Return the run record in ``run_dir``, or ``None`` when absent or unreadable."""
     try:
-        data = json.loads((run_dir / RECORD_NAME).read_text(encoding="utf-8"))
+        with open(os.path.join(run_dir, RECORD_NAME), encoding="utf-8") as fh:
+            data = json.load(fh)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
