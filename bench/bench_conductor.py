@@ -38,10 +38,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import jupytext
-import nbformat
 import pandas as pd
 import papermill
+from _common import convert_for_papermill, write_flow
 
 import ductaflow
 from ductaflow.config import config_hash, normalise_config
@@ -55,7 +54,6 @@ config = {}
 # %%
 x = config.get("n", 0) + 1
 """
-FLOW_STEM = "trivial"
 KERNEL_LABEL = "ductaflow-python"
 DECIDE_STEP = "decide"
 INPUT_REL = "data/big.bin"
@@ -76,24 +74,6 @@ Approach = Callable[[Rows], None]
 def make_rows(count: int) -> Rows:
     """Control-table rows ``{"instance_name": "i00000", "n": 0}`` ... for ``count`` instances."""
     return [{"instance_name": f"i{i:05d}", "n": i} for i in range(count)]
-
-
-def write_flow(project: Path) -> Path:
-    """Write the trivial percent-format flow into ``project/flow/`` and return its path."""
-    flow_dir = project / "flow"
-    flow_dir.mkdir(parents=True)
-    flow = flow_dir / f"{FLOW_STEM}.py"
-    flow.write_text(FLOW_SOURCE, encoding="utf-8")
-    return flow
-
-
-def convert_for_papermill(flow: Path, out_dir: Path) -> Path:
-    """Convert ``flow`` to an ``.ipynb`` with a python3 kernelspec for papermill."""
-    nb = jupytext.read(flow)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    ipynb = out_dir / f"{FLOW_STEM}.ipynb"
-    nbformat.write(nb, str(ipynb))
-    return ipynb
 
 
 def conductor(project: Path, flow: Path, jobs: int) -> Approach:
@@ -285,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_header(args.n, args.decide)
     with tempfile.TemporaryDirectory(prefix="ductaflow-bench-") as tmp:
         project = Path(tmp) / "project"
-        flow = write_flow(project)
+        flow = write_flow(project, FLOW_SOURCE)
         pm_dir = Path(tmp) / "papermill"
         pm_dir.mkdir()
         approaches = {

@@ -32,9 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import jupytext
-import nbformat
 import papermill
+from _common import FLOW_STEM, convert_for_papermill, write_flow
 
 import ductaflow
 
@@ -46,7 +45,6 @@ config = {}
 x = config.get("n", 0) + 1
 print(x)
 """
-FLOW_STEM = "trivial"
 CONFIG: dict[str, int] = {"n": 41}
 SLOW_S = 2.0
 HEAVY_MODULES = ("pandas", "nbconvert", "papermill", "nbclient", "jupytext")
@@ -56,24 +54,6 @@ DUCTA_HTML = "ductaflow (html)"
 DUCTA_NOHTML = "ductaflow (no html)"
 
 Runner = Callable[[], None]
-
-
-def write_flow(project: Path) -> Path:
-    """Write the trivial percent-format flow into ``project/flow/`` and return its path."""
-    flow_dir = project / "flow"
-    flow_dir.mkdir(parents=True)
-    flow = flow_dir / f"{FLOW_STEM}.py"
-    flow.write_text(FLOW_SOURCE, encoding="utf-8")
-    return flow
-
-
-def convert_for_papermill(flow: Path, out_dir: Path) -> Path:
-    """Convert ``flow`` to an ``.ipynb`` with a python3 kernelspec for papermill."""
-    nb = jupytext.read(flow)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    ipynb = out_dir / f"{FLOW_STEM}.ipynb"
-    nbformat.write(nb, str(ipynb))
-    return ipynb
 
 
 def make_runners(project: Path, flow: Path, ipynb: Path) -> dict[str, Runner]:
@@ -210,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_header(args.rounds)
     with tempfile.TemporaryDirectory(prefix="ductaflow-bench-") as tmp:
         project = Path(tmp) / "project"
-        flow = write_flow(project)
+        flow = write_flow(project, FLOW_SOURCE)
         nb_dir = Path(tmp) / "papermill"
         nb_dir.mkdir()
         ipynb = convert_for_papermill(flow, nb_dir)
