@@ -332,3 +332,24 @@ def test_an_unlockable_instance_fails_alone(project, tally_flow):
     statuses = dict(zip(frame.instance, frame.status, strict=True))
     assert statuses == {"a": "success", "b": "failed", "c": "success"}
     assert frame.error[1].startswith("IsADirectoryError")
+
+
+def test_directory_and_glob_inputs(project, tally_flow):
+    """A declared directory or glob covers every file in it; a glob matching nothing is an error."""
+    (project / "data" / "parts").mkdir(parents=True)
+    (project / "data" / "parts" / "a.csv").write_text("1")
+    (project / "data" / "b.csv").write_text("2")
+    specs = ["data/parts", "data/*.csv"]
+    run(tally_flow, [{"instance_name": "i"}], project, inputs=specs)
+    assert reasons(run(tally_flow, [{"instance_name": "i"}], project, inputs=specs)) == {"i": "unchanged"}
+
+    (project / "data" / "parts" / "a.csv").write_text("changed")
+    assert reasons(run(tally_flow, [{"instance_name": "i"}], project, inputs=specs)) == {
+        "i": "input changed (data/parts)"
+    }
+    (project / "data" / "c.csv").write_text("3")
+    assert reasons(run(tally_flow, [{"instance_name": "i"}], project, inputs=specs)) == {
+        "i": "input added (data/c.csv)"
+    }
+    with pytest.raises(ConfigError, match=r"'data/\*\.parquet' .*matches no file"):
+        run(tally_flow, [{"instance_name": "i"}], project, inputs=["data/*.parquet"])
