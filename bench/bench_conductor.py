@@ -171,7 +171,12 @@ def fabricate_records(project: Path, flow: Path, rows: Rows, inputs: dict[str, s
         fp = Fingerprint(flow_sha, config_hash(config), inputs, KERNEL_LABEL)
         run_dir = project / "runs" / DECIDE_STEP / row["instance_name"]
         run_dir.mkdir(parents=True)
-        record = {"status": "success", "fingerprint": fp.digest, "fingerprint_parts": fp.parts}
+        record = {
+            "ductaflow_record": 1,
+            "status": "success",
+            "fingerprint": fp.digest,
+            "fingerprint_parts": fp.parts,
+        }
         (run_dir / "run.json").write_text(json.dumps(record), encoding="utf-8")
         (run_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
 

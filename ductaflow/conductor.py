@@ -208,7 +208,9 @@ class _Conductor:
         """Run one instance under its lock; ``None`` when another process holds it. Never raises."""
         try:
             return self._execute_locked(plan)
-        except Exception as exc:  # one instance's trouble (an unwritable folder...) never stops the others
+        except (
+            BaseException
+        ) as exc:  # one instance's trouble (an unwritable folder...) never stops the others
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             return InstanceRow(plan.name, "failed", plan.reason or "", None, str(plan.run_dir), error)
 

@@ -55,6 +55,7 @@ class Outcome:
 
     error: ExecutionError | None = None
     exited_early: bool = False  # the flow called sys.exit(0)
+    interrupt_received: bool = False  # Ctrl-C reached the caller: re-raise it once recorded
 
 
 def check_kernel(kernel_name: str | None) -> None:
@@ -106,11 +107,15 @@ def execute(
         nb, cwd, log, kernel_name, timeout, startup_timeout, echo, env,
         on_progress or (lambda nb: None), on_finish or (lambda outcome: None),
     )  # fmt: skip
-    return _run_in_own_loop(runner.run, stop)
+    outcome, interrupted = _run_in_own_loop(runner.run, stop)
+    outcome.interrupt_received = interrupted
+    return outcome
 
 
-def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = None) -> Any:
-    """Run the coroutine ``main()`` on a new event loop in a worker thread and wait for it.
+def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = None) -> tuple[Any, bool]:
+    """Run the coroutine ``main()`` on a new event loop in a worker thread; return its result.
+
+    Also returns whether a Ctrl-C (KeyboardInterrupt) was received while waiting.
 
     The caller may itself be in an event loop (a conductor running in a
     notebook). Ctrl-C while waiting cancels the coroutine, which stops its
@@ -135,15 +140,17 @@ def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = Non
                 done.set()
 
     threading.Thread(target=work, name="ductaflow-engine", daemon=True).start()
+    interrupted = False
     try:
         done.wait()
     except KeyboardInterrupt:
+        interrupted = True
         loop.call_soon_threadsafe(task.cancel)
         done.wait()
     del watcher  # cancelled with the other leftovers when the loop closes
     if "error" in box:
         raise box["error"]
-    return box["result"]
+    return box["result"], interrupted
 
 
 @dataclass
@@ -159,6 +166,7 @@ class _Runner:
     on_progress: Callable[[Any], None]
     on_finish: Callable[[Outcome], None]
     index: int | None = None  # the cell being executed
+    finished: bool = False  # on_finish has been called
 
     async def run(self) -> Outcome:
         client = _client_class()(
@@ -182,8 +190,22 @@ class _Runner:
                 "KeyboardInterrupt", "interrupted by the user", self.index, interrupted=True, stop_now=True
             )
         finally:
-            await self._stop(client, outcome)
+            await self._stop_even_if_cancelled(client, outcome)
         return outcome
+
+    async def _stop_even_if_cancelled(self, client: Any, outcome: Outcome) -> None:
+        """Stop the kernel; a cancel (Ctrl-C) arriving meanwhile only makes the stop immediate.
+
+        A flow whose cells all ran keeps its result; the caller still learns of
+        the Ctrl-C (``Outcome.interrupt_received``) and re-raises it.
+        """
+        try:
+            await self._stop(client, outcome)
+        except asyncio.CancelledError:
+            if not self.finished:
+                self._finish(outcome)
+            if client.km.has_kernel:
+                await client.km.shutdown_kernel(now=True)
 
     async def _start(self, client: Any, outcome: Outcome) -> None:
         env = dict(os.environ if self.env is None else self.env)
@@ -242,6 +264,10 @@ class _Runner:
         self.log.write(error.traceback + ("\n" if error.traceback else ""))
         self.log.flush()
 
+    def _finish(self, outcome: Outcome) -> None:
+        self.finished = True
+        self.on_finish(outcome)
+
     async def _stop(self, client: Any, outcome: Outcome) -> None:
         """Ask the kernel to exit (it runs atexit and flushes files), finish outputs meanwhile, then kill."""
         km, kc = client.km, client.kc
@@ -252,12 +278,12 @@ class _Runner:
                 await _ensure(kc.shutdown())
                 deadline = time.monotonic() + SHUTDOWN_GRACE
                 try:
-                    self.on_finish(outcome)
+                    self._finish(outcome)
                 finally:
                     while time.monotonic() < deadline and await km.is_alive():
                         await asyncio.sleep(0.005)
             else:
-                self.on_finish(outcome)
+                self._finish(outcome)
         finally:
             if kc is not None:
                 kc.stop_channels()

@@ -326,7 +326,10 @@ class _Attempt:
         except BaseException as exc:
             self._record_crash(nb, exc)
             raise
-        return self._conclude(outcome.error)
+        result = self._conclude(outcome.error)
+        if outcome.interrupt_received:  # the cells had finished: the result stands, the Ctrl-C goes on
+            raise KeyboardInterrupt
+        return result
 
     def _prepare_directory(self) -> None:
         self.started = time.monotonic()

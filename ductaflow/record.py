@@ -63,13 +63,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
-    """Return the run record in ``run_dir``, or ``None`` when absent or unreadable."""
+    """Return the run record in ``run_dir``, or ``None`` when absent, unreadable or not ductaflow's."""
     try:
         with open(os.path.join(run_dir, RECORD_NAME), encoding="utf-8") as fh:
             data = json.load(fh)
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and "ductaflow_record" in data else None
 
 
 def versions() -> dict[str, str | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from .names import check_name
 from .record import RunStatus, base_record, git_info, now_iso
 
 _FORWARD_SIGINT_AFTER = 1.0  # seconds; a terminal's Ctrl-C reaches the child directly
+_QUIET = 0.2  # seconds without output after which an ended child's pipes are done
 
 
 def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
@@ -98,32 +100,58 @@ def _start_record(out_dir: Path, script: Path, config: dict[str, Any], command: 
 def _run_child(command: list[str], env: dict[str, str], out_dir: Path) -> tuple[int, bool]:
     with open(out_dir / LOG_NAME, "ab") as log:
         proc = subprocess.Popen(command, cwd=out_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        lock = threading.Lock()
+        lock, child_ended = threading.Lock(), threading.Event()
         pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, log, lock), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, log, lock), daemon=True),
+            threading.Thread(target=_pump, args=(source, terminal, log, lock, child_ended), daemon=True)
+            for source, terminal in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
         ]
         for pump in pumps:
             pump.start()
         code, interrupted = _wait(proc)
+        child_ended.set()
         for pump in pumps:
             pump.join()
     return code, interrupted
 
 
-def _pump(source: IO[bytes], terminal: Any, log: IO[bytes], lock: threading.Lock) -> None:
-    out = getattr(terminal, "buffer", None)
-    while chunk := os.read(source.fileno(), 65536):
+def _pump(
+    source: IO[bytes], terminal: Any, log: IO[bytes], lock: threading.Lock, child_ended: threading.Event
+) -> None:
+    """Copy the child's output to log.txt and the terminal until the child has ended and the pipe is quiet.
+
+    A closed terminal (``| head``) only stops the echo; a process the flow left
+    running that still holds the pipe does not keep the run open.
+    """
+    fd, echoing = source.fileno(), True
+    while True:
+        ready, _, _ = select.select([fd], [], [], _QUIET)
+        if not ready:
+            if child_ended.is_set():
+                break
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
         with lock:
             log.write(chunk)
             log.flush()
-        if out is not None:
-            out.write(chunk)
-            out.flush()
+        echoing = echoing and _echo(terminal, chunk)
+    source.close()
+
+
+def _echo(terminal: Any, chunk: bytes) -> bool:
+    """Show output in the terminal; False once the terminal is gone (a closed pipe)."""
+    try:
+        buffer = getattr(terminal, "buffer", None)
+        if buffer is not None:
+            buffer.write(chunk)
+            buffer.flush()
         else:
             terminal.write(chunk.decode(errors="replace"))
             terminal.flush()
-    source.close()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, bool]:

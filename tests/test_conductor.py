@@ -353,3 +353,21 @@ def test_directory_and_glob_inputs(project, tally_flow):
     }
     with pytest.raises(ConfigError, match=r"'data/\*\.parquet' .*matches no file"):
         run(tally_flow, [{"instance_name": "i"}], project, inputs=["data/*.parquet"])
+
+
+@pytest.mark.parametrize("delay", [1.3, 1.9, 2.5, 3.1])
+def test_ctrl_c_at_any_moment_returns_a_result(project, tally_flow, delay):
+    """Ctrl-C at any moment of a busy conductor returns its result frame with a summary, no traceback."""
+    rows = [{"instance_name": f"i{i}"} for i in range(12)]
+    script = _conductor_script(project, tally_flow, rows, jobs=4)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    statuses = {r["status"] for r in _result(out)}
+    assert statuses <= {"success", "interrupted"}
+    for row in _result(out):
+        status = record(Path(row["run_dir"]))["status"] if row["reason"] != "not started" else None
+        assert status in {None, "success", "interrupted"}

@@ -470,3 +470,43 @@ def test_unguarded_load_cli_config_keeps_the_injected_config(project, flows):
     """A flow calling load_cli_config without the guard still runs with the injected config."""
     result = ductaflow.run_step_flow(flows / "unguarded.py", "unguarded", "u", {"a": 1}, export_html=False)
     assert json.loads((result.run_dir / "seen.json").read_text()) == {"a": 1}
+
+
+def test_foreign_run_json_is_not_taken_for_a_record(project, flows):
+    """A folder whose run.json another tool wrote is refused, and its files are kept."""
+    target = project / "results" / "exp1"
+    target.mkdir(parents=True)
+    (target / "run.json").write_text('{"model": "xgb", "status": "failed"}')
+    (target / "predictions.csv").write_text("keep me")
+    with pytest.raises(ductaflow.RunDirectoryError, match="did not write"):
+        ductaflow.run_notebook(flows / "ok.py", {}, output_dir=target)
+    assert sorted(os.listdir(target)) == ["predictions.csv", "run.json"]
+
+
+@pytest.mark.parametrize("delay", [0.8, 1.1, 1.4, 1.7, 2.0])
+def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, delay):
+    """Ctrl-C at any point of a short run: a recorded outcome and a KeyboardInterrupt, never a stray error."""
+    import signal
+    import time
+
+    code = (
+        "import ductaflow\n"
+        "try:\n"
+        f"    ductaflow.run_step_flow({str(flows / 'ok.py')!r}, 'ok', 'c', {{}})\n"
+        "    print('RETURNED')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    rec_file = project / "runs" / "ok" / "c" / "run.json"
+    if out.strip() == "RETURNED":  # the signal came after the run ended: nothing to interrupt
+        assert record(rec_file.parent)["status"] == "success"
+        return
+    assert out.strip() == "KeyboardInterrupt"
+    if rec_file.exists():
+        assert record(rec_file.parent)["status"] in {"success", "interrupted"}

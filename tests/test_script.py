@@ -207,3 +207,41 @@ def test_same_results_in_all_three_modes(script_project):
         o for c in notebook.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
     ]
     assert "<table>" in html_outputs[0]["data"]["text/html"]  # the config summary, as a table
+
+
+def test_closed_terminal_pipe_does_not_hang_the_run(script_project):
+    """Piping a chatty script into `head` ends the echo, not the run: the log keeps everything."""
+    flow = script_project / "flow" / "chatty.py"
+    flow.write_text(
+        (script_project / "flow" / "header.py")
+        .read_text()
+        .replace(
+            'print("running with"',
+            'print("x" * 80 + "\\n" * 2, end=""); [print(i) for i in range(200000)]\nprint("running with"',
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCTAFLOW_")}
+    shell = f"{sys.executable} flow/chatty.py --output-dir runs/c/a | head -1"
+    out = subprocess.run(
+        ["bash", "-c", shell], cwd=script_project, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.stdout.strip() != ""
+    rec = record(script_project / "runs/c/a")
+    assert rec["status"] == "success"
+    assert "199999" in (script_project / "runs/c/a/log.txt").read_text()
+
+
+def test_a_process_left_running_does_not_hold_the_run(script_project):
+    """A background process the flow starts and leaves running does not keep the run open."""
+    flow = script_project / "flow" / "spawner.py"
+    flow.write_text(
+        (script_project / "flow" / "header.py")
+        .read_text()
+        .replace('print("running with"', 'subprocess.Popen(["sleep", "20"])\nprint("running with"')
+        .replace("import json\n", "import json\nimport subprocess\n", 1)
+    )
+    started = time.monotonic()
+    out = run(["flow/spawner.py", "--output-dir", "runs/s/a"], script_project)
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 10
+    assert record(script_project / "runs/s/a")["status"] == "success"
