@@ -30,6 +30,8 @@ scenarios
 
 # %%
 made = ductaflow.run_instances("flow/make_data.py", scenarios, base_config=base_config, jobs=2)
+if (made.status == "interrupted").any():  # Ctrl-C: run_instances returned, the study stops here
+    raise SystemExit(130)
 
 # %%
 ready = made[made.status.isin(["success", "skipped"])]
@@ -41,6 +43,8 @@ analyses = pd.DataFrame(
     }
 )
 analysed = ductaflow.run_instances("flow/analyse.py", analyses, inputs=["input_csv"], jobs=2)
+if (analysed.status == "interrupted").any():
+    raise SystemExit(130)
 
 # %%
 rows = []

@@ -35,7 +35,7 @@ from .instance import (
 )
 from .names import check_name
 from .progress import Display, InstanceRow, make_display
-from .record import now_iso, read_record
+from .record import git_info, now_iso, read_record
 from .table import instances_from_table
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error"]
@@ -120,6 +120,7 @@ class _Conductor:
         self.force = force
         self.stop = threading.Event()
         self.started_at = now_iso()
+        self.git = git_info(self.options.project_root)  # once per call, not per instance
         self.running: dict[Future[InstanceRow | None], _Plan] = {}
         self.deferred: list[_Plan] = []  # held by another process: retried when nothing else is left
 
@@ -246,7 +247,7 @@ class _Conductor:
         try:
             attempt = prepare_attempt(self.flow.path, plan.config, plan.run_dir, self.step, plan.name,
                                       self.options, flow=self.flow, fingerprint=plan.fingerprint,
-                                      stop=self.stop)  # fmt: skip
+                                      stop=self.stop, git=self.git)  # fmt: skip
             result = attempt.run()
         except FlowExecutionError as exc:
             error = f"{exc.error_name}: {exc.error_message}".splitlines()[0]
@@ -272,12 +273,17 @@ def read_record_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _row_inputs(specs: Sequence[Any], config: Mapping[str, Any], where: str) -> list[str]:
-    """Paths for one row: an entry naming a config key stands for the path(s) it holds."""
+    """Paths for one row: an entry naming a config key stands for the path(s) it holds.
+
+    A key holding null or an empty string declares no input for that row.
+    """
     paths: list[str] = []
     for spec in specs:
-        value = _dotted(config, spec) if isinstance(spec, str) else None
-        if value is None:
+        value = _dotted(config, spec) if isinstance(spec, str) else _ABSENT
+        if value is _ABSENT:
             paths.append(os.fspath(spec))
+        elif value is None or value == "":
+            continue
         elif isinstance(value, str):
             paths.append(value)
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -289,11 +295,14 @@ def _row_inputs(specs: Sequence[Any], config: Mapping[str, Any], where: str) -> 
     return paths
 
 
+_ABSENT = object()
+
+
 def _dotted(config: Mapping[str, Any], key: str) -> Any:
     node: Any = config
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
-            return None
+            return _ABSENT
         node = node[part]
     return node
 

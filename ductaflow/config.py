@@ -99,6 +99,18 @@ def _normalise_foreign(value: Any, key: str) -> JSONValue:
     )
 
 
+def is_missing(value: Any) -> bool:
+    """True for None and the missing-value markers of pandas and numpy (NaN, NaT, pd.NA)."""
+    if value is None or _is_missing(value):
+        return True
+    if isinstance(value, (str, bytes, list, tuple, dict)):
+        return False
+    try:
+        return bool(value != value)  # only NaN differs from itself
+    except (TypeError, ValueError):  # arrays and other containers
+        return False
+
+
 def _is_missing(value: Any) -> bool:
     name = type(value).__name__
     return name in {"NaTType", "NAType"} or (

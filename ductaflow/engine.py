@@ -30,6 +30,9 @@ from .exceptions import KernelNotFoundError
 
 #: Default kernel: the interpreter ductaflow itself runs in.
 CURRENT_PYTHON = None
+#: For IPython kernels: no history database, and low-level output (subprocesses, C code) written
+#: straight to the run's log rather than also forwarded, which would log it twice.
+_IPYTHON_ARGUMENTS = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.capture_fd_output=False"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CLEAN_EXIT_VALUES = {"", "0", "None"}
 #: Seconds a kernel gets to exit by itself (atexit handlers, file flushes) before it is killed.
@@ -211,23 +214,29 @@ class _Runner:
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         try:
-            await client.km.start_kernel(
-                cwd=self.cwd,
-                env=env,
-                stdout=self.log,
-                stderr=self.log,
-                extra_arguments=["--HistoryManager.hist_file=:memory:"],
-            )
-            client.kc = client.km.client()
-            await _ensure(client.kc.start_channels())
-            client.kc.allow_stdin = False
-            reply = await _wait_ready(client.km, client.kc, self.startup_timeout)
+            try:
+                reply = await self._start_kernel(client, env)
+            except _KernelExited:  # most often another process took a port first: try once more
+                await _discard(client)
+                client.km = _kernel_manager(self.kernel_name)
+                reply = await self._start_kernel(client, env)
         except Exception as exc:  # the kernel did not start or did not answer
             message = f"the kernel could not start: {type(exc).__name__}: {exc}"
             outcome.error = ExecutionError("KernelStartError", message, stop_now=True)
             self._log_error(outcome.error)
             return
         self.nb.metadata["language_info"] = reply["content"].get("language_info", {})
+
+    async def _start_kernel(self, client: Any, env: dict[str, str]) -> dict[str, Any]:
+        km = client.km
+        arguments = _IPYTHON_ARGUMENTS if self.kernel_name is CURRENT_PYTHON or km.ipykernel else []
+        await km.start_kernel(
+            cwd=self.cwd, env=env, stdout=self.log, stderr=self.log, extra_arguments=arguments
+        )
+        client.kc = km.client()
+        await _ensure(client.kc.start_channels())
+        client.kc.allow_stdin = False
+        return await _wait_ready(km, client.kc, self.startup_timeout)
 
     async def _cells(self, client: Any, outcome: Outcome) -> None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -354,7 +363,7 @@ async def _wait_ready(km: Any, kc: Any, startup_timeout: float) -> dict[str, Any
                 msg = await kc.shell_channel.get_msg(timeout=0.5)
             except Empty:
                 if not await km.is_alive():
-                    raise RuntimeError("the kernel process exited before it was ready") from None
+                    raise _KernelExited("the kernel process exited before it was ready") from None
                 continue
             if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == msg_id:
                 reply = msg
@@ -363,6 +372,18 @@ async def _wait_ready(km: Any, kc: Any, startup_timeout: float) -> dict[str, Any
             return reply
         except Empty:
             continue
+
+
+class _KernelExited(RuntimeError):
+    """The kernel process ended before answering (for example: a port taken meanwhile)."""
+
+
+async def _discard(client: Any) -> None:
+    if client.kc is not None:
+        client.kc.stop_channels()
+        client.kc = None
+    if client.km.has_kernel:
+        await client.km.shutdown_kernel(now=True)
 
 
 def _cancelled() -> bool:

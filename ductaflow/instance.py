@@ -13,6 +13,7 @@ Everything a user can get wrong is checked before the first byte is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from .names import check_name
 from .record import RECORD_NAME, RunStatus, base_record, git_info, now_iso, read_record, write_json_atomic
 
 RUNS_DIR = "runs"
+_UNKNOWN = object()  # git state not computed yet
 STATE_DIR = ".ductaflow"
 CONFIG_NAME = "config.json"
 LOG_NAME = "log.txt"
@@ -173,20 +175,24 @@ def prepare_attempt(
     flow: Flow | None = None,
     fingerprint: Fingerprint | None = None,
     stop: threading.Event | None = None,
+    git: Any = _UNKNOWN,
 ) -> _Attempt:
     """Check everything a user can get wrong and return the attempt, writing nothing.
 
     ``flow`` and ``fingerprint`` may be given when already computed (a
-    conductor reads the flow once for all its instances). ``stop`` interrupts
-    the attempt when set.
+    conductor reads the flow once for all its instances), and so may ``git``,
+    the project's git state. ``stop`` interrupts the attempt when set.
     """
     normalised = normalise_config(config)
     if flow is None:
         flow = read_flow(notebook_file)
         engine.check_kernel(options.kernel_name)
+    check_run_dir(run_dir)
     if fingerprint is None:
         fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, kernel_label(options.kernel_name))
-    return _Attempt(flow, normalised, run_dir, step, instance, options, fingerprint, stop)
+    attempt = _Attempt(flow, normalised, run_dir, step, instance, options, fingerprint, stop)
+    attempt.git = git
+    return attempt
 
 
 def kernel_label(kernel_name: str | None) -> str:
@@ -223,14 +229,20 @@ def lock_instance(run_dir: Path) -> Any:
     from filelock import FileLock, Timeout
 
     state = run_dir.parent / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(state / f"{run_dir.name}.lock", timeout=0)
     try:
+        state.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(state / f"{run_dir.name}.lock", timeout=0)
         return lock.acquire()  # a context manager that releases the lock
     except Timeout:
         raise InstanceBusyError(
             f"instance {run_dir.name!r} ({run_dir}) is being executed by another process. "
             "Wait for it to finish, or run a different instance.",
+            run_dir=str(run_dir),
+        ) from None
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"cannot create ductaflow's lock for {run_dir} ({type(exc).__name__}: {exc}). "
+            "Check that the folder is writable and that no file stands where a folder should be.",
             run_dir=str(run_dir),
         ) from None
 
@@ -268,21 +280,34 @@ def close_attempt(run_dir: Path, record: dict[str, Any], status: RunStatus, star
         shutil.rmtree(previous_attempt_dir(run_dir), ignore_errors=True)
 
 
-def _set_aside(run_dir: Path) -> None:
+def check_run_dir(run_dir: Path) -> None:
+    """Raise :class:`RunDirectoryError` when ``run_dir`` cannot hold a ductaflow run; writes nothing."""
+    for parent in run_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirectoryError(f"{parent} is a file, so {run_dir} cannot be created. "
+                                        "Pick another output directory.", run_dir=str(run_dir))  # fmt: skip
+            break
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
         raise RunDirectoryError(
             f"{run_dir} exists and is not a directory. Remove it or pick another name.", run_dir=str(run_dir)
         )
-    old = read_record(run_dir)
-    if old is None and any(run_dir.iterdir()):
+    if read_record(run_dir) is None and any(run_dir.iterdir()):
         raise RunDirectoryError(
-            f"{run_dir} already holds files that ductaflow did not write (it has no {RECORD_NAME}). "
+            f"{run_dir} already holds files that ductaflow did not write (no ductaflow {RECORD_NAME}). "
             "ductaflow will not mix its output with them or delete them: choose another output directory "
             "or move those files away.",
             run_dir=str(run_dir),
         )
+
+
+def _set_aside(run_dir: Path) -> None:
+    check_run_dir(run_dir)  # again, under the lock
+    if not run_dir.exists():
+        return
+    old = read_record(run_dir)
     if old is not None and old.get("status") == RunStatus.SUCCESS.value:
         previous = previous_attempt_dir(run_dir)
         shutil.rmtree(previous, ignore_errors=True)
@@ -315,6 +340,7 @@ class _Attempt:
         self.record: dict[str, Any] = {}
         self.started = 0.0
         self.html_import: Any = None
+        self.git: Any = _UNKNOWN
 
     def run(self) -> RunResult:
         self._prepare_directory()
@@ -355,7 +381,7 @@ class _Attempt:
                 "log": LOG_NAME,
                 "html": self.html_path.name if self.options.export_html else None,
             },
-            git=git_info(self.options.project_root),
+            git=git_info(self.options.project_root) if self.git is _UNKNOWN else self.git,
             error=None,
         )
         open_attempt(self.run_dir, self.config, self.record)
@@ -449,12 +475,11 @@ class _Attempt:
             "cell_source": None,
             "traceback": "",
         }
-        try:
-            self._save_notebook(nb)
-            status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+        status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+        with contextlib.suppress(OSError):  # the record first: it is small and says what happened
             close_attempt(self.run_dir, self.record, status, self.started)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            self._save_notebook(nb)
 
     def _result(self, status: RunStatus) -> RunResult:
         html = self.html_path if self.options.export_html and self.html_path.exists() else None

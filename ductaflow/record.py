@@ -98,11 +98,12 @@ def git_info(directory: Path) -> dict[str, Any] | None:
     """Commit, branch and dirty flag of the git work tree holding ``directory``.
 
     Returns ``None`` when ``directory`` is not in a git work tree or git is not
-    installed. Untracked files do not make the tree dirty.
+    installed. Untracked files do not make the tree dirty. Takes no lock, so
+    the user's own git commands are never blocked by a run.
     """
     try:
         out = subprocess.run(
-            ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
             cwd=directory,
             capture_output=True,
             text=True,

@@ -1,7 +1,7 @@
 """HTML reports of executed notebooks (nbconvert).
 
 Importing nbconvert and loading its templates costs several hundred
-milliseconds, so the exporter is built once per process and thread, and
+milliseconds, so the exporter is built once per process, and
 :func:`warm_up` builds it in the background while a kernel starts.
 """
 
@@ -12,19 +12,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
-_local = threading.local()
 _import_lock = threading.Lock()
+_render_lock = threading.Lock()
+_exporter: Any = None
 
 
-def _exporter() -> Any:
-    exporter = getattr(_local, "exporter", None)
-    if exporter is None:
-        with _import_lock:  # nbconvert's first import is not thread-safe
-            from nbconvert import HTMLExporter
+def _render(nb: Any) -> str:
+    """Render with the process's one exporter (built once; rendering is serialised)."""
+    global _exporter
+    with _render_lock:
+        if _exporter is None:
+            with _import_lock:  # nbconvert's first import is not thread-safe
+                from nbconvert import HTMLExporter
 
-            exporter = HTMLExporter()
-        _local.exporter = exporter
-    return exporter
+                _exporter = HTMLExporter()
+        body, _ = _exporter.from_notebook_node(nb)
+    return body
 
 
 def warm_up() -> threading.Thread:
@@ -41,7 +44,7 @@ def warm_up() -> threading.Thread:
 
 def write_html(nb: Any, path: Path) -> None:
     """Render ``nb`` as a standalone HTML page at ``path`` (written atomically)."""
-    body, _ = _exporter().from_notebook_node(nb)
+    body = _render(nb)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, path)

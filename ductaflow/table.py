@@ -12,15 +12,17 @@ import copy
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .config import canonical_json, normalise_config
+from .config import canonical_json, is_missing, normalise_config
 from .exceptions import ConfigError
 from .names import check_name
 
 _MAX_DERIVED = 80
 _UNSAFE_CHARS = re.compile(r'[\\/:*?"<>|\s\x00-\x1f\x7f]+')
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp", "Zs"}  # control, format (zero-width...), separators
 
 
 def instances_from_table(
@@ -45,7 +47,8 @@ def instances_from_table(
 
 def _rows(table: Any) -> list[dict[str, Any]]:
     if hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame
-        return [dict(row) for row in table.to_dict("records")]
+        # an empty cell means "not given": base_config or the flow's default applies
+        return [{k: v for k, v in row.items() if not is_missing(v)} for row in table.to_dict("records")]
     if isinstance(table, Sequence) and not isinstance(table, (str, bytes)):
         rows = []
         for index, row in enumerate(table):
@@ -114,7 +117,8 @@ def _label(values: Mapping[str, Any]) -> str:
     if not values:
         return "default"
     text = ",".join(f"{key}={_text(value)}" for key, value in values.items())
-    safe = _UNSAFE_CHARS.sub("_", text).lstrip(".").rstrip(" .") or "default"
+    visible = "".join("_" if unicodedata.category(ch) in _INVISIBLE else ch for ch in text)
+    safe = _UNSAFE_CHARS.sub("_", visible).lstrip(".").rstrip(" .") or "default"
     if len(safe) <= _MAX_DERIVED:
         return safe
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
@@ -137,12 +141,14 @@ def _check_unique(names: list[str]) -> None:
     seen: dict[str, int] = {}
     duplicates = []
     for index, name in enumerate(names):
-        if name in seen:
-            duplicates.append(f"{name!r} (rows {seen[name]} and {index})")
-        seen.setdefault(name, index)
+        key = name.casefold()  # 'A' and 'a' are one folder on macOS and Windows
+        if key in seen:
+            duplicates.append(f"{name!r} (rows {seen[key]} and {index})")
+        seen.setdefault(key, index)
     if duplicates:
         raise ConfigError(
             f"duplicate instance names: {', '.join(duplicates[:5])}. Each row must name a different "
-            "instance: give distinct names in the name column, or make the rows differ.",
+            "instance (names that differ only in case count as the same): give distinct names in the "
+            "name column, or make the rows differ.",
             key=None,
         )

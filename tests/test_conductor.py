@@ -331,7 +331,7 @@ def test_an_unlockable_instance_fails_alone(project, tally_flow):
     frame = run(tally_flow, [{"instance_name": "a"}, {"instance_name": "b"}, {"instance_name": "c"}], project)
     statuses = dict(zip(frame.instance, frame.status, strict=True))
     assert statuses == {"a": "success", "b": "failed", "c": "success"}
-    assert frame.error[1].startswith("IsADirectoryError")
+    assert frame.error[1].startswith("RunDirectoryError") and "IsADirectoryError" in frame.error[1]
 
 
 def test_directory_and_glob_inputs(project, tally_flow):
@@ -371,3 +371,38 @@ def test_ctrl_c_at_any_moment_returns_a_result(project, tally_flow, delay):
     for row in _result(out):
         status = record(Path(row["run_dir"]))["status"] if row["reason"] != "not started" else None
         assert status in {None, "success", "interrupted"}
+
+
+def test_empty_dataframe_cells_leave_the_base_config(project, flows):
+    """An empty cell in a DataFrame means "not given": the base config's value stays."""
+    table = pd.DataFrame({"instance_name": ["a", "b"], "noise": [1.0, None]})
+    frame = ductaflow.run_instances(flows / "ok.py", table, base_config={"noise": 5.0}, progress=False,
+                                    export_html=False)  # fmt: skip
+    seen = [json.loads((Path(d) / "seen.json").read_text())["config"] for d in frame.run_dir]
+    assert seen == [{"noise": 1.0}, {"noise": 5.0}]
+
+
+def test_names_differing_only_in_case_are_duplicates():
+    """'A' and 'a' would share a folder on macOS and Windows: refused as duplicates."""
+    from ductaflow.table import instances_from_table
+
+    with pytest.raises(ConfigError, match="differ only in case"):
+        instances_from_table([{"instance_name": "A"}, {"instance_name": "a"}])
+    assert [n for n, _ in instances_from_table([{"label": "x\u200dy"}, {"label": "z"}])] == [
+        "label=x_y",
+        "label=z",
+    ]
+
+
+def test_empty_input_key_declares_no_input(project, tally_flow):
+    """A per-row input key holding null or "" declares no input for that row."""
+    (project / "a.csv").write_text("1")
+    rows = [
+        {"instance_name": "a", "extra": "a.csv"},
+        {"instance_name": "b", "extra": ""},
+        {"instance_name": "c", "extra": None},
+    ]
+    run(tally_flow, rows, project, inputs=["extra"])
+    again = run(tally_flow, rows, project, inputs=["extra"])
+    assert set(again.reason) == {"unchanged"}
+    assert record(project / "runs" / "tally" / "b")["fingerprint_parts"]["inputs"] == {}
