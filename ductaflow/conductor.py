@@ -25,7 +25,6 @@ from .exceptions import ConfigError, DuctaflowError, FlowExecutionError, Instanc
 from .fingerprint import Fingerprint, InputHasher, why_run
 from .flow import Flow, read_flow
 from .instance import (
-    CONFIG_NAME,
     RUNS_DIR,
     current_status,
     kernel_label,
@@ -150,7 +149,7 @@ class _Conductor:
             record
             and (record.get("fingerprint_parts") or {}).get("config_hash") != plan.fingerprint.config_hash
         ):
-            old_config = read_record_config(plan.run_dir)
+            old_config = record.get("config")
         return why_run(record, status, plan.fingerprint, old_config, plan.config)
 
     def run(self, plans: list[_Plan], display: Display) -> list[InstanceRow]:
@@ -260,16 +259,6 @@ class _Conductor:
             return InstanceRow(plan.name, "failed", reason, None, run_dir, str(exc).splitlines()[0])
         html = str(result.html) if result.html else None
         return InstanceRow(plan.name, "success", reason, result.duration, run_dir, None, html)
-
-
-def read_record_config(run_dir: Path) -> dict[str, Any] | None:
-    """The config an instance last ran with, or ``None``."""
-    import json
-
-    try:
-        return json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _row_inputs(specs: Sequence[Any], config: Mapping[str, Any], where: str) -> list[str]:

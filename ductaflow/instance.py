@@ -55,8 +55,8 @@ class RunResult:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The config the instance ran with (read from ``config.json``)."""
-        return json.loads((self.run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+        """The config the instance ran with (as recorded in ``run.json``)."""
+        return dict(self.record["config"])
 
 
 @dataclass(frozen=True)
@@ -375,6 +375,7 @@ class _Attempt:
             options={"timeout": self.options.timeout, "export_html": self.options.export_html},
             fingerprint=self.fingerprint.digest,
             fingerprint_parts=self.fingerprint.parts,
+            config=self.config,
             outputs={
                 "config": CONFIG_NAME,
                 "notebook": self.notebook_path.name,
@@ -432,7 +433,25 @@ class _Attempt:
             return index
         return index - 1  # cells after the injected one
 
+    def _keep_flow_files(self) -> None:
+        """A flow that wrote config.json or run.json itself: keep its file as *.flow.json, ours stands."""
+        for name in (CONFIG_NAME, RECORD_NAME):
+            path = self.run_dir / name
+            ours = self._is_our_record() if name == RECORD_NAME else _json(path) == self.config
+            if path.exists() and not ours:
+                os.replace(path, path.with_suffix(".flow.json"))
+                self.record.setdefault("warnings", []).append(
+                    f"the flow wrote {name}, a name ductaflow uses: kept as {path.stem}.flow.json"
+                )
+        if not (self.run_dir / CONFIG_NAME).exists():
+            write_json_atomic(self.run_dir / CONFIG_NAME, self.config)
+
+    def _is_our_record(self) -> bool:
+        on_disk = read_record(self.run_dir)
+        return on_disk is not None and on_disk.get("started_at") == self.record["started_at"]
+
     def _conclude(self, error: engine.ExecutionError | None) -> RunResult:
+        self._keep_flow_files()
         status = RunStatus.SUCCESS
         if error is not None:
             status = RunStatus.INTERRUPTED if error.interrupted else RunStatus.FAILED
@@ -524,6 +543,13 @@ class _Attempt:
             html=str(html) if html else None,
             status="failed",
         )
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _warm_html() -> Any:

@@ -446,6 +446,7 @@ def test_report_failure_keeps_a_successful_run(project, flows):
     assert rec["status"] == "success"
     assert rec["outputs"]["html"] is None
     assert "missing attachment" in rec["html_error"]
+    assert "warnings" not in rec and not list(result.run_dir.glob("*.flow.json"))
     assert (result.run_dir / "result.txt").read_text() == "the flow's own result"
 
 
@@ -529,3 +530,15 @@ def test_subprocess_output_is_logged_once(project, flows):
     """Output of a process the flow starts appears once in log.txt."""
     result = ductaflow.run_step_flow(flows / "ok.py", "ok", "once", {}, export_html=False)
     assert result.log.read_text().count("from a subprocess") == 1
+
+
+def test_flow_files_named_like_ductaflows_are_kept_aside(project, flows):
+    """A flow writing config.json or run.json loses nothing, and ductaflow's own files stand."""
+    result = ductaflow.run_step_flow(flows / "writes_reserved_names.py", "names", "r", {"alpha": 1})
+    run_dir = result.run_dir
+    assert json.loads((run_dir / "config.flow.json").read_text()) == {"resolved": True}
+    assert json.loads((run_dir / "run.flow.json").read_text()) == {"metrics": {"auc": 0.9}}
+    assert json.loads((run_dir / "config.json").read_text()) == {"alpha": 1}
+    rec = record(run_dir)
+    assert rec["status"] == "success" and rec["config"] == {"alpha": 1} == result.config
+    assert len(rec["warnings"]) == 2
