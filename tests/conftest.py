@@ -61,6 +61,15 @@ def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def python() -> str:
-    """The interpreter the tests (and ductaflow) run in."""
-    return sys.executable
+def interrupt_after(code: str, cwd: Path, delay: float) -> tuple[str, str]:
+    """Run ``code`` in a fresh interpreter, send it SIGINT after ``delay`` seconds; return stdout, stderr."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=60)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import listing, record
+from conftest import interrupt_after, listing, record
 
 import ductaflow
 from ductaflow import ConfigError, UnsafeNameError
@@ -360,11 +360,7 @@ def test_ctrl_c_at_any_moment_returns_a_result(project, tally_flow, delay):
     """Ctrl-C at any moment of a busy conductor returns its result frame with a summary, no traceback."""
     rows = [{"instance_name": f"i{i}"} for i in range(12)]
     script = _conductor_script(project, tally_flow, rows, jobs=4)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = interrupt_after(script, project, delay)
     assert "Traceback" not in err, err
     statuses = {r["status"] for r in _result(out)}
     assert statuses <= {"success", "interrupted"}

@@ -13,7 +13,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import listing, record
+from conftest import interrupt_after, listing, record
 
 import ductaflow
 from ductaflow import FlowExecutionError, RunStatus
@@ -491,8 +491,6 @@ def test_foreign_run_json_is_not_taken_for_a_record(project, flows):
 @pytest.mark.parametrize("delay", [0.8, 1.1, 1.4, 1.7, 2.0])
 def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, delay):
     """Ctrl-C at any point of a short run: a recorded outcome and a KeyboardInterrupt, never a stray error."""
-    import signal
-    import time
 
     code = (
         "import ductaflow\n"
@@ -502,11 +500,7 @@ def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, delay):
         "except KeyboardInterrupt:\n"
         "    print('KeyboardInterrupt')\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = interrupt_after(code, project, delay)
     assert "Traceback" not in err, err
     rec_file = project / "runs" / "ok" / "c" / "run.json"
     if out.strip() == "RETURNED":  # the signal came after the run ended: nothing to interrupt
