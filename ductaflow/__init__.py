@@ -6,6 +6,7 @@ execution stack (nbclient, jupytext, nbconvert) loads when a flow first runs.
 
 from __future__ import annotations
 
+from .config import load_config
 from .exceptions import (
     ConfigError,
     DuctaflowError,
@@ -23,8 +24,13 @@ from .script import load_cli_config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .conductor import run_instances
+    from .debug import debug_notebook
     from .instance import RunResult, run_notebook, run_step_flow
     from .record import RunStatus
+    from .scaffold import new_project
+    from .status import InstanceCheck, check_instance, check_instances
+    from .sweep import sweep
+    from .table import read_table
 
 __version__ = "0.1.0"
 
@@ -34,6 +40,13 @@ _LAZY = {
     "run_step_flow": "instance",
     "run_instances": "conductor",
     "RunStatus": "record",
+    "read_table": "table",
+    "sweep": "sweep",
+    "InstanceCheck": "status",
+    "check_instance": "status",
+    "check_instances": "status",
+    "debug_notebook": "debug",
+    "new_project": "scaffold",
 }
 
 
@@ -54,6 +67,7 @@ __all__ = [
     "FlowError",
     "FlowExecutionError",
     "InstanceBusyError",
+    "InstanceCheck",
     "InstancesFailedError",
     "KernelNotFoundError",
     "RunDirectoryError",
@@ -61,10 +75,17 @@ __all__ = [
     "RunStatus",
     "UnsafeNameError",
     "__version__",
+    "check_instance",
+    "check_instances",
+    "debug_notebook",
     "display_config_summary",
     "is_notebook_execution",
     "load_cli_config",
+    "load_config",
+    "new_project",
+    "read_table",
     "run_instances",
     "run_notebook",
     "run_step_flow",
+    "sweep",
 ]

@@ -25,7 +25,6 @@ from .exceptions import ConfigError, DuctaflowError, FlowExecutionError, Instanc
 from .fingerprint import Fingerprint, InputHasher, why_run
 from .flow import Flow, read_flow
 from .instance import (
-    RUNS_DIR,
     current_status,
     kernel_label,
     lock_instance,
@@ -38,7 +37,7 @@ from .record import git_info, now_iso, read_record
 from .table import instances_from_table
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error"]
-_OPTIONS = {"kernel_name", "timeout", "export_html", "log_output"}
+_OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source"}
 
 
 @dataclass
@@ -63,6 +62,7 @@ def run_instances(
     inputs: Sequence[str | os.PathLike[str]] | None = None,
     progress: bool = True,
     raise_on_failure: bool = False,
+    dry_run: bool = False,
     project_root: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Any:
@@ -77,26 +77,30 @@ def run_instances(
     depend on; an entry naming a config key (``"input_csv"``) means the
     path(s) that key holds in each row. ``jobs`` instances run at once
     (default: the number of CPUs). ``options`` pass to each instance:
-    ``kernel_name``, ``timeout``, ``export_html``, ``log_output``.
+    ``kernel_name``, ``timeout``, ``export_html``, ``log_output``,
+    ``runs_dir``, ``config_source`` (see :func:`run_step_flow`).
 
     Returns one row per instance: instance, status (success, failed, skipped,
     interrupted), reason, duration, run_dir, error. Ctrl-C stops starting
     instances, interrupts the running ones and returns. With
     ``raise_on_failure``, failures raise :class:`InstancesFailedError` after
-    all instances have finished.
+    all instances have finished. With ``dry_run`` nothing runs: the rows say
+    ``pending`` (with the reason it would run) or ``skipped``.
 
     >>> results = run_instances("flow/make_data.py", [{"noise": 1.0}, {"noise": 9.0}],
     ...                         base_config=base, progress=False)  # doctest: +SKIP
     """
-    import pandas as pd
-
     started = time.monotonic()
     conductor = _Conductor(flow, step_name, jobs, force, project_root, options)
     plans = conductor.plan(table, name_column, base_config, inputs or [])
+    if dry_run:
+        rows = [InstanceRow(p.name, "pending" if p.reason else "skipped", p.reason or "unchanged", None,
+                            str(p.run_dir)) for p in plans]  # fmt: skip
+        return _frame(rows)
     display = make_display(progress, conductor.step)
     rows = conductor.run(plans, display)
     display.end(rows, time.monotonic() - started)
-    frame = pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
+    frame = _frame(rows)
     failed = [r for r in rows if r.status == "failed"]
     if raise_on_failure and failed:
         raise _failures(conductor.step, failed)
@@ -127,7 +131,7 @@ class _Conductor:
         """Validate every row and decide what runs, writing nothing."""
         hasher = InputHasher(self.options.project_root)
         kernel = kernel_label(self.options.kernel_name)
-        step_dir = self.options.project_root / RUNS_DIR / self.step
+        step_dir = self.options.runs_dir / self.step
         plans = []
         for name, config in instances_from_table(table, name_column=name_column, base_config=base):
             where = f" (instance {name!r})"
@@ -294,6 +298,12 @@ def _dotted(config: Mapping[str, Any], key: str) -> Any:
             return _ABSENT
         node = node[part]
     return node
+
+
+def _frame(rows: list[InstanceRow]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
 
 
 def _not_started(plan: _Plan) -> InstanceRow:

@@ -215,6 +215,35 @@ def apply_overrides(
     return result
 
 
+def load_config(
+    path: str | os.PathLike[str] | None = None, overrides: Iterable[str | tuple[str, Any]] = ()
+) -> dict[str, JSONValue]:
+    """Return a config from a JSON file and ``key=value`` overrides, normalised.
+
+    With ``path``, overrides may only replace keys the file has (a typo is an
+    error listing the closest keys). Without it, the overrides build the whole
+    config and dotted keys create nested sections.
+
+    >>> load_config(None, ["n=3", "model.alpha=0.5", "label=north"])
+    {'n': 3, 'model': {'alpha': 0.5}, 'label': 'north'}
+    """
+    if path is not None:
+        return apply_overrides(load_config_file(path), overrides)
+    config: dict[str, JSONValue] = {}
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        node = config
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                section = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {key!r} reaches into {section!r}, which holds a value, "
+                                  "not a section. Override one or the other.", key=key)  # fmt: skip
+        node[parts[-1]] = _normalise(value, key)
+    return config
+
+
 def _set_dotted(config: dict[str, JSONValue], key: str, value: JSONValue) -> None:
     node: Any = config
     parts = key.split(".")

@@ -140,14 +140,17 @@ def why_run(
     if old.get("flow_sha256") != fingerprint.flow_sha256:
         changes.append("flow changed")
     if old.get("config_hash") != fingerprint.config_hash:
-        changes.append(_config_change(old_config, new_config))
+        changes.append(config_changes(old_config, new_config))
     changes += _input_changes(old.get("inputs") or {}, fingerprint.inputs)
     if old.get("kernel") != fingerprint.kernel:
         changes.append(f"kernel changed ({old.get('kernel')} -> {fingerprint.kernel})")
     return "; ".join(changes) or "fingerprint changed"
 
 
-def _config_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> str:
+def config_changes(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, limit: int | None = _SHOWN_CHANGES
+) -> str:
+    """Describe how ``new`` differs from ``old`` key by key, showing at most ``limit`` changes."""
     if old is None or new is None:
         return "config changed"
     before, after = dict(_flatten(old)), dict(_flatten(new))
@@ -159,8 +162,9 @@ def _config_change(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None)
             diffs.append(f"{key}={_short(after[key])} added")
         elif before[key] != after[key]:
             diffs.append(f"{key}: {_short(before[key])} -> {_short(after[key])}")
-    more = f", +{len(diffs) - _SHOWN_CHANGES} more" if len(diffs) > _SHOWN_CHANGES else ""
-    return f"config changed ({', '.join(diffs[:_SHOWN_CHANGES])}{more})"
+    shown = diffs if limit is None else diffs[:limit]
+    more = f", +{len(diffs) - len(shown)} more" if len(diffs) > len(shown) else ""
+    return f"config changed ({', '.join(shown)}{more})"
 
 
 def _input_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:

@@ -66,6 +66,8 @@ class _Options:
     export_html: bool
     log_output: bool
     project_root: Path
+    runs_dir: Path
+    config_source: dict[str, Any] | None = None
 
 
 def run_step_flow(
@@ -79,10 +81,17 @@ def run_step_flow(
     timeout: float | None = None,
     export_html: bool = True,
     log_output: bool = False,
+    runs_dir: str | os.PathLike[str] | None = None,
+    config_source: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``runs/<step_name>/<instance_name>/``.
 
-    ``runs/`` lives under ``project_root`` (default: the current directory).
+    ``runs/`` lives under ``project_root`` (default: the current directory);
+    ``runs_dir`` puts the step folders elsewhere (relative paths are taken
+    from ``project_root``). ``config_source`` says where the config came from
+    (``{"config_file": "config/x.json", "overrides": ["n=3"]}``, paths relative
+    to the project root); it is recorded so :func:`check_instance` can tell
+    when that file changed.
     The flow runs in a new kernel whose working directory is the instance
     directory; ``kernel_name`` picks an installed kernel instead of the Python
     ductaflow runs in; ``timeout`` limits each cell (seconds);
@@ -97,10 +106,12 @@ def run_step_flow(
     >>> result.status
     <RunStatus.SUCCESS: 'success'>
     """
-    options = make_options(project_root, kernel_name, timeout, export_html, log_output)
+    options = make_options(
+        project_root, kernel_name, timeout, export_html, log_output, runs_dir, config_source
+    )
     check_name(step_name, "step name")
     check_name(instance_name, "instance name")
-    run_dir = options.project_root / RUNS_DIR / step_name / instance_name
+    run_dir = options.runs_dir / step_name / instance_name
     return _run(notebook_file, config, run_dir, step_name, instance_name, options)
 
 
@@ -114,6 +125,8 @@ def run_notebook(
     timeout: float | None = None,
     export_html: bool = True,
     log_output: bool = False,
+    runs_dir: str | os.PathLike[str] | None = None,
+    config_source: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``output_dir``.
 
@@ -125,7 +138,9 @@ def run_notebook(
     >>> run_notebook("flow/make_data.py", {"n_rows": 50}, output_dir="runs/make_data/try1").status
     <RunStatus.SUCCESS: 'success'>
     """
-    options = make_options(project_root, kernel_name, timeout, export_html, log_output)
+    options = make_options(
+        project_root, kernel_name, timeout, export_html, log_output, runs_dir, config_source
+    )
     if output_dir is not None:
         run_dir = Path(output_dir).absolute()
         check_name(run_dir.name, "output directory name")
@@ -134,7 +149,7 @@ def run_notebook(
     instance = normalised.get("instance_name") or config_hash(normalised)[:12]
     check_name(instance, "instance name (config['instance_name'])")
     step = check_name(Path(notebook_file).stem, "step name (the flow's file name)")
-    run_dir = options.project_root / RUNS_DIR / step / instance
+    run_dir = options.runs_dir / step / instance
     return _run(notebook_file, normalised, run_dir, step, instance, options)
 
 
@@ -144,11 +159,16 @@ def make_options(
     timeout: float | None = None,
     export_html: bool = True,
     log_output: bool = False,
+    runs_dir: str | os.PathLike[str] | None = None,
+    config_source: Mapping[str, Any] | None = None,
 ) -> _Options:
+    """Check and gather the options every instance of a call shares."""
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     root = Path(project_root if project_root is not None else os.getcwd()).absolute()
-    return _Options(kernel_name, timeout, bool(export_html), bool(log_output), root)
+    runs = root / (runs_dir if runs_dir is not None else RUNS_DIR)
+    source = normalise_config(config_source) if config_source is not None else None
+    return _Options(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source)
 
 
 def _run(
@@ -385,6 +405,8 @@ class _Attempt:
             git=git_info(self.options.project_root) if self.git is _UNKNOWN else self.git,
             error=None,
         )
+        if self.options.config_source is not None:
+            self.record["config_source"] = self.options.config_source
         open_attempt(self.run_dir, self.config, self.record)
 
     def _execute(self, nb: Any, log: Any) -> engine.Outcome:

@@ -3,7 +3,8 @@
 Columns become config keys; a dotted column (``processing.param1``) becomes a
 nested dict; ``base_config`` lies under every row. Instance names come from a
 name column, or are derived from the columns whose values vary across rows
-(``param1=100,mode=A``).
+(``param1=100,mode=A``). ``read_table`` reads a table file (CSV, TSV, Excel,
+Parquet, JSON) with the reader registered for its suffix.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .config import canonical_json, is_missing, normalise_config
@@ -152,3 +155,90 @@ def _check_unique(names: list[str]) -> None:
             "name column, or make the rows differ.",
             key=None,
         )
+
+
+TableReader = Callable[[Path], Any]
+READERS: dict[str, TableReader] = {}  # suffix -> reader returning a DataFrame
+
+
+def register_reader(suffixes: Sequence[str], reader: TableReader) -> None:
+    """Make :func:`read_table` read files ending in ``suffixes`` (``".csv"``) with ``reader``."""
+    for suffix in suffixes:
+        READERS[suffix.lower()] = reader
+
+
+def read_table(path: str | os.PathLike[str]) -> Any:
+    """Read a control table file into a pandas DataFrame, one row per instance.
+
+    Supported: ``.csv``, ``.tsv``/``.tab``, ``.xlsx`` (first sheet; needs the
+    ``ductaflow[excel]`` extra), ``.parquet`` (needs ``ductaflow[parquet]``)
+    and ``.json`` (a list of objects). Integer columns with empty cells stay
+    integers, and an empty cell means "not given". Raises :class:`ConfigError`
+    naming the file when it is missing, unreadable, malformed or has no rows.
+    """
+    p = Path(path)
+    reader = READERS.get(p.suffix.lower())
+    if reader is None:
+        known = ", ".join(sorted(READERS))
+        raise ConfigError(f"table file {str(p)!r} has suffix {p.suffix!r}, which ductaflow cannot read. "
+                          f"Use one of: {known}.", path=str(p))  # fmt: skip
+    if not p.is_file():
+        what = "is a directory" if p.is_dir() else "does not exist"
+        raise ConfigError(f"table file {str(p)!r} {what}. Check the path (relative to {os.getcwd()}).",
+                          path=str(p))  # fmt: skip
+    try:
+        table = reader(p)
+    except ConfigError:
+        raise
+    except Exception as exc:  # every parser has its own errors: all mean a malformed file
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"table file {str(p)!r} cannot be read: {detail}. Fix the file or export it again.",
+                          path=str(p)) from None  # fmt: skip
+    if len(table) == 0:
+        raise ConfigError(f"table file {str(p)!r} has no rows: add one row per instance.", path=str(p))
+    return table
+
+
+def _read_csv(path: Path, sep: str = ",") -> Any:
+    import pandas as pd
+
+    return pd.read_csv(path, sep=sep, dtype_backend="numpy_nullable")
+
+
+def _read_excel(path: Path) -> Any:
+    _need("openpyxl", "excel", path)
+    import pandas as pd
+
+    return pd.read_excel(path, dtype_backend="numpy_nullable")
+
+
+def _read_parquet(path: Path) -> Any:
+    _need("pyarrow", "parquet", path)
+    import pandas as pd
+
+    return pd.read_parquet(path, dtype_backend="numpy_nullable")
+
+
+def _read_json(path: Path) -> Any:
+    import pandas as pd
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise ConfigError(f"table file {str(path)!r} must hold a JSON list of objects, one per instance "
+                          '([{"param1": 1}, {"param1": 2}]).', path=str(path))  # fmt: skip
+    return pd.DataFrame(data, dtype=object)  # values stay as JSON gave them
+
+
+def _need(module: str, extra: str, path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"reading {str(path)!r} needs the optional dependency {module}: "
+                          f"pip install 'ductaflow[{extra}]'.", path=str(path))  # fmt: skip
+
+
+register_reader([".csv"], _read_csv)
+register_reader([".tsv", ".tab"], lambda path: _read_csv(path, sep="\t"))
+register_reader([".xlsx", ".xlsm"], _read_excel)
+register_reader([".parquet", ".pq"], _read_parquet)
+register_reader([".json"], _read_json)

@@ -1,0 +1,427 @@
+"""The ``ductaflow`` command: parses arguments, calls the public API, prints, sets the exit code.
+
+Exit codes: 0 every instance succeeded or was up to date; 1 an instance
+failed; 2 a usage or input error (a message names the file or argument and
+the fix; ``--debug`` adds the traceback); 130 interrupted (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+import ductaflow
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line and exit with its code (the ``ductaflow`` console script)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.exit(run_cli(args))
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the command line with ``args`` in this process; return the exit code."""
+    if hasattr(signal, "SIGTERM") and _in_main_thread():  # a scheduler cancelling the job: stop like Ctrl-C
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        code = cli.main(args, prog_name="ductaflow", standalone_mode=False)
+    except click.exceptions.Abort:
+        return _interrupted()
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except ductaflow.DuctaflowError as exc:
+        _error(exc, "--debug" in args)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return _interrupted()
+    except BrokenPipeError:  # `ductaflow status | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    click.echo("interrupted", err=True)
+    return EXIT_INTERRUPTED
+
+
+def _error(exc: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    click.echo(f"error: {exc}", err=True)
+    if not debug:
+        click.echo("(add --debug to see the traceback)", err=True)
+
+
+def _debug_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    option = click.option("--debug", is_flag=True, expose_value=False, help="Show the traceback of errors.")
+    return option(function)
+
+
+@click.group(context_settings=_CONTEXT)
+@click.version_option(ductaflow.__version__, "-V", "--version", prog_name="ductaflow")
+def cli() -> None:
+    """Run notebook-style flows as recorded instances in runs/<step>/<instance>/.
+
+    \b
+    Examples:
+      ductaflow new my-study && cd my-study && python conductor.py
+      ductaflow run flow/simulate.py --config config/simulate.json -o drift=0.3
+      ductaflow sweep flow/simulate.py --config config/simulate.json --grid seed=1,2,3
+      ductaflow status
+    """
+
+
+def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by run and sweep."""
+    options = [
+        click.argument("flow", type=click.Path(path_type=Path)),
+        click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="FILE",
+                     help="JSON config file (for sweep: the base under every row)."),
+        click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Set a config key (dotted: nested; value read as JSON if it parses). Repeatable."),
+        click.option("--step", "step_name", metavar="NAME",
+                     help="Step folder under runs/ (default: the flow's name)."),
+        click.option("--runs-dir", type=click.Path(path_type=Path), metavar="DIR",
+                     help="Where step folders go (default: runs)."),
+        click.option("--input", "inputs", multiple=True, metavar="PATH",
+                     help="A file, folder, glob or config key the flow reads: a change re-runs. Repeatable."),
+        click.option("--force", is_flag=True, help="Run even when up to date."),
+        click.option("--dry-run", is_flag=True, help="Show what would run and why; run nothing."),
+        click.option("--no-html", is_flag=True, help="Skip the HTML report."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                     help="Limit on each cell's run time."),
+        click.option("--kernel", "kernel_name", metavar="NAME",
+                     help="An installed Jupyter kernel (default: this Python)."),
+        _debug_option,
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@cli.command(context_settings=_CONTEXT)
+@_instance_options
+@click.option(
+    "--instance",
+    "instance_name",
+    metavar="NAME",
+    help="Instance name (default: config's instance_name, else the config file's name, else default).",
+)
+@click.option("--echo", is_flag=True, help="Also print the flow's output as it runs.")  # fmt: skip
+def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> int:
+    """Run one instance of FLOW, unless it is up to date.
+
+    The config is --config with the -o overrides applied (without --config,
+    the overrides make the whole config). The instance goes to
+    runs/<step>/<instance>/ and is skipped when its flow, config and --input
+    files have not changed since its last success.
+
+    \b
+    Examples:
+      ductaflow run flow/simulate.py --config config/simulate.json
+      ductaflow run flow/simulate.py --config config/simulate.json -o drift=0.3 --instance steep
+      ductaflow run flow/analyse.py -o input_csv=data/demand.csv --input input_csv --force
+    """
+    return _run_sweep(flow, options, instance_name=instance_name, jobs=1, log_output=echo)
+
+
+@cli.command(context_settings=_CONTEXT)
+@_instance_options
+@click.option(
+    "--table",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Control table, one instance per row: .csv .tsv .xlsx .parquet .json.",
+)
+@click.option(
+    "--grid",
+    "grids",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Values for one key; several --grid give every combination. Repeatable.",
+)
+@click.option(
+    "--name-column", default="instance_name", show_default=True, help="Table column naming instances."
+)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Instances at once (default: number of CPUs).")
+def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: str, jobs: int | None,
+          **options: Any) -> int:  # fmt: skip
+    """Run FLOW for every row of a table and/or every combination of a grid.
+
+    Each row (and grid combination) is merged over the base config; dotted
+    columns or keys (model.alpha) reach into nested sections. Instances are
+    named by the --name-column, else by the values that vary (drift=0.1,seed=2).
+    Only new or changed instances run. Grid values are read as JSON when they
+    parse: --grid seed=1,2,3, --grid mode=fast,slow, --grid 'weights=[[1,2],[3,4]]'.
+
+    \b
+    Examples:
+      ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.csv --jobs 4
+      ductaflow sweep flow/simulate.py --config config/simulate.json --grid seed=1,2,3 --grid drift=0,0.5
+      ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.xlsx --dry-run
+    """
+    if table is None and not grids:
+        raise click.UsageError(
+            "sweep needs --table FILE or at least one --grid KEY=V1,V2 (use 'run' for one)."
+        )
+    grid = _parse_grids(grids)
+    return _run_sweep(flow, options, table=table, grid=grid or None, jobs=jobs, name_column=name_column)
+
+
+def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
+    dry_run = options.pop("dry_run")
+    export_html = not options.pop("no_html")
+    frame = ductaflow.sweep(flow, **options, **kwargs, export_html=export_html, dry_run=dry_run,
+                            progress=not dry_run)  # fmt: skip
+    if dry_run:
+        rows = [{"instance": r.instance, "action": "run" if r.status == "pending" else "skip",
+                 "reason": r.reason, "run_dir": _shown(r.run_dir)} for r in frame.itertuples()]  # fmt: skip
+        _print_table(rows, f"{_count(len(rows))}, {sum(r['action'] == 'run' for r in rows)} would run")
+        return EXIT_OK
+    for row in frame.itertuples():
+        if row.status in ("success", "failed"):
+            click.echo(f"{row.status}: {_shown(row.run_dir)}")
+    if (frame.status == "interrupted").any():
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if (frame.status == "failed").any() else EXIT_OK
+
+
+def _parse_grids(grids: Sequence[str]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for text in grids:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key or not raw.strip():
+            raise click.BadParameter(
+                f"{text!r} is not KEY=V1,V2 (e.g. --grid seed=1,2,3).", param_hint="--grid"
+            )
+        if key in grid:
+            raise click.BadParameter(f"key {key!r} is given twice; list all its values in one --grid.",
+                                     param_hint="--grid")  # fmt: skip
+        parsed = _json_or_text(raw)
+        grid[key] = parsed if isinstance(parsed, list) else [_json_or_text(v) for v in raw.split(",")]
+        if not grid[key]:
+            raise click.BadParameter(f"{text!r} lists no values.", param_hint="--grid")
+    return grid
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects) for programs.")
+@click.option("--outdated", is_flag=True, help="Only instances that would run again.")
+@_debug_option
+def status(paths: tuple[Path, ...], as_json: bool, outdated: bool) -> int:
+    """Show the instances under runs/ (or PATHS): status, when, how long, and whether outdated.
+
+    PATHS may be runs folders, step folders (runs/<step>) or instance
+    directories. An instance is outdated when today's flow source, config
+    file, table or input files differ from its last successful run, or its
+    latest attempt did not succeed.
+
+    \b
+    Examples:
+      ductaflow status
+      ductaflow status runs/simulate --outdated
+      ductaflow status --json > status.json
+    """
+    frame = ductaflow.check_instances(paths or ("runs",))
+    if outdated:
+        frame = frame[frame.outdated.fillna(False).astype(bool)]
+    records = json.loads(frame.to_json(orient="records"))
+    if as_json:
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    rows = [_status_row(r) for r in records]
+    counts = frame.status.value_counts().to_dict()
+    title = (
+        f"{len(rows)} instances: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        if rows
+        else "no instances"
+    )
+    _print_table(rows, title)
+    return EXIT_OK
+
+
+def _status_row(r: dict[str, Any]) -> dict[str, str]:
+    failure = f" ({r['error']})" if r["error"] and r["status"] != "success" else ""
+    outdated = {True: "yes", False: "no"}.get(r["outdated"], "?")
+    return {"step": r["step"], "instance": r["instance"], "status": r["status"],
+            "started": _when(r["started_at"]), "took": _took(r["duration_s"]), "outdated": outdated,
+            "why": r["reason"] + failure}  # fmt: skip
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@_debug_option
+def why(run_dir: Path, as_json: bool) -> int:
+    """Explain whether the instance RUN_DIR would run again, part by part.
+
+    Compares its last successful run with today's flow source, config (when
+    it came from a config file or table) and input files.
+
+    \b
+    Examples:
+      ductaflow why runs/simulate/calm
+    """
+    if not run_dir.is_dir():
+        raise ductaflow.RunDirectoryError(f"{str(run_dir)!r} is not a directory. Give an instance "
+                                          "directory such as runs/<step>/<instance>.",
+                                          run_dir=str(run_dir))  # fmt: skip
+    check = ductaflow.check_instance(run_dir)
+    if check.status == "unknown":
+        raise ductaflow.RunDirectoryError(f"{run_dir}: {check.reason}", run_dir=str(run_dir))
+    if as_json:
+        data = {k: getattr(check, k) for k in ("step", "instance", "status", "started_at", "duration_s",
+                                              "outdated", "reason", "error")}  # fmt: skip
+        data.update(run_dir=str(check.run_dir), details=[{"part": p, "state": s} for p, s in check.details],
+                    compared_with=str(check.compared_with) if check.compared_with else None)  # fmt: skip
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    click.echo(f"{_shown(check.run_dir)}: {check.status}, started {_when(check.started_at)}, "
+               f"took {_took(check.duration_s)}")  # fmt: skip
+    if check.error and check.status != "success":
+        click.echo(f"last error: {check.error}")
+    if check.outdated is None:
+        click.echo(f"cannot tell: {check.reason}")
+    elif check.outdated:
+        click.echo(f"outdated, it would run again: {check.reason}")
+    else:
+        click.echo("up to date: nothing changed since its last successful run")
+    if check.compared_with and check.compared_with != check.run_dir:
+        click.echo(f"compared with the last successful run, kept in {_shown(check.compared_with)}")
+    for part, state in check.details:
+        click.echo(f"  {part:<7} {state}")
+    return EXIT_OK
+
+
+@cli.command(name="open", context_settings=_CONTEXT)
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@_debug_option
+def open_(run_dir: Path) -> int:
+    """Write a debug notebook into the instance RUN_DIR and say how to open it.
+
+    The notebook holds the flow with the instance's config injected; its
+    first cell makes the kernel work from the instance directory, as the run
+    did. Run the cells in order to reproduce the run and inspect any step.
+
+    \b
+    Examples:
+      ductaflow open runs/simulate/calm
+    """
+    notebook = _shown(ductaflow.debug_notebook(run_dir))
+    click.echo(f"wrote {notebook}\n"
+               f"  VS Code: code {notebook}\n"
+               f"  Jupyter: jupyter lab {notebook}\n"
+               "Run the cells in order from the first: it works from the instance directory.")  # fmt: skip
+    return EXIT_OK
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("directory", type=click.Path(path_type=Path))
+@_debug_option
+def new(directory: Path) -> int:
+    """Create a ductaflow project in DIRECTORY that runs at once.
+
+    It holds flow/simulate.py, config/simulate.json, conductor.py (three
+    scenarios), a README and a .gitignore that keeps runs/ out of git.
+
+    \b
+    Examples:
+      ductaflow new my-study && cd my-study && python conductor.py
+    """
+    created = ductaflow.new_project(directory)
+    click.echo(f"created {created}/ with flow/simulate.py, config/simulate.json and conductor.py\n"
+               f"next: cd {created} && python conductor.py")  # fmt: skip
+    return EXIT_OK
+
+
+def _print_table(rows: list[dict[str, Any]], title: str) -> None:
+    """A rich table on a terminal; aligned plain text when piped."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for column in rows[0] if rows else []:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(_styled(k, str(v)) for k, v in row.items()))
+        Console().print(table)
+        return
+    click.echo(title)
+    if not rows:
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    for line in [{c: c for c in columns}, *rows]:
+        click.echo("  ".join(str(line[c]).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _styled(column: str, value: str) -> str:
+    colours = {
+        "success": "green",
+        "failed": "red",
+        "crashed": "red",
+        "interrupted": "yellow",
+        "yes": "yellow",
+    }
+    colour = colours.get(value) if column in ("status", "outdated", "action") else None
+    return f"[{colour}]{value}[/{colour}]" if colour else value.replace("[", r"\[")
+
+
+def _shown(path: Any) -> str:
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _count(n: int) -> str:
+    return f"{n} instance" if n == 1 else f"{n} instances"
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    try:
+        return dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,241 @@
+"""Status: is each instance up to date with today's flow, config and inputs, and if not, why.
+
+An instance is compared with its last successful run (the instance itself,
+or the attempt kept in ``.ductaflow/previous/`` when the latest one failed):
+the flow source is hashed again, the config is rebuilt from the config file,
+overrides and table it came from (when the run recorded them), and the
+recorded inputs are hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import config_hash
+from .exceptions import ConfigError
+from .fingerprint import InputHasher, config_changes
+from .instance import STATE_DIR, current_status, previous_attempt_dir
+from .record import RECORD_NAME, read_record
+
+COLUMNS = ["step", "instance", "status", "started_at", "duration_s", "outdated", "reason", "error", "run_dir"]
+
+
+@dataclass(frozen=True)
+class InstanceCheck:
+    """An instance's state and whether it is up to date, part by part."""
+
+    step: str
+    instance: str
+    run_dir: Path
+    status: str  # success | failed | interrupted | crashed | running | unknown
+    started_at: str | None
+    duration_s: float | None
+    outdated: bool | None  # None: cannot tell (running, or no readable record)
+    reason: str  # what changed, "up to date", or why it cannot tell
+    error: str | None = None  # the latest attempt's error line
+    details: list[tuple[str, str]] = field(default_factory=list)  # (part, how it compares)
+    compared_with: Path | None = None  # the successful run compared against
+
+
+def check_instance(run_dir: str | os.PathLike[str]) -> InstanceCheck:
+    """Check one instance directory against today's flow source, config and inputs.
+
+    ``details`` lists each part (flow, config, every input, kernel) and how it
+    compares with the last successful run; ``reason`` joins what changed.
+
+    >>> check_instance("runs/make_data/baseline").reason  # doctest: +SKIP
+    'config changed (noise: 5.0 -> 7.5)'
+    """
+    return _check(Path(run_dir).absolute(), _Cache())
+
+
+def _check(path: Path, cache: _Cache) -> InstanceCheck:
+    record = read_record(path)
+    if record is None:
+        note = "run.json is unreadable or not a ductaflow record" if (path / RECORD_NAME).exists() else (
+            "no run.json: not a ductaflow instance, or its first attempt never started")  # fmt: skip
+        return InstanceCheck(path.parent.name, path.name, path, "unknown", None, None, None, note)
+    status = current_status(record, path) or "unknown"
+    fields = {"step": str(record.get("step", path.parent.name)), "run_dir": path, "status": status,
+              "instance": str(record.get("instance", path.name)), "started_at": record.get("started_at"),
+              "duration_s": record.get("duration_s"), "error": _error_line(record)}  # fmt: skip
+    if status == "running":
+        where = f"pid {record.get('pid')} on {record.get('host')}"
+        return InstanceCheck(**fields, outdated=None, reason=f"running ({where})")
+    basis_dir = path if status == "success" else previous_attempt_dir(path)
+    basis = record if status == "success" else read_record(basis_dir)
+    if basis is None or basis.get("status") != "success":
+        return InstanceCheck(**fields, outdated=True, reason=f"last attempt {status}, no successful run")
+    details, changes = _compare(basis, _root(basis, path), fields["instance"], cache)
+    if status != "success":
+        changes.insert(0, f"last attempt {status}")
+    reason = "; ".join(changes) or "up to date"
+    return InstanceCheck(
+        **fields, outdated=bool(changes), reason=reason, details=details, compared_with=basis_dir
+    )
+
+
+def check_instances(paths: Iterable[str | os.PathLike[str]] = ("runs",)) -> Any:
+    """Check every instance under ``paths`` (runs folders, step folders, instance dirs); return a DataFrame.
+
+    Columns: step, instance, status, started_at, duration_s, outdated, reason,
+    error, run_dir. Raises :class:`ConfigError` for a path that does not exist.
+    """
+    import pandas as pd
+
+    cache = _Cache()
+    rows = []
+    for run_dir in find_instances(paths):
+        check = _check(run_dir, cache)
+        rows.append({c: getattr(check, c) for c in COLUMNS})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["run_dir"] = frame["run_dir"].astype(str)
+    return frame
+
+
+def find_instances(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Instance directories under each path: itself, a step folder's children, or a runs folder's."""
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            raise ConfigError(f"{str(path)!r} is not a directory. Give a runs folder, a step folder "
+                              "(runs/<step>) or an instance directory (runs/<step>/<instance>).",
+                              path=str(path))  # fmt: skip
+        if (path / RECORD_NAME).exists():
+            found.append(path)
+        elif _is_step_folder(path):
+            found += _children(path)
+        else:
+            for step in _children(path):
+                found += _children(step)
+    return list(dict.fromkeys(p.absolute() for p in found))
+
+
+def _is_step_folder(path: Path) -> bool:
+    return (path / STATE_DIR).is_dir() or any((child / RECORD_NAME).exists() for child in _children(path))
+
+
+def _children(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+class _Cache:
+    """What many checks share: flow hashes, input hashes, rebuilt sweeps."""
+
+    def __init__(self) -> None:
+        self.flows: dict[Path, str | None] = {}
+        self.hashers: dict[Path, InputHasher] = {}
+        self.sweeps: dict[str, Any] = {}
+
+    def flow_sha(self, path: Path) -> str | None:
+        if path not in self.flows:
+            try:
+                self.flows[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                self.flows[path] = None
+        return self.flows[path]
+
+    def hasher(self, root: Path) -> InputHasher:
+        return self.hashers.setdefault(root, InputHasher(root))
+
+    def config(self, source: Mapping[str, Any], root: Path, instance: str) -> Any:
+        """Today's config for ``instance``, or the ConfigError that prevents building it."""
+        from .sweep import rebuild_configs
+
+        key = json.dumps([str(root), source], sort_keys=True, default=str)
+        if key not in self.sweeps:
+            try:
+                self.sweeps[key] = rebuild_configs(source, root)
+            except ConfigError as exc:
+                self.sweeps[key] = exc
+        built = self.sweeps[key]
+        if isinstance(built, ConfigError):
+            return built
+        if instance not in built:
+            where = source.get("table") or "the sweep's grid"
+            return ConfigError(f"instance {instance!r} is no longer produced by {where}", key=instance)
+        return built[instance]
+
+
+def _root(record: Mapping[str, Any], run_dir: Path) -> Path:
+    recorded = Path(str(record.get("project_root") or ""))
+    if recorded.is_absolute() and recorded.is_dir():
+        return recorded
+    return run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent  # runs/<step>/<instance>
+
+
+def _compare(basis: Mapping[str, Any], root: Path, instance: str,
+             cache: _Cache) -> tuple[list[tuple[str, str]], list[str]]:  # fmt: skip
+    """Each part's comparison for ``details``, and the changes that make the instance outdated."""
+    parts = basis.get("fingerprint_parts") or {}
+    details: list[tuple[str, str]] = []
+    changes: list[str] = []
+
+    def note(part: str, text: str, changed: bool) -> None:
+        details.append((part, text))
+        if changed:
+            changes.append(text)
+
+    flow = str(basis.get("flow"))
+    sha = cache.flow_sha(Path(flow) if Path(flow).is_absolute() else root / flow)
+    if sha is None:
+        note("flow", f"flow missing ({flow})", True)
+    else:
+        note("flow", f"flow changed ({flow})" if sha != parts.get("flow_sha256") else f"{flow} unchanged",
+             sha != parts.get("flow_sha256"))  # fmt: skip
+    _compare_config(basis, root, instance, cache, note)
+    for text, changed in _compare_inputs(parts.get("inputs") or {}, cache.hasher(root)):
+        note("input", text, changed)
+    details.append(("kernel", str(parts.get("kernel", basis.get("kernel")))))
+    return details, changes
+
+
+def _compare_config(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache, note: Any) -> None:
+    source = basis.get("config_source")
+    if not isinstance(source, Mapping):
+        note("config", "as recorded (no config file or table file was recorded to compare with)", False)
+        return
+    now = cache.config(source, root, instance)
+    if isinstance(now, ConfigError):
+        note("config", f"config cannot be rebuilt: {now}", True)
+    elif config_hash(now) != (basis.get("fingerprint_parts") or {}).get("config_hash"):
+        note("config", config_changes(basis.get("config"), now, limit=None), True)
+    else:
+        note("config", f"config unchanged ({_describe(source)})", False)
+
+
+def _compare_inputs(recorded: Mapping[str, str], hasher: InputHasher) -> list[tuple[str, bool]]:
+    out = []
+    for path, old in recorded.items():
+        try:
+            new = hasher.hash_inputs([path]).get(path)
+        except (ConfigError, OSError):
+            out.append((f"input removed ({path})", True))
+            continue
+        out.append((f"input changed ({path})", True) if new != old else (f"{path} unchanged", False))
+    return out
+
+
+def _describe(source: Mapping[str, Any]) -> str:
+    bits = [source.get("config_file") or "no config file"]
+    if source.get("overrides"):
+        bits.append(f"{len(source['overrides'])} override(s)")
+    if source.get("table"):
+        bits.append(f"table {source['table']}")
+    if source.get("grid"):
+        bits.append(f"grid over {', '.join(source['grid'])}")
+    return " + ".join(bits)
+
+
+def _error_line(record: Mapping[str, Any]) -> str | None:
+    error = record.get("error")
+    if not isinstance(error, Mapping):
+        return None
+    return f"{error.get('name')}: {error.get('message')}".strip().splitlines()[0]
