@@ -223,10 +223,30 @@ def _parse_grids(grids: Sequence[str]) -> dict[str, list[Any]]:
             raise click.BadParameter(f"key {key!r} is given twice; list all its values in one --grid.",
                                      param_hint="--grid")  # fmt: skip
         parsed = _json_or_text(raw)
-        grid[key] = parsed if isinstance(parsed, list) else [_json_or_text(v) for v in raw.split(",")]
+        grid[key] = parsed if isinstance(parsed, list) else [_json_or_text(v) for v in _split_values(raw)]
         if not grid[key]:
             raise click.BadParameter(f"{text!r} lists no values.", param_hint="--grid")
     return grid
+
+
+def _split_values(raw: str) -> list[str]:
+    """Split on the commas outside brackets and quotes: ``a,[1,2],"x,y"`` gives three values."""
+    values, depth, quote, current = [], 0, "", ""
+    for char in raw:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(current)
+            current = ""
+            continue
+        current += char
+    return [*values, current]
 
 
 def _json_or_text(text: str) -> Any:

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import JSONValue, is_missing, load_config, normalise_config
+from .config import JSONValue, load_config, normalise_config
 from .exceptions import ConfigError
-from .table import instances_from_table, read_table
+from .table import instances_from_table, read_table, table_rows
 
 
 def sweep(
@@ -88,11 +88,8 @@ def _rows(source: Mapping[str, Any], root: Path, table: Any) -> tuple[dict[str, 
         if not name and not source.get("grid"):
             name = Path(config_file).stem if config_file else "default"
         rows: list[dict[str, Any]] = [{name_column: name}] if name and not source.get("grid") else [{}]
-    elif hasattr(table, "to_dict") and hasattr(table, "columns"):
-        # an empty cell means "not given": the config file or the flow's default applies
-        rows = [{k: v for k, v in row.items() if not is_missing(v)} for row in table.to_dict("records")]
     else:
-        rows = [dict(row) for row in table]
+        rows = table_rows(table)
     return base, _times_grid(rows, source.get("grid") or {})
 
 

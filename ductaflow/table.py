@@ -36,7 +36,7 @@ def instances_from_table(
     Raises :class:`ConfigError` or :class:`UnsafeNameError` naming the row for
     bad values, conflicting dotted columns, missing, unsafe or duplicate names.
     """
-    rows = _rows(table)
+    rows = table_rows(table)
     base = normalise_config(base_config)
     given = [row.pop(name_column, None) for row in rows]
     configs = [_merge(base, _nest(row, index)) for index, row in enumerate(rows)]
@@ -48,7 +48,8 @@ def instances_from_table(
     return list(zip(names, configs, strict=True))
 
 
-def _rows(table: Any) -> list[dict[str, Any]]:
+def table_rows(table: Any) -> list[dict[str, Any]]:
+    """The rows of a DataFrame or list of dicts as dicts; an empty DataFrame cell is left out."""
     if hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame
         # an empty cell means "not given": base_config or the flow's default applies
         return [{k: v for k, v in row.items() if not is_missing(v)} for row in table.to_dict("records")]

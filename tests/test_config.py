@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import ductaflow
 from ductaflow import ConfigError
 from ductaflow.config import apply_overrides, config_hash, load_config_file, normalise_config
 
@@ -143,3 +144,21 @@ def test_config_file_errors_name_the_file(tmp_path):
     listed.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="not an object"):
         load_config_file(listed)
+
+
+def test_load_config_applies_overrides_to_a_file(tmp_path):
+    """load_config: a file with overrides applied; a key the file lacks is refused with close matches."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"n": 1, "model": {"alpha": 0.1}}))
+    assert ductaflow.load_config(path, ["model.alpha=0.5", "n=2"]) == {"n": 2, "model": {"alpha": 0.5}}
+    with pytest.raises(ConfigError, match=r"Did you mean model\.alpha"):
+        ductaflow.load_config(path, ["model.alpah=1"])
+
+
+def test_load_config_without_a_file_builds_the_config_from_overrides():
+    """Without a file, overrides make the config (dotted keys nest); a value used as a section is refused."""
+    built = ductaflow.load_config(None, ["a.b=1", "a.c=[1,2]", "d=text"])
+    assert built == {"a": {"b": 1, "c": [1, 2]}, "d": "text"}
+    assert ductaflow.load_config() == {}
+    with pytest.raises(ConfigError, match=r"'a', which holds a value"):
+        ductaflow.load_config(None, ["a=1", "a.b=2"])

@@ -11,6 +11,7 @@ DOCUMENTED = {
     "FlowError",
     "FlowExecutionError",
     "InstanceBusyError",
+    "InstanceCheck",
     "InstancesFailedError",
     "KernelNotFoundError",
     "RunDirectoryError",
@@ -18,12 +19,19 @@ DOCUMENTED = {
     "RunStatus",
     "UnsafeNameError",
     "__version__",
+    "check_instance",
+    "check_instances",
+    "debug_notebook",
     "display_config_summary",
     "is_notebook_execution",
     "load_cli_config",
+    "load_config",
+    "new_project",
+    "read_table",
     "run_instances",
     "run_notebook",
     "run_step_flow",
+    "sweep",
 }
 
 

@@ -1,0 +1,371 @@
+"""The ductaflow command, always through a real subprocess: exit codes, output, files written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import listing, record
+
+COMMANDS = ["run", "sweep", "status", "why", "open", "new"]
+
+
+def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``python -m ductaflow ARGS`` in ``cwd`` with piped output."""
+    return subprocess.run([sys.executable, "-m", "ductaflow", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+@pytest.fixture
+def proj(project: Path, flows: Path) -> Path:
+    """A project with the test flows in flow/ and a config file in config/ok.json."""
+    (project / "flow").mkdir()
+    for name in ("ok.py", "broken.py", "slow.py"):
+        shutil.copy(flows / name, project / "flow" / name)
+    (project / "config").mkdir()
+    (project / "config" / "ok.json").write_text(
+        json.dumps({"n": 1, "label": "base", "model": {"alpha": 0.1}})
+    )
+    return project
+
+
+def seen(run_dir: Path) -> dict:
+    """What the ok flow saw when it ran in ``run_dir``."""
+    return json.loads((run_dir / "seen.json").read_text())
+
+
+def test_version_and_help_of_every_command_show_a_real_example(project: Path) -> None:
+    """--version prints the version; --help of the group and of every command shows an example."""
+    import ductaflow
+
+    version = cli("--version", cwd=project)
+    assert version.returncode == 0 and ductaflow.__version__ in version.stdout
+    assert "Examples:" in cli("--help", cwd=project).stdout
+    for command in COMMANDS:
+        shown = cli(command, "--help", cwd=project)
+        assert shown.returncode == 0, shown.stderr
+        assert f"ductaflow {command} " in shown.stdout.split("Examples:")[1], command
+
+
+def test_console_script_is_installed(project: Path) -> None:
+    """The `ductaflow` console script sits beside the interpreter and runs."""
+    script = Path(sys.executable).parent / "ductaflow"
+    done = subprocess.run([str(script), "--version"], cwd=project, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "ductaflow" in done.stdout
+
+
+def test_run_executes_once_then_skips_until_forced(proj: Path) -> None:
+    """run names the instance after its config file, applies overrides, skips unchanged; --force re-runs."""
+    first = cli(
+        "run", "flow/ok.py", "--config", "config/ok.json", "-o", "n=3", "-o", "model.alpha=0.5", cwd=proj
+    )
+    assert first.returncode == 0, first.stderr
+    run_dir = proj / "runs" / "ok" / "ok"
+    assert "success: runs/ok/ok" in first.stdout
+    assert seen(run_dir)["config"] == {"n": 3, "label": "base", "model": {"alpha": 0.5}}
+    assert (run_dir / "ok.html").exists() and record(run_dir)["status"] == "success"
+    started = record(run_dir)["started_at"]
+
+    again = cli(
+        "run", "flow/ok.py", "--config", "config/ok.json", "-o", "n=3", "-o", "model.alpha=0.5", cwd=proj
+    )
+    assert again.returncode == 0 and "1 skipped" in again.stdout
+    assert record(run_dir)["started_at"] == started
+
+    forced = cli("run", "flow/ok.py", "--config", "config/ok.json", "-o", "n=3", "-o", "model.alpha=0.5",
+                 "--force", cwd=proj)  # fmt: skip
+    assert forced.returncode == 0 and "(forced)" in forced.stdout
+    assert record(run_dir)["started_at"] != started
+
+
+def test_run_options_name_step_runs_dir_and_html(proj: Path) -> None:
+    """--instance, --step, --runs-dir and --no-html decide where the run goes and what it writes."""
+    done = cli("run", "flow/ok.py", "-o", "n=2", "--instance", "trial", "--step", "checks",
+               "--runs-dir", "out", "--no-html", "--timeout", "60", cwd=proj)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_dir = proj / "out" / "checks" / "trial"
+    assert seen(run_dir)["config"] == {"n": 2}
+    assert not (run_dir / "ok.html").exists()
+    assert record(run_dir)["options"] == {"timeout": 60.0, "export_html": False}
+    assert not (proj / "runs").exists()
+
+
+def test_run_of_a_failing_flow_exits_1_and_keeps_the_evidence(proj: Path) -> None:
+    """A flow that raises: exit code 1, the error on the terminal, the record and report on disk."""
+    done = cli("run", "flow/broken.py", cwd=proj)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "KeyError" in done.stdout and "failed: runs/broken/default" in done.stdout
+    run_dir = proj / "runs" / "broken" / "default"
+    assert record(run_dir)["status"] == "failed" and (run_dir / "broken.html").exists()
+
+
+BAD_INPUT = {
+    "missing flow": (["run", "flow/nope.py"], "flow/nope.py"),
+    "missing config": (["run", "flow/ok.py", "--config", "config/nope.json"], "config/nope.json"),
+    "malformed config": (["run", "flow/ok.py", "--config", "config/bad.json"], "config/bad.json"),
+    "override without =": (["run", "flow/ok.py", "--config", "config/ok.json", "-o", "n3"], "key=value"),
+    "unknown override key": (
+        ["run", "flow/ok.py", "--config", "config/ok.json", "-o", "nn=3"],
+        "Did you mean n",
+    ),
+    "unsafe instance": (["run", "flow/ok.py", "--instance", "../escape"], "../escape"),
+    "unsafe step": (["run", "flow/ok.py", "--step", "a/b"], "a/b"),
+    "unknown kernel": (["run", "flow/ok.py", "--kernel", "no-such-kernel"], "no-such-kernel"),
+    "missing table": (["sweep", "flow/ok.py", "--table", "nope.csv"], "nope.csv"),
+    "malformed table": (["sweep", "flow/ok.py", "--table", "bad.csv"], "bad.csv"),
+    "unreadable table type": (["sweep", "flow/ok.py", "--table", "table.txt"], ".csv, .json"),
+    "duplicate names": (["sweep", "flow/ok.py", "--table", "twins.csv"], "twin"),
+    "bad grid": (["sweep", "flow/ok.py", "--grid", "seed"], "--grid"),
+    "no table or grid": (["sweep", "flow/ok.py"], "--table"),
+    "zero jobs": (["sweep", "flow/ok.py", "--grid", "n=1,2", "--jobs", "0"], "--jobs"),
+    "missing input": (["run", "flow/ok.py", "--input", "data/none.csv"], "data/none.csv"),
+    "unknown command": (["frobnicate"], "frobnicate"),
+    "status of nothing": (["status", "nowhere"], "nowhere"),
+    "why of a non-instance": (["why", "config"], "config"),
+    "open of a non-instance": (["open", "config"], "config"),
+}
+
+
+@pytest.mark.parametrize("args, named", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_user_errors_exit_2_with_one_clear_message_and_write_nothing(proj: Path, args: list[str],
+                                                                     named: str) -> None:  # fmt: skip
+    """Each user error: exit 2, a message naming the file or argument, no traceback, no runs/ written."""
+    (proj / "config" / "bad.json").write_text('{"n": 1,}')
+    (proj / "bad.csv").write_text('instance_name,n\na,1\n"b,2\n')
+    (proj / "table.txt").write_text("n\n1\n")
+    (proj / "twins.csv").write_text("instance_name,n\ntwin,1\ntwin,2\n")
+    done = cli(*args, cwd=proj)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (proj / "runs").exists()
+
+
+def test_debug_flag_shows_the_traceback(proj: Path) -> None:
+    """--debug adds the traceback to a user error's message, and the exit code stays 2."""
+    done = cli("run", "flow/nope.py", "--debug", cwd=proj)
+    assert done.returncode == 2
+    assert "Traceback" in done.stderr and "flow/nope.py" in done.stderr
+
+
+def test_sweep_table_with_dotted_columns_over_a_base_config(proj: Path) -> None:
+    """A CSV table: one instance per row, named by its column, dotted columns nested over --config."""
+    pd.DataFrame({"instance_name": ["a", "b"], "n": [5, 6], "model.alpha": [0.2, None]}).to_csv(
+        proj / "scenarios.csv", index=False
+    )
+    done = cli("sweep", "flow/ok.py", "--config", "config/ok.json", "--table", "scenarios.csv", "-j", "2",
+               "-o", "label=swept", cwd=proj)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert seen(proj / "runs/ok/a")["config"] == {"n": 5, "label": "swept", "model": {"alpha": 0.2}}
+    assert seen(proj / "runs/ok/b")["config"] == {"n": 6, "label": "swept", "model": {"alpha": 0.1}}
+
+
+def test_sweep_grid_takes_every_combination(proj: Path) -> None:
+    """Two --grid options give their cartesian product; values parse as JSON, names show what varies."""
+    done = cli("sweep", "flow/ok.py", "--grid", "n=1,2", "--grid", "label=x,[1,2]", "--no-html", cwd=proj)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = sorted(p.name for p in (proj / "runs" / "ok").iterdir() if not p.name.startswith("."))
+    assert names == sorted(["n=1,label=x", "n=1,label=[1,2]", "n=2,label=x", "n=2,label=[1,2]"])
+    assert seen(proj / "runs/ok/n=2,label=[1,2]")["config"] == {"n": 2, "label": [1, 2]}
+    listed = cli("sweep", "flow/ok.py", "--grid", "n=[1,2]", "--grid", "label=x,[1,2]", "--dry-run", cwd=proj)
+    assert listed.stdout.count(" skip ") == 4
+
+
+def test_sweep_dry_run_against_a_partly_run_table(proj: Path) -> None:
+    """--dry-run lists every instance with what would run and why, and runs nothing."""
+    table = pd.DataFrame({"instance_name": ["keep", "change"], "n": [1, 2]})
+    table.to_csv(proj / "t.csv", index=False)
+    assert cli("sweep", "flow/ok.py", "--table", "t.csv", "--no-html", cwd=proj).returncode == 0
+    before = listing(proj / "runs")
+    pd.DataFrame({"instance_name": ["keep", "change", "added"], "n": [1, 3, 4]}).to_csv(
+        proj / "t.csv", index=False
+    )
+    done = cli("sweep", "flow/ok.py", "--table", "t.csv", "--dry-run", cwd=proj)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()[2:]}
+    assert " skip " in lines["keep"] and "unchanged" in lines["keep"]
+    assert " run " in lines["change"] and "config changed (n: 2 -> 3)" in lines["change"]
+    assert " run " in lines["added"] and " new " in lines["added"]
+    assert done.stdout.splitlines()[0] == "3 instances, 2 would run"
+    assert listing(proj / "runs") == before
+
+
+def test_sweep_reads_json_excel_and_parquet_tables(proj: Path) -> None:
+    """JSON (a list of objects), .tsv, .xlsx and .parquet tables give the instances a CSV would."""
+    rows = [{"instance_name": "x", "n": 7, "label": "a"}, {"instance_name": "y", "n": 8}]
+    (proj / "t.json").write_text(json.dumps(rows))
+    frame = pd.DataFrame(rows)
+    frame.to_excel(proj / "t.xlsx", index=False)
+    frame.to_parquet(proj / "t.parquet", index=False)
+    frame.to_csv(proj / "t.tsv", sep="\t", index=False)
+    for table in ("t.json", "t.tsv", "t.xlsx", "t.parquet"):
+        done = cli("sweep", "flow/ok.py", "--table", table, "--dry-run", cwd=proj)
+        assert done.returncode == 0, done.stderr
+        assert [line.split()[0] for line in done.stdout.splitlines()[2:]] == ["x", "y"], table
+    done = cli("sweep", "flow/ok.py", "--table", "t.xlsx", "--no-html", cwd=proj)
+    assert done.returncode == 0, done.stderr
+    assert seen(proj / "runs/ok/x")["config"] == {"n": 7, "label": "a"}
+    assert seen(proj / "runs/ok/y")["config"] == {"n": 8}  # an empty cell is not given
+
+
+def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
+    """status: a row per instance; a changed flow, config file or table row shows as outdated with why."""
+    pd.DataFrame({"instance_name": ["a", "b"], "n": [1, 2]}).to_csv(proj / "t.csv", index=False)
+    assert cli("sweep", "flow/ok.py", "--table", "t.csv", "--no-html", cwd=proj).returncode == 0
+    assert cli("run", "flow/ok.py", "--config", "config/ok.json", "--no-html", cwd=proj).returncode == 0
+    assert cli("run", "flow/broken.py", "--no-html", cwd=proj).returncode == 1
+    fresh = {r["instance"]: r for r in json.loads(cli("status", "--json", cwd=proj).stdout)}
+    assert {k: (r["status"], r["outdated"]) for k, r in fresh.items()} == {
+        "a": ("success", False),
+        "b": ("success", False),
+        "ok": ("success", False),
+        "default": ("failed", True),
+    }
+    assert "KeyError" in fresh["default"]["error"]
+
+    pd.DataFrame({"instance_name": ["a", "b"], "n": [1, 5]}).to_csv(proj / "t.csv", index=False)
+    (proj / "config" / "ok.json").write_text(json.dumps({"n": 1, "label": "new", "model": {"alpha": 0.1}}))
+    later = {r["instance"]: r for r in json.loads(cli("status", "--json", "runs/ok", cwd=proj).stdout)}
+    assert later["a"]["outdated"] is False
+    assert later["b"]["reason"] == "config changed (n: 2 -> 5)"
+    assert later["ok"]["reason"] == "config changed (label: base -> new)"
+    assert "default" not in later
+
+    (proj / "flow" / "ok.py").write_text((proj / "flow" / "ok.py").read_text() + "\n# edited\n")
+    plain = cli("status", cwd=proj)
+    assert plain.returncode == 0 and "\x1b[" not in plain.stdout
+    assert plain.stdout.splitlines()[0] == "4 instances: 3 success, 1 failed"
+    row_a = next(line for line in plain.stdout.splitlines() if line.startswith("ok ") and " a " in line)
+    assert " yes " in row_a and "flow changed (flow/ok.py)" in row_a
+    only = cli("status", "--outdated", "--json", cwd=proj)
+    assert len(json.loads(only.stdout)) == 4
+
+
+def test_status_shows_a_corrupt_record_as_unknown(proj: Path) -> None:
+    """An instance directory whose run.json is corrupt is listed as unknown with a note, not a crash."""
+    assert cli("run", "flow/ok.py", "--instance", "fine", "--no-html", cwd=proj).returncode == 0
+    broken = proj / "runs" / "ok" / "hurt"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    rows = {r["instance"]: r for r in json.loads(cli("status", "--json", cwd=proj).stdout)}
+    assert rows["hurt"]["status"] == "unknown" and rows["hurt"]["outdated"] is None
+    assert "unreadable" in rows["hurt"]["reason"] and rows["fine"]["status"] == "success"
+
+
+def test_status_on_a_terminal_draws_a_rich_table(proj: Path) -> None:
+    """With a terminal attached, status prints a rich table (box drawing), not plain columns."""
+    import pty
+
+    assert cli("run", "flow/ok.py", "--instance", "tty", "--no-html", cwd=proj).returncode == 0
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "ductaflow", "status"], cwd=proj, stdout=follower,
+                            stderr=subprocess.PIPE, env=env)  # fmt: skip
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert proc.wait(timeout=60) == 0
+    with proc.stderr:  # type: ignore[union-attr]
+        assert proc.stderr.read() == b""  # type: ignore[union-attr]
+    os.close(leader)
+    text = out.decode()
+    assert "━" in text and "tty" in text and "success" in text
+
+
+def test_why_explains_each_part_and_compares_with_the_last_success(proj: Path) -> None:
+    """why: up to date part by part; then an input change; after a failure, the kept success is compared."""
+    (proj / "data.csv").write_text("x\n1\n")
+    args = ["run", "flow/ok.py", "--config", "config/ok.json", "--input", "data.csv", "--no-html"]
+    assert cli(*args, cwd=proj).returncode == 0
+    fresh = cli("why", "runs/ok/ok", cwd=proj)
+    assert fresh.returncode == 0
+    assert "up to date: nothing changed" in fresh.stdout and "data.csv unchanged" in fresh.stdout
+    assert "flow/ok.py unchanged" in fresh.stdout
+
+    (proj / "data.csv").write_text("x\n2\n")
+    changed = json.loads(cli("why", "runs/ok/ok", "--json", cwd=proj).stdout)
+    assert changed["outdated"] is True and changed["reason"] == "input changed (data.csv)"
+
+    assert cli(*args, "-o", 'n={"a": 1}', cwd=proj).returncode == 1  # n * 2 fails for a dict
+    failed = cli("why", "runs/ok/ok", cwd=proj).stdout
+    assert "last error: TypeError" in failed
+    assert "outdated, it would run again: last attempt failed; input changed (data.csv)" in failed
+    assert "kept in runs/ok/.ductaflow/previous/ok" in failed
+
+
+def test_open_writes_a_notebook_that_reproduces_the_run(proj: Path, tmp_path: Path) -> None:
+    """open: the debug notebook, executed cell by cell from another directory, redoes the run in place."""
+    import nbclient
+    import nbformat
+
+    assert (
+        cli("run", "flow/ok.py", "-o", "n=4", "-o", "label=dbg", "--instance", "dbg", cwd=proj).returncode
+        == 0
+    )
+    run_dir = proj / "runs" / "ok" / "dbg"
+    original = seen(run_dir)
+    (run_dir / "seen.json").unlink()
+    done = cli("open", "runs/ok/dbg", cwd=proj)
+    assert done.returncode == 0, done.stderr
+    notebook = run_dir / "debug_ok.ipynb"
+    assert f"code {notebook.relative_to(proj)}" in done.stdout
+    nb = nbformat.read(notebook, as_version=4)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(elsewhere)}}).execute()  # fmt: skip
+    again = seen(run_dir)
+    assert again["config"] == original["config"] == {"n": 4, "label": "dbg"}
+    assert again["cwd"] == original["cwd"] == str(run_dir)
+    assert again["is_notebook_execution"] is True
+    assert nb.cells[-1].outputs[0]["data"]["text/plain"] == "8"
+
+
+def test_new_scaffolds_a_project_whose_conductor_runs(tmp_path: Path) -> None:
+    """new: a project that `python conductor.py` runs at once; a second `new` into it is refused."""
+    made = cli("new", "study", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    study = tmp_path / "study"
+    assert "runs/" in (study / ".gitignore").read_text().split()
+    conducted = subprocess.run([sys.executable, "conductor.py"], cwd=study, capture_output=True, text=True,
+                               timeout=300)  # fmt: skip
+    assert conducted.returncode == 0, conducted.stdout + conducted.stderr
+    for name in ("calm", "wild", "falling"):
+        assert record(study / "runs" / "simulate" / name)["status"] == "success"
+    status = json.loads(cli("status", "--json", cwd=study).stdout)
+    assert [r["outdated"] for r in status] == [False, False, False]
+    refused = cli("new", "study", cwd=tmp_path)
+    assert refused.returncode == 2 and "not an empty folder" in refused.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupting_a_run_exits_130_and_records_it(proj: Path, sig: signal.Signals) -> None:
+    """Ctrl-C or SIGTERM while a flow runs: exit code 130, the instance recorded as interrupted."""
+    proc = subprocess.Popen([sys.executable, "-m", "ductaflow", "run", "flow/slow.py", "--no-html"], cwd=proj,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = proj / "runs" / "slow" / "default"
+    deadline = time.monotonic() + 60
+    while "first cell done" not in (
+        (run_dir / "log.txt").read_text() if (run_dir / "log.txt").exists() else ""
+    ):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert record(run_dir)["status"] == "interrupted"
