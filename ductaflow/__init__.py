@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .record import RunStatus
     from .scaffold import new_project
     from .status import InstanceCheck, check_instance, check_instances
-    from .sweep import sweep
+    from .sweeps import sweep
     from .table import read_table
 
 __version__ = "0.1.0"
@@ -41,7 +41,7 @@ _LAZY = {
     "run_instances": "conductor",
     "RunStatus": "record",
     "read_table": "table",
-    "sweep": "sweep",
+    "sweep": "sweeps",
     "InstanceCheck": "status",
     "check_instance": "status",
     "check_instances": "status",

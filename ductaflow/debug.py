@@ -51,8 +51,9 @@ def debug_notebook(run_dir: str | os.PathLike[str]) -> Path:
 
 def _flow_path(record: dict[str, Any], run_dir: Path) -> Path:
     flow = Path(str(record.get("flow")))
-    root = Path(str(record.get("project_root") or run_dir.parents[2]))
-    candidates = [flow] if flow.is_absolute() else [root / flow, run_dir.parents[2] / flow]
+    layout_root = run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent  # runs/<step>/<instance>
+    root = Path(str(record.get("project_root") or layout_root))
+    candidates = [flow] if flow.is_absolute() else [root / flow, layout_root / flow]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

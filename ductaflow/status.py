@@ -72,7 +72,7 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
     basis = record if status == "success" else read_record(basis_dir)
     if basis is None or basis.get("status") != "success":
         return InstanceCheck(**fields, outdated=True, reason=f"last attempt {status}, no successful run")
-    details, changes = _compare(basis, _root(basis, path), fields["instance"], cache)
+    details, changes = _compare(basis, _root(basis, path, cache), fields["instance"], cache)
     if status != "success":
         changes.insert(0, f"last attempt {status}")
     reason = "; ".join(changes) or "up to date"
@@ -133,6 +133,7 @@ class _Cache:
         self.flows: dict[Path, str | None] = {}
         self.hashers: dict[Path, InputHasher] = {}
         self.sweeps: dict[str, Any] = {}
+        self.roots: dict[str, Path | None] = {}  # recorded project root -> that directory, if it exists
 
     def flow_sha(self, path: Path) -> str | None:
         if path not in self.flows:
@@ -147,7 +148,7 @@ class _Cache:
 
     def config(self, source: Mapping[str, Any], root: Path, instance: str) -> Any:
         """Today's config for ``instance``, or the ConfigError that prevents building it."""
-        from .sweep import rebuild_configs
+        from .sweeps import rebuild_configs
 
         key = json.dumps([str(root), source], sort_keys=True, default=str)
         if key not in self.sweeps:
@@ -164,10 +165,14 @@ class _Cache:
         return built[instance]
 
 
-def _root(record: Mapping[str, Any], run_dir: Path) -> Path:
-    recorded = Path(str(record.get("project_root") or ""))
-    if recorded.is_absolute() and recorded.is_dir():
-        return recorded
+def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:
+    recorded = str(record.get("project_root") or "")
+    if recorded not in cache.roots:
+        path = Path(recorded)
+        cache.roots[recorded] = path if recorded and path.is_absolute() and path.is_dir() else None
+    found = cache.roots[recorded]
+    if found is not None:
+        return found
     return run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent  # runs/<step>/<instance>
 
 

@@ -77,3 +77,15 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "run_notebok" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_public_names_stay_functions_after_every_module_is_imported():
+    """No submodule shadows a public name: after importing them all, each name is still the API object."""
+    code = (
+        "import importlib, pkgutil, types, ductaflow\n"
+        "for m in pkgutil.iter_modules(ductaflow.__path__):\n"
+        "    importlib.import_module('ductaflow.' + m.name)\n"
+        "print([n for n in ductaflow.__all__ if isinstance(getattr(ductaflow, n), types.ModuleType)])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
