@@ -73,3 +73,25 @@ def interrupt_after(code: str, cwd: Path, delay: float) -> tuple[str, str]:
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     return proc.communicate(timeout=60)
+
+
+def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str]:
+    """Run ``args`` on a pseudo-terminal (stdout and stderr, 120 columns); return exit code and output."""
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen(args, cwd=cwd, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process has gone
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return proc.wait(timeout=timeout), output.decode(errors="replace")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import listing, record
+from conftest import listing, record, run_in_terminal
 
 COMMANDS = ["run", "sweep", "status", "why", "open", "new"]
 
@@ -262,28 +261,9 @@ def test_status_shows_a_corrupt_record_as_unknown(proj: Path) -> None:
 
 def test_status_on_a_terminal_draws_a_rich_table(proj: Path) -> None:
     """With a terminal attached, status prints a rich table (box drawing), not plain columns."""
-    import pty
-
     assert cli("run", "flow/ok.py", "--instance", "tty", "--no-html", cwd=proj).returncode == 0
-    leader, follower = pty.openpty()
-    env = {**os.environ, "COLUMNS": "120"}
-    proc = subprocess.Popen([sys.executable, "-m", "ductaflow", "status"], cwd=proj, stdout=follower,
-                            stderr=subprocess.PIPE, env=env)  # fmt: skip
-    os.close(follower)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    assert proc.wait(timeout=60) == 0
-    with proc.stderr:  # type: ignore[union-attr]
-        assert proc.stderr.read() == b""  # type: ignore[union-attr]
-    os.close(leader)
-    text = out.decode()
+    code, text = run_in_terminal([sys.executable, "-m", "ductaflow", "status"], cwd=proj)
+    assert code == 0, text
     assert "━" in text and "tty" in text and "success" in text
 
 

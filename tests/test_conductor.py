@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import interrupt_after, listing, record
+from conftest import interrupt_after, listing, record, run_in_terminal
 
 import ductaflow
 from ductaflow import ConfigError, UnsafeNameError
@@ -204,27 +203,14 @@ def test_progress_false_is_silent(project, tally_flow, capsys):
 
 def test_live_bar_on_a_terminal(project, tally_flow):
     """On a terminal the rich bar shows done/total, running, failed and skipped."""
-    import pty
 
     code = (
         "import ductaflow\n"
         f"rows = [{{'instance_name': n, 'tally': {str(project / 'tally.txt')!r}}} for n in 'abc']\n"
         f"ductaflow.run_instances({str(tally_flow)!r}, rows, jobs=2, export_html=False)\n"
     )
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=project, stdout=follower, stderr=follower)
-    os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert proc.wait(timeout=120) == 0
-    text = output.decode(errors="replace")
+    status, text = run_in_terminal([sys.executable, "-c", code], cwd=project)
+    assert status == 0, text
     assert "3/3" in text and "failed 0" in text and "skipped 0" in text
     assert "tally: 3 instances in" in text
 
