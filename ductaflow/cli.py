@@ -21,7 +21,7 @@ import click
 
 import ductaflow
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -49,7 +49,10 @@ def run_cli(args: list[str]) -> int:
         return _interrupted()
     except BrokenPipeError:  # `ductaflow status | head`: the reader left, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:  # a folder that cannot be read or written, a full disk: say which
+        _error(exc, "--debug" in args)
+        return EXIT_USAGE
     return code if isinstance(code, int) else EXIT_OK
 
 
@@ -230,23 +233,29 @@ def _parse_grids(grids: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def _split_values(raw: str) -> list[str]:
-    """Split on the commas outside brackets and quotes: ``a,[1,2],"x,y"`` gives three values."""
-    values, depth, quote, current = [], 0, "", ""
+    """Split on the commas outside brackets and double quotes: ``a,[1,2],"x,y"`` gives three values."""
+    values, depth, quoted, current = [], 0, False, ""
     for char in raw:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "\"'":
-            quote = char
-        elif char in "[{":
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in "[{":
             depth += 1
-        elif char in "]}":
+        elif not quoted and char in "]}":
             depth -= 1
-        elif char == "," and depth == 0:
+        elif not quoted and depth == 0 and char == ",":
             values.append(current)
             current = ""
             continue
         current += char
-    return [*values, current]
+    if quoted or depth:
+        raise click.BadParameter(
+            f"{raw!r} has an unclosed {'quote' if quoted else 'bracket'}.", param_hint="--grid"
+        )
+    values.append(current)
+    if any(not value.strip() for value in values):
+        raise click.BadParameter(f"{raw!r} has an empty value (two commas in a row, or one at an end).",
+                                 param_hint="--grid")  # fmt: skip
+    return values
 
 
 def _json_or_text(text: str) -> Any:
@@ -260,8 +269,14 @@ def _json_or_text(text: str) -> Any:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects) for programs.")
 @click.option("--outdated", is_flag=True, help="Only instances that would run again.")
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="The runs folder to look in when no PATHS are given (default: runs).",
+)
 @_debug_option
-def status(paths: tuple[Path, ...], as_json: bool, outdated: bool) -> int:
+def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, runs_dir: Path | None) -> int:
     """Show the instances under runs/ (or PATHS): status, when, how long, and whether outdated.
 
     PATHS may be runs folders, step folders (runs/<step>) or instance
@@ -273,11 +288,16 @@ def status(paths: tuple[Path, ...], as_json: bool, outdated: bool) -> int:
     Examples:
       ductaflow status
       ductaflow status runs/simulate --outdated
+      ductaflow status --runs-dir /shared/study/runs
       ductaflow status --json > status.json
     """
-    frame = ductaflow.check_instances(paths or ("runs",))
+    if not paths and not (runs_dir or Path("runs")).exists():
+        where = (runs_dir or Path("runs")).absolute()
+        click.echo("[]" if as_json else f"no instances: {where} does not exist yet (nothing has run here)")
+        return EXIT_OK
+    frame = ductaflow.check_instances(paths or (runs_dir or Path("runs"),))
     if outdated:
-        frame = frame[frame.outdated.fillna(False).astype(bool)]
+        frame = frame[frame.outdated.eq(True)]
     records = json.loads(frame.to_json(orient="records"))
     if as_json:
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
@@ -374,15 +394,16 @@ def open_(run_dir: Path) -> int:
 def new(directory: Path) -> int:
     """Create a ductaflow project in DIRECTORY that runs at once.
 
-    It holds flow/simulate.py, config/simulate.json, conductor.py (three
-    scenarios), a README and a .gitignore that keeps runs/ out of git.
+    It holds flow/simulate.py, config/simulate.json, scenarios.csv (three
+    scenarios), conductor.py (runs them), a README and a .gitignore that keeps
+    runs/ out of git.
 
     \b
     Examples:
       ductaflow new my-study && cd my-study && python conductor.py
     """
     created = ductaflow.new_project(directory)
-    click.echo(f"created {created}/ with flow/simulate.py, config/simulate.json and conductor.py\n"
+    click.echo(f"created {created}/: flow/simulate.py, config/simulate.json, scenarios.csv, conductor.py\n"
                f"next: cd {created} && python conductor.py")  # fmt: skip
     return EXIT_OK
 

@@ -40,13 +40,28 @@ def debug_notebook(run_dir: str | os.PathLike[str]) -> Path:
                                 run_dir=str(path))  # fmt: skip
     flow_path = _flow_path(record, path)
     flow = read_flow(flow_path)
-    nb = flow.with_config(record.get("config") or {})
+    config = record.get("config")
+    if config is None:  # a script-mode record: the config is in config.json
+        config = _config_file(path)
+    nb = flow.with_config(config)
+    kernel = str(record.get("kernel") or "ductaflow-python")
+    if kernel != "ductaflow-python":  # the run asked for a kernel: so does the notebook
+        nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.cells[:0] = _intro_cells(record, path, flow_path, changed=flow.sha256 != record.get("flow_sha256"))
     target = path / f"debug_{flow.stem}.ipynb"
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+def _config_file(run_dir: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunDirectoryError(f"{run_dir}: the run record holds no config and config.json cannot be read "
+                                f"({exc}).", run_dir=str(run_dir)) from None  # fmt: skip
+    return config if isinstance(config, dict) else {}
 
 
 def _flow_path(record: dict[str, Any], run_dir: Path) -> Path:

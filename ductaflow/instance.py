@@ -167,6 +167,9 @@ def make_options(
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     root = Path(project_root if project_root is not None else os.getcwd()).absolute()
     runs = root / (runs_dir if runs_dir is not None else RUNS_DIR)
+    if runs.exists() and not runs.is_dir():
+        raise RunDirectoryError(f"the runs folder {runs} is a file. Pick another runs folder.",
+                                run_dir=str(runs))  # fmt: skip
     source = normalise_config(config_source) if config_source is not None else None
     return _Options(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source)
 

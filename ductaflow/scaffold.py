@@ -16,8 +16,9 @@ def new_project(directory: str | os.PathLike[str]) -> Path:
     """Create a project in ``directory`` and return its path.
 
     It holds ``flow/simulate.py`` (an example flow), ``config/simulate.json``,
-    ``conductor.py`` (three scenarios of the flow), a ``README.md`` and a
-    ``.gitignore`` that keeps ``runs/`` out of git. Raises
+    ``scenarios.csv`` (three scenarios), ``conductor.py`` (runs them with
+    :func:`sweep`), a ``README.md`` and a ``.gitignore`` that keeps ``runs/``
+    out of git. Raises
     :class:`RunDirectoryError` when ``directory`` exists and is not empty, or
     cannot be created; nothing is overwritten.
 

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .config import config_hash
-from .exceptions import ConfigError
+from .exceptions import ConfigError, DuctaflowError
 from .fingerprint import InputHasher, config_changes
 from .instance import STATE_DIR, current_status, previous_attempt_dir
 from .record import RECORD_NAME, read_record
 
+UNCHECKED_CONFIG = (
+    "config not checked: it was given from Python or a script, not read from files by ductaflow"
+)
 COLUMNS = ["step", "instance", "status", "started_at", "duration_s", "outdated", "reason", "error", "run_dir"]
 
 
@@ -36,7 +39,7 @@ class InstanceCheck:
     status: str  # success | failed | interrupted | crashed | running | unknown
     started_at: str | None
     duration_s: float | None
-    outdated: bool | None  # None: cannot tell (running, or no readable record)
+    outdated: bool | None  # None: cannot tell (running, no readable record, config not from files)
     reason: str  # what changed, "up to date", or why it cannot tell
     error: str | None = None  # the latest attempt's error line
     details: list[tuple[str, str]] = field(default_factory=list)  # (part, how it compares)
@@ -75,10 +78,12 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
     details, changes = _compare(basis, _root(basis, path, cache), fields["instance"], cache)
     if status != "success":
         changes.insert(0, f"last attempt {status}")
-    reason = "; ".join(changes) or "up to date"
-    return InstanceCheck(
-        **fields, outdated=bool(changes), reason=reason, details=details, compared_with=basis_dir
+    unchecked = ("config", UNCHECKED_CONFIG) in details
+    reason = "; ".join(changes) or (
+        "flow and inputs unchanged; " + UNCHECKED_CONFIG if unchecked else "up to date"
     )
+    outdated = True if changes else (None if unchecked else False)
+    return InstanceCheck(**fields, outdated=outdated, reason=reason, details=details, compared_with=basis_dir)
 
 
 def check_instances(paths: Iterable[str | os.PathLike[str]] = ("runs",)) -> Any:
@@ -154,13 +159,13 @@ class _Cache:
         if key not in self.sweeps:
             try:
                 self.sweeps[key] = rebuild_configs(source, root)
-            except ConfigError as exc:
+            except DuctaflowError as exc:  # a bad row or file spoils only the instances it produces
                 self.sweeps[key] = exc
         built = self.sweeps[key]
-        if isinstance(built, ConfigError):
+        if isinstance(built, DuctaflowError):
             return built
         if instance not in built:
-            where = source.get("table") or "the sweep's grid"
+            where = source.get("table") or ("the sweep's grid" if source.get("grid") else "the config file")
             return ConfigError(f"instance {instance!r} is no longer produced by {where}", key=instance)
         return built[instance]
 
@@ -190,25 +195,30 @@ def _compare(basis: Mapping[str, Any], root: Path, instance: str,
 
     flow = str(basis.get("flow"))
     sha = cache.flow_sha(Path(flow) if Path(flow).is_absolute() else root / flow)
+    recorded_sha = parts.get("flow_sha256") or basis.get("flow_sha256")  # script-mode records: no parts
     if sha is None:
         note("flow", f"flow missing ({flow})", True)
     else:
-        note("flow", f"flow changed ({flow})" if sha != parts.get("flow_sha256") else f"{flow} unchanged",
-             sha != parts.get("flow_sha256"))  # fmt: skip
+        note(
+            "flow",
+            f"flow changed ({flow})" if sha != recorded_sha else f"{flow} unchanged",
+            sha != recorded_sha,
+        )
     _compare_config(basis, root, instance, cache, note)
     for text, changed in _compare_inputs(parts.get("inputs") or {}, cache.hasher(root)):
         note("input", text, changed)
-    details.append(("kernel", str(parts.get("kernel", basis.get("kernel")))))
+    kernel = parts.get("kernel") or basis.get("kernel") or f"none ({basis.get('mode', 'unknown')} mode)"
+    details.append(("kernel", str(kernel)))
     return details, changes
 
 
 def _compare_config(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache, note: Any) -> None:
     source = basis.get("config_source")
     if not isinstance(source, Mapping):
-        note("config", "as recorded (no config file or table file was recorded to compare with)", False)
+        note("config", UNCHECKED_CONFIG, False)
         return
     now = cache.config(source, root, instance)
-    if isinstance(now, ConfigError):
+    if isinstance(now, DuctaflowError):
         note("config", f"config cannot be rebuilt: {now}", True)
     elif config_hash(now) != (basis.get("fingerprint_parts") or {}).get("config_hash"):
         note("config", config_changes(basis.get("config"), now, limit=None), True)

@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import JSONValue, load_config, normalise_config
+from .config import JSONValue, apply_overrides, canonical_json, load_config, normalise_config
 from .exceptions import ConfigError
-from .table import instances_from_table, read_table, table_rows
+from .names import check_name
+from .table import instance_label, instances_from_table, read_table, table_rows
 
 
 def sweep(
@@ -81,26 +82,69 @@ def _rows(source: Mapping[str, Any], root: Path, table: Any) -> tuple[dict[str, 
     config_file = source.get("config_file")
     base = load_config(_absolute(config_file, root), source.get("overrides") or ())
     name_column = source.get("name_column") or "instance_name"
+    grid = source.get("grid") or {}
     if source.get("table"):
         table = read_table(_absolute(source["table"], root))
     if table is None:
-        name = source.get("instance_name") or base.get("instance_name")
-        if not name and not source.get("grid"):
-            name = Path(config_file).stem if config_file else "default"
-        rows: list[dict[str, Any]] = [{name_column: name}] if name and not source.get("grid") else [{}]
+        rows: list[dict[str, Any]] = [{}] if grid else [{name_column: _single_name(source, base)}]
     else:
         rows = table_rows(table)
-    return base, _times_grid(rows, source.get("grid") or {})
+        if name_column != "instance_name" and not any(name_column in row for row in rows):
+            columns = ", ".join(dict.fromkeys(k for row in rows for k in row))
+            raise ConfigError(f"the name column {name_column!r} is not a column of the table "
+                              f"(columns: {columns}).", key=name_column)  # fmt: skip
+    if grid and config_file is not None:
+        _check_grid_keys(grid, base, config_file)
+    return base, _times_grid(rows, grid, name_column)
 
 
-def _times_grid(rows: list[dict[str, Any]], grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+def _single_name(source: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    """The one instance's name: as given, else the config's instance_name, else the config file's stem."""
+    config_file = source.get("config_file")
+    if source.get("instance_name") is not None:
+        return check_name(str(source["instance_name"]), "instance name (--instance)")
+    if base.get("instance_name"):
+        return check_name(str(base["instance_name"]), f"instance_name in {config_file}")
+    if config_file:
+        return check_name(Path(config_file).stem, f"instance name taken from the config file {config_file} "
+                          "(name the instance with --instance)")  # fmt: skip
+    return "default"
+
+
+def _check_grid_keys(grid: Mapping[str, Sequence[Any]], base: dict[str, Any], config_file: str) -> None:
+    """A grid key must exist in the config file, as an override's must: a typo is an error."""
+    for key, values in grid.items():
+        try:
+            apply_overrides(base, [(key, values[0] if values else None)])
+        except ConfigError as exc:
+            message = str(exc).replace("override key", "grid key", 1)
+            raise ConfigError(message.replace("does not exist in the config", f"is not in {config_file}", 1),
+                              key=key) from None  # fmt: skip
+
+
+def _times_grid(rows: list[dict[str, Any]], grid: Mapping[str, Sequence[Any]],
+                name_column: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Every row times every grid combination; a named row's name gets the combination appended."""
     if not grid:
         return rows
     for key, values in grid.items():
         if not isinstance(values, Sequence) or isinstance(values, str) or not values:
             raise ConfigError(f"grid key {key!r} needs a non-empty list of values, got {values!r}.", key=key)
-    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
-    return [{**row, **normalise_config(combo)} for row in rows for combo in combos]
+        seen = [canonical_json({"v": v}) for v in normalise_config({key: list(values)})[key]]
+        if len(set(seen)) < len(seen):
+            raise ConfigError(f"grid key {key!r} lists a value twice ({values!r}); list each value once.",
+                              key=key)  # fmt: skip
+    combos = [
+        normalise_config(dict(zip(grid, values, strict=True))) for values in itertools.product(*grid.values())
+    ]
+    out = []
+    for row in rows:
+        for combo in combos:
+            merged = {**row, **combo}
+            if name_column in row:
+                merged[name_column] = f"{row[name_column]},{instance_label(combo)}"
+            out.append(merged)
+    return out
 
 
 def _relative(path: Any, root: Path) -> str | None:

@@ -114,10 +114,13 @@ def _derived_names(rows: list[dict[str, Any]]) -> list[str]:
     columns = list(dict.fromkeys(k for row in flat for k in row))
     varying = [c for c in columns if len({canonical_json({"v": row.get(c)}) for row in flat}) > 1]
     shown = varying or (columns if len(rows) == 1 else [])
-    return [check_name(_label({c: row.get(c) for c in shown}), "derived instance name") for row in flat]
+    return [
+        check_name(instance_label({c: row.get(c) for c in shown}), "derived instance name") for row in flat
+    ]
 
 
-def _label(values: Mapping[str, Any]) -> str:
+def instance_label(values: Mapping[str, Any]) -> str:
+    """A safe instance name from values: ``param1=100,mode=A`` (long ones cut, with a hash suffix)."""
     if not values:
         return "default"
     text = ",".join(f"{key}={_text(value)}" for key, value in values.items())
@@ -203,7 +206,12 @@ def read_table(path: str | os.PathLike[str]) -> Any:
 def _read_csv(path: Path, sep: str = ",") -> Any:
     import pandas as pd
 
-    return pd.read_csv(path, sep=sep, dtype_backend="numpy_nullable")
+    table = pd.read_csv(path, sep=sep, dtype_backend="numpy_nullable")
+    if len(table.columns) == 1 and (";" in str(table.columns[0]) or "\t" in str(table.columns[0])):
+        raise ConfigError(f"table file {str(path)!r} has one column, {table.columns[0]!r}: it looks "
+                          f"separated by ';' or tabs, not by {sep!r}. Save it as comma-separated CSV, "
+                          "or tab-separated with the suffix .tsv.", path=str(path))  # fmt: skip
+    return table
 
 
 def _read_excel(path: Path) -> Any:

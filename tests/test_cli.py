@@ -123,6 +123,20 @@ BAD_INPUT = {
     "unreadable table type": (["sweep", "flow/ok.py", "--table", "table.txt"], ".csv, .json"),
     "duplicate names": (["sweep", "flow/ok.py", "--table", "twins.csv"], "twin"),
     "bad grid": (["sweep", "flow/ok.py", "--grid", "seed"], "--grid"),
+    "grid unclosed bracket": (["sweep", "flow/ok.py", "--grid", "n=[1,2"], "unclosed bracket"),
+    "grid empty value": (["sweep", "flow/ok.py", "--grid", "n=1,"], "empty value"),
+    "grid value twice": (["sweep", "flow/ok.py", "--grid", "n=1,1"], "lists a value twice"),
+    "grid key not in config": (
+        ["sweep", "flow/ok.py", "--config", "config/ok.json", "--grid", "nn=1,2"],
+        "grid key 'nn' is not in config/ok.json",
+    ),
+    "semicolon table": (["sweep", "flow/ok.py", "--table", "semi.csv"], "';'"),
+    "missing name column": (
+        ["sweep", "flow/ok.py", "--table", "twins.csv", "--name-column", "Scenario"],
+        "'Scenario'",
+    ),
+    "runs dir is a file": (["run", "flow/ok.py", "--runs-dir", "table.txt"], "table.txt"),
+    "unsafe name from config file": (["run", "flow/ok.py", "--config", "config/con.json"], "--instance"),
     "no table or grid": (["sweep", "flow/ok.py"], "--table"),
     "zero jobs": (["sweep", "flow/ok.py", "--grid", "n=1,2", "--jobs", "0"], "--jobs"),
     "missing input": (["run", "flow/ok.py", "--input", "data/none.csv"], "data/none.csv"),
@@ -141,6 +155,8 @@ def test_user_errors_exit_2_with_one_clear_message_and_write_nothing(proj: Path,
     (proj / "bad.csv").write_text('instance_name,n\na,1\n"b,2\n')
     (proj / "table.txt").write_text("n\n1\n")
     (proj / "twins.csv").write_text("instance_name,n\ntwin,1\ntwin,2\n")
+    (proj / "semi.csv").write_text("instance_name;n\na;1\n")
+    (proj / "config" / "con.json").write_text("{}")
     done = cli(*args, cwd=proj)
     assert done.returncode == 2, done.stdout + done.stderr
     assert named in done.stderr
@@ -176,6 +192,20 @@ def test_sweep_grid_takes_every_combination(proj: Path) -> None:
     assert seen(proj / "runs/ok/n=2,label=[1,2]")["config"] == {"n": 2, "label": [1, 2]}
     listed = cli("sweep", "flow/ok.py", "--grid", "n=[1,2]", "--grid", "label=x,[1,2]", "--dry-run", cwd=proj)
     assert listed.stdout.count(" skip ") == 4
+    quoted = cli(
+        "sweep", "flow/ok.py", "--grid", 'city=Val d\'Or,"Oslo, Norway",Quebec', "--dry-run", cwd=proj
+    )
+    assert [line.split("  ")[0] for line in quoted.stdout.splitlines()[2:]] == [
+        "city=Val_d'Or", "city=Oslo,_Norway", "city=Quebec"]  # fmt: skip
+
+
+def test_sweep_named_table_times_grid_names_each_combination(proj: Path) -> None:
+    """A named table times a grid: each instance is the row's name plus the grid values."""
+    (proj / "named.csv").write_text("instance_name,n\nnorth,1\nsouth,2\n")
+    done = cli("sweep", "flow/ok.py", "--table", "named.csv", "--grid", "label=a,b", "--dry-run", cwd=proj)
+    assert done.returncode == 0, done.stderr
+    names = [line.split()[0] for line in done.stdout.splitlines()[2:]]
+    assert names == ["north,label=a", "north,label=b", "south,label=a", "south,label=b"]
 
 
 def test_sweep_dry_run_against_a_partly_run_table(proj: Path) -> None:
@@ -238,6 +268,16 @@ def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
     assert later["ok"]["reason"] == "config changed (label: base -> new)"
     assert "default" not in later
 
+    (proj / "t.csv").write_text(
+        "instance_name,n\na,1\nb/c,2\n"
+    )  # an unsafe name: those rows cannot be rebuilt
+    spoiled = cli("status", "--json", "runs/ok", cwd=proj)
+    assert spoiled.returncode == 0, spoiled.stderr
+    rows = {r["instance"]: r for r in json.loads(spoiled.stdout)}
+    assert rows["a"]["outdated"] is True and "config cannot be rebuilt" in rows["a"]["reason"]
+    assert rows["ok"]["outdated"] is True and rows["ok"]["reason"] == "config changed (label: base -> new)"
+    pd.DataFrame({"instance_name": ["a", "b"], "n": [1, 5]}).to_csv(proj / "t.csv", index=False)
+
     (proj / "flow" / "ok.py").write_text((proj / "flow" / "ok.py").read_text() + "\n# edited\n")
     plain = cli("status", cwd=proj)
     assert plain.returncode == 0 and "\x1b[" not in plain.stdout
@@ -246,6 +286,13 @@ def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
     assert " yes " in row_a and "flow changed (flow/ok.py)" in row_a
     only = cli("status", "--outdated", "--json", cwd=proj)
     assert len(json.loads(only.stdout)) == 4
+
+
+def test_status_without_runs_says_so(proj: Path) -> None:
+    """status where nothing has run yet: a message and exit code 0; --json gives an empty list."""
+    done = cli("status", cwd=proj)
+    assert done.returncode == 0 and "no instances" in done.stdout and "runs" in done.stdout
+    assert json.loads(cli("status", "--json", cwd=proj).stdout) == []
 
 
 def test_status_shows_a_corrupt_record_as_unknown(proj: Path) -> None:
@@ -329,6 +376,21 @@ def test_new_scaffolds_a_project_whose_conductor_runs(tmp_path: Path) -> None:
         assert record(study / "runs" / "simulate" / name)["status"] == "success"
     status = json.loads(cli("status", "--json", cwd=study).stdout)
     assert [r["outdated"] for r in status] == [False, False, False]
+    config = json.loads((study / "config" / "simulate.json").read_text())
+    (study / "config" / "simulate.json").write_text(json.dumps({**config, "n_steps": 20}))
+    status = json.loads(cli("status", "--json", cwd=study).stdout)
+    assert {r["reason"] for r in status} == {f"config changed (n_steps: {config['n_steps']} -> 20)"}
+
+    command = [sys.executable, "flow/simulate.py", "--config", "config/simulate.json", "--output-dir",
+               "runs/simulate/by_hand"]  # fmt: skip
+    script = subprocess.run(command, cwd=study, capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0, script.stderr
+    why = cli("why", "runs/simulate/by_hand", cwd=study)
+    assert "flow/simulate.py unchanged" in why.stdout and "cannot tell" in why.stdout
+    assert cli("open", "runs/simulate/by_hand", cwd=study).returncode == 0
+    debug = json.loads((study / "runs/simulate/by_hand/debug_simulate.ipynb").read_text())
+    injected = next(c for c in debug["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    assert "'n_steps': 20" in "".join(injected["source"])  # the script run's config, from config.json
     refused = cli("new", "study", cwd=tmp_path)
     assert refused.returncode == 2 and "not an empty folder" in refused.stderr
 

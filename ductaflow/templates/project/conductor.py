@@ -1,26 +1,20 @@
 # %% [markdown]
 # # Conductor
-# Each row of the table is one scenario of `flow/simulate.py`, run into
-# `runs/simulate/<scenario>/`. Run it again and only what changed runs.
+# Each row of `scenarios.csv` is one scenario of `flow/simulate.py`, run with
+# `config/simulate.json` underneath into `runs/simulate/<scenario>/`. Run it
+# again and only what changed runs: edit a row, the flow or the config file.
+# `ductaflow status` then says which scenarios are outdated, and why.
 #
 # Run it with `python conductor.py` from this folder, or open it as a notebook.
+# The same from a terminal:
+# `ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.csv`
 
 # %%
 import pandas as pd
 
 import ductaflow
 
-scenarios = pd.DataFrame(
-    [
-        {"instance_name": "calm", "drift": 0.1, "volatility": 0.5},
-        {"instance_name": "wild", "drift": 0.1, "volatility": 3.0},
-        {"instance_name": "falling", "drift": -0.2, "volatility": 1.0},
-    ]
-)
-base_config = ductaflow.load_config("config/simulate.json")
-
-# %%
-results = ductaflow.run_instances("flow/simulate.py", scenarios, base_config=base_config, jobs=2)
+results = ductaflow.sweep("flow/simulate.py", "scenarios.csv", config_file="config/simulate.json", jobs=2)
 if (results.status == "interrupted").any():  # Ctrl-C: stop here
     raise SystemExit(130)
 if (results.status == "failed").any():
