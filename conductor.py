@@ -42,7 +42,7 @@ analyses = pd.DataFrame(
         "window_days": 28,
     }
 )
-analysed = ductaflow.run_instances("flow/analyse.py", analyses, inputs=["input_csv"], jobs=2)
+analysed = ductaflow.run_instances("flow/analyse.py", analyses, inputs=["input_csv"], jobs=2, report=True)
 if (analysed.status == "interrupted").any():
     raise SystemExit(130)
 
@@ -55,3 +55,4 @@ for instance, status, run_dir in analysed[["instance", "status", "run_dir"]].ite
 results = pd.DataFrame(rows)
 with pd.option_context("display.width", 200):
     print(results.to_string(index=False))
+print("report of every run: runs/index.html")

@@ -15,10 +15,12 @@ from .exceptions import (
     InstanceBusyError,
     InstancesFailedError,
     KernelNotFoundError,
+    MetricError,
     RunDirectoryError,
     UnsafeNameError,
 )
 from .inflow import display_config_summary, is_notebook_execution
+from .metrics import record, recorded
 from .script import load_cli_config
 
 TYPE_CHECKING = False
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
     from .conductor import run_instances
     from .debug import debug_notebook
     from .instance import RunResult, run_notebook, run_step_flow
-    from .record import RunStatus
+    from .overview import build_report
+    from .results import collect
+    from .runrecord import RunStatus
     from .scaffold import new_project
     from .status import InstanceCheck, check_instance, check_instances
     from .sweeps import sweep
@@ -39,7 +43,7 @@ _LAZY = {
     "run_notebook": "instance",
     "run_step_flow": "instance",
     "run_instances": "conductor",
-    "RunStatus": "record",
+    "RunStatus": "runrecord",
     "read_table": "table",
     "sweep": "sweeps",
     "InstanceCheck": "status",
@@ -47,6 +51,8 @@ _LAZY = {
     "check_instances": "status",
     "debug_notebook": "debug",
     "new_project": "scaffold",
+    "collect": "results",
+    "build_report": "overview",
 }
 
 
@@ -70,13 +76,16 @@ __all__ = [
     "InstanceCheck",
     "InstancesFailedError",
     "KernelNotFoundError",
+    "MetricError",
     "RunDirectoryError",
     "RunResult",
     "RunStatus",
     "UnsafeNameError",
     "__version__",
+    "build_report",
     "check_instance",
     "check_instances",
+    "collect",
     "debug_notebook",
     "display_config_summary",
     "is_notebook_execution",
@@ -84,6 +93,8 @@ __all__ = [
     "load_config",
     "new_project",
     "read_table",
+    "record",
+    "recorded",
     "run_instances",
     "run_notebook",
     "run_step_flow",

@@ -134,7 +134,8 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
     metavar="NAME",
     help="Instance name (default: config's instance_name, else the config file's name, else default).",
 )
-@click.option("--echo", is_flag=True, help="Also print the flow's output as it runs.")  # fmt: skip
+@click.option("--echo", is_flag=True, help="Also print the flow's output as it runs.")
+@click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
 def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> int:
     """Run one instance of FLOW, unless it is up to date.
 
@@ -170,6 +171,7 @@ def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> in
 @click.option(
     "--name-column", default="instance_name", show_default=True, help="Table column naming instances."
 )
+@click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Instances at once (default: number of CPUs).")
 def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: str, jobs: int | None,
           **options: Any) -> int:  # fmt: skip
@@ -363,6 +365,33 @@ def why(run_dir: Path, as_json: bool) -> int:
         click.echo(f"compared with the last successful run, kept in {_shown(check.compared_with)}")
     for part, state in check.details:
         click.echo(f"  {part:<7} {state}")
+    return EXIT_OK
+
+
+@cli.command(context_settings=_CONTEXT)
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Where to write the report (default: PATH/index.html).",
+)
+@_debug_option
+def report(path: Path | None, output: Path | None) -> int:
+    """Write one self-contained HTML page of every instance under PATH (default: runs).
+
+    Per step: counts by status, a table that sorts by any column and filters
+    by text and status, links to each instance's report, config and log,
+    failures with their error, and a chart of a metric against a config
+    column. It needs no server or network: open it from disk or a share.
+
+    \b
+    Examples:
+      ductaflow report
+      ductaflow report runs --output /shared/study/report.html
+    """
+    written = ductaflow.build_report(path or Path("runs"), output)
+    click.echo(f"wrote {_shown(written)}")
     return EXIT_OK
 
 

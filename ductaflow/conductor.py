@@ -33,7 +33,7 @@ from .instance import (
 )
 from .names import check_name
 from .progress import Display, InstanceRow, make_display
-from .record import git_info, now_iso, read_record
+from .runrecord import git_info, now_iso, read_record
 from .table import instances_from_table
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error"]
@@ -63,6 +63,7 @@ def run_instances(
     progress: bool = True,
     raise_on_failure: bool = False,
     dry_run: bool = False,
+    report: bool = False,
     project_root: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Any:
@@ -85,7 +86,9 @@ def run_instances(
     instances, interrupts the running ones and returns. With
     ``raise_on_failure``, failures raise :class:`InstancesFailedError` after
     all instances have finished. With ``dry_run`` nothing runs: the rows say
-    ``pending`` (with the reason it would run) or ``skipped``.
+    ``pending`` (with the reason it would run) or ``skipped``. With
+    ``report=True`` the runs folder's ``index.html`` (:func:`build_report`)
+    is refreshed when the instances have finished.
 
     >>> results = run_instances("flow/make_data.py", [{"noise": 1.0}, {"noise": 9.0}],
     ...                         base_config=base, progress=False)  # doctest: +SKIP
@@ -100,6 +103,10 @@ def run_instances(
     display = make_display(progress, conductor.step)
     rows = conductor.run(plans, display)
     display.end(rows, time.monotonic() - started)
+    if report:
+        from .overview import build_report
+
+        build_report(conductor.options.runs_dir)
     frame = _frame(rows)
     failed = [r for r in rows if r.status == "failed"]
     if raise_on_failure and failed:

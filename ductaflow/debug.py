@@ -11,7 +11,7 @@ from typing import Any
 from .exceptions import FlowError, InstanceBusyError, RunDirectoryError
 from .flow import read_flow
 from .instance import current_status
-from .record import RECORD_NAME, read_record
+from .runrecord import RECORD_NAME, read_record
 
 DEBUG_TAG = "ductaflow-debug"
 

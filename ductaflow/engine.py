@@ -300,7 +300,8 @@ class _Runner:
                 await km.shutdown_kernel(now=True)
 
 
-#: Flushes files the flow left open in its globals. The kernel's own exit flushes every file,
+#: Flushes files the flow left open in its globals, and values given to ductaflow.record.
+#: The kernel's own exit flushes every file,
 #: but ipykernel sometimes hangs before it gets there (and is then killed after SHUTDOWN_GRACE).
 _FLUSH_GLOBALS = """\
 def _ductaflow_flush():
@@ -311,6 +312,13 @@ def _ductaflow_flush():
                 value.flush()
             except Exception:
                 pass
+    import sys
+    metrics = sys.modules.get("ductaflow.metrics")
+    if metrics is not None:
+        try:
+            metrics.flush()
+        except Exception:
+            pass
 _ductaflow_flush()
 del _ductaflow_flush
 """

@@ -69,5 +69,9 @@ class FlowExecutionError(DuctaflowError, RuntimeError):
     """
 
 
+class MetricError(DuctaflowError, ValueError):
+    """A value given to ``record()`` cannot be stored in ``metrics.json`` (field: ``metric``)."""
+
+
 class InstancesFailedError(DuctaflowError, RuntimeError):
     """Instances of a conductor run failed (fields: ``step``, ``failed``, the failed instance names)."""

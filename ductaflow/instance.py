@@ -30,7 +30,7 @@ from .exceptions import FlowExecutionError, InstanceBusyError, RunDirectoryError
 from .fingerprint import Fingerprint
 from .flow import Flow, read_flow
 from .names import check_name
-from .record import RECORD_NAME, RunStatus, base_record, git_info, now_iso, read_record, write_json_atomic
+from .runrecord import RECORD_NAME, RunStatus, base_record, git_info, now_iso, read_record, write_json_atomic
 
 RUNS_DIR = "runs"
 _UNKNOWN = object()  # git state not computed yet

@@ -3,6 +3,10 @@
 Importing nbconvert and loading its templates costs several hundred
 milliseconds, so the exporter is built once per process, and
 :func:`warm_up` builds it in the background while a kernel starts.
+
+The page uses nbconvert's lab template without the scripts it would fetch
+from a CDN (require.js and MathJax), so it opens offline, from disk or a
+shared drive, with no failed request; LaTeX in markdown shows as source.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from typing import Any
 _import_lock = threading.Lock()
 _render_lock = threading.Lock()
 _exporter: Any = None
+_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+"""
 
 
 def _render(nb: Any) -> str:
@@ -23,9 +31,11 @@ def _render(nb: Any) -> str:
     with _render_lock:
         if _exporter is None:
             with _import_lock:  # nbconvert's first import is not thread-safe
+                from jinja2 import DictLoader
                 from nbconvert import HTMLExporter
 
-                _exporter = HTMLExporter()
+                loader = DictLoader({"ductaflow-offline.html.j2": _TEMPLATE})
+                _exporter = HTMLExporter(extra_loaders=[loader], template_file="ductaflow-offline.html.j2")
         body, _ = _exporter.from_notebook_node(nb)
     return body
 

@@ -21,7 +21,7 @@ from .config import config_hash
 from .exceptions import ConfigError, DuctaflowError
 from .fingerprint import InputHasher, config_changes
 from .instance import STATE_DIR, current_status, previous_attempt_dir
-from .record import RECORD_NAME, read_record
+from .runrecord import RECORD_NAME, read_record
 
 UNCHECKED_CONFIG = (
     "config not checked: it was given from Python or a script, not read from files by ductaflow"
@@ -67,7 +67,7 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
     status = current_status(record, path) or "unknown"
     fields = {"step": str(record.get("step", path.parent.name)), "run_dir": path, "status": status,
               "instance": str(record.get("instance", path.name)), "started_at": record.get("started_at"),
-              "duration_s": record.get("duration_s"), "error": _error_line(record)}  # fmt: skip
+              "duration_s": record.get("duration_s"), "error": error_line(record)}  # fmt: skip
     if status == "running":
         where = f"pid {record.get('pid')} on {record.get('host')}"
         return InstanceCheck(**fields, outdated=None, reason=f"running ({where})")
@@ -128,7 +128,10 @@ def _is_step_folder(path: Path) -> bool:
 
 
 def _children(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Sub-directories not starting with a dot, by name (``os.scandir``: no stat per entry)."""
+    with os.scandir(path) as entries:
+        names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    return [path / name for name in names]
 
 
 class _Cache:
@@ -249,7 +252,8 @@ def _describe(source: Mapping[str, Any]) -> str:
     return " + ".join(bits)
 
 
-def _error_line(record: Mapping[str, Any]) -> str | None:
+def error_line(record: Mapping[str, Any]) -> str | None:
+    """The first line of a record's error (``KeyError: 'x'``), or ``None``."""
     error = record.get("error")
     if not isinstance(error, Mapping):
         return None

@@ -25,7 +25,7 @@ from .config import config_hash
 from .exceptions import DuctaflowError
 from .instance import CONFIG_NAME, LOG_NAME, STATE_DIR, close_attempt, lock_instance, open_attempt
 from .names import check_name
-from .record import RunStatus, base_record, git_info, now_iso
+from .runrecord import RunStatus, base_record, git_info, now_iso
 
 _FORWARD_SIGINT_AFTER = 1.0  # seconds; a terminal's Ctrl-C reaches the child directly
 _QUIET = 0.2  # seconds without output after which an ended child's pipes are done
@@ -45,7 +45,12 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
         error_file = out_dir.parent / STATE_DIR / f"error-{out_dir.name}-{os.getpid()}.json"
         error_file.unlink(missing_ok=True)
         env.update(
-            {_CHILD_ENV: str(out_dir / CONFIG_NAME), _ERROR_ENV: str(error_file), "PYTHONUNBUFFERED": "1"}
+            {
+                _CHILD_ENV: str(out_dir / CONFIG_NAME),
+                _ERROR_ENV: str(error_file),
+                "PYTHONUNBUFFERED": "1",
+                "DUCTAFLOW_RUN_DIR": str(out_dir),
+            }
         )
         code, interrupted = _run_child(command, env, out_dir)
         error = _read_error(error_file)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import ductaflow
+
 
 def locate(path: str) -> Path:
     """An absolute path, or a path relative to this directory or one above it (the project root)."""
@@ -41,6 +43,7 @@ summary = {
     "max_rolling_mean": round(float(rolling.max()), 3),
 }
 Path("summary.json").write_text(json.dumps(summary, indent=2))
+ductaflow.record(**summary)  # metrics.json: collected by ductaflow.collect() and shown in runs/index.html
 print(json.dumps(summary))
 
 # %%

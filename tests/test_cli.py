@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import listing, record, run_in_terminal
 
-COMMANDS = ["run", "sweep", "status", "why", "open", "new"]
+COMMANDS = ["run", "sweep", "status", "why", "open", "new", "report"]
 
 
 def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -177,9 +177,10 @@ def test_sweep_table_with_dotted_columns_over_a_base_config(proj: Path) -> None:
         proj / "scenarios.csv", index=False
     )
     done = cli("sweep", "flow/ok.py", "--config", "config/ok.json", "--table", "scenarios.csv", "-j", "2",
-               "-o", "label=swept", cwd=proj)  # fmt: skip
+               "--report", "-o", "label=swept", cwd=proj)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert seen(proj / "runs/ok/a")["config"] == {"n": 5, "label": "swept", "model": {"alpha": 0.2}}
+    assert '"report": "ok/b/ok.html"' in (proj / "runs" / "index.html").read_text()  # --report
     assert seen(proj / "runs/ok/b")["config"] == {"n": 6, "label": "swept", "model": {"alpha": 0.1}}
 
 

@@ -1,0 +1,187 @@
+"""record() in every mode, collect() over a real sweep, and the HTML report in a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FLOWS
+
+import ductaflow
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with a finished sweep of the metrics flow: three successes, one failure, one corrupt dir."""
+    root = tmp_path_factory.mktemp("swept")
+    rows = [{"instance_name": "low", "x": 1, "label": "alpha"},
+            {"instance_name": "mid", "x": 5, "label": "beta"},
+            {"instance_name": "high", "x": 3, "label": "gamma"},
+            {"instance_name": "broken", "x": 2, "label": "delta", "fail": True}]  # fmt: skip
+    frame = ductaflow.run_instances(FLOWS / "metrics.py", rows, project_root=root, progress=False, jobs=2,
+                                    base_config={"loops": 200}, report=True)  # fmt: skip
+    assert list(frame.status) == ["success", "success", "success", "failed"]
+    corrupt = root / "runs" / "metrics" / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "run.json").write_text("{truncated")
+    return root
+
+
+def test_record_in_a_kernel_writes_metrics_json_even_when_the_flow_fails(swept: Path) -> None:
+    """Executed by ductaflow: every recorded value lands in metrics.json, also when the flow failed later."""
+    for name, x in (("low", 1), ("broken", 2)):
+        metrics = json.loads((swept / "runs" / "metrics" / name / "metrics.json").read_text())
+        assert metrics == {
+            "score": 2 * x,
+            "n": 3,
+            "label": metrics["label"],
+            "nested": {"depth": 2},
+            "loop": 199,
+        }
+
+
+def test_record_in_script_mode_writes_into_the_output_dir(tmp_path: Path) -> None:
+    """As a script with --output-dir, record() writes metrics.json beside config.json."""
+    (tmp_path / "c.json").write_text(json.dumps({"x": 4, "loops": 10}))
+    command = [sys.executable, str(FLOWS / "metrics.py"), "--config", "c.json", "--output-dir",
+               "runs/metrics/script"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "runs/metrics/script/metrics.json").read_text())
+    assert metrics["score"] == 8 and metrics["loop"] == 9
+
+
+def _python(code: str, cwd: Path, run_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DUCTAFLOW_RUN_DIR"}
+    if run_dir is not None:
+        env["DUCTAFLOW_RUN_DIR"] = str(run_dir)
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def test_record_interactively_keeps_values_in_memory_and_says_so(tmp_path: Path) -> None:
+    """Outside a run, record() keeps values in memory, says so once, and writes no file."""
+    code = "import ductaflow\nductaflow.record('a', 1)\nductaflow.record(a=2, b=[1, 2])\n"
+    code += "print(ductaflow.recorded())"
+    done = _python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'a': 2, 'b': [1, 2]}"
+    assert done.stderr.count("kept in memory") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_refuses_values_it_cannot_store_and_keeps_the_rest(tmp_path: Path) -> None:
+    """A non-serialisable or huge value is a MetricError naming it; numpy values are converted; last wins."""
+    code = (
+        "import numpy as np, ductaflow\n"
+        "ductaflow.record('n', np.int64(3))\n"
+        "ductaflow.record('n', np.float32(0.5))\n"
+        "for bad in ({'obj': object()}, {'big': 'x' * 200000}):\n"
+        "    try:\n"
+        "        ductaflow.record(**bad)\n"
+        "    except ductaflow.MetricError as exc:\n"
+        "        print(exc)\n"
+        "import os, time; time.sleep(0.6)  # the background write of the last values\n"
+        "os._exit(0)  # no exit handlers: what is on disk was written by record itself\n"
+    )
+    done = _python(code, tmp_path, run_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "metric 'obj': a object cannot be stored" in lines[0] and "metric 'big'" in lines[1]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"n": 0.5}
+
+
+def test_collect_gives_one_row_per_instance_with_config_and_metrics(swept: Path) -> None:
+    """collect: status, config.* and metric.* columns, the failure's error, the corrupt dir as unknown."""
+    frame = ductaflow.collect(swept / "runs").set_index("instance")
+    assert sorted(frame.index) == ["broken", "corrupt", "high", "low", "mid"]
+    assert frame.loc["mid", "status"] == "success" and frame.loc["mid", "metric.score"] == 10
+    assert frame.loc["mid", "config.label"] == "beta" and frame.loc["mid", "metric.nested.depth"] == 2
+    assert frame.loc["broken", "status"] == "failed"
+    assert frame.loc["broken", "error"] == "ValueError: failed after recording"
+    assert frame.loc["corrupt", "status"] == "unknown" and "unreadable" in frame.loc["corrupt", "note"]
+    assert frame.loc["low", "duration"] > 0 and frame.loc["low", "run_dir"].endswith("runs/metrics/low")
+    assert list(ductaflow.collect(swept / "runs", step="nothing").columns)[:3] == [
+        "step",
+        "instance",
+        "status",
+    ]
+    assert len(ductaflow.collect(swept / "runs", step="metrics")) == 5
+
+
+def test_report_command_and_self_contained_page(swept: Path, tmp_path: Path) -> None:
+    """`ductaflow report` writes one file with no external resources; run_instances(report=True) did too."""
+    assert (swept / "runs" / "index.html").exists()
+    out = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "ductaflow", "report", "runs", "--output", str(out)],
+                          cwd=swept, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    assert "<link" not in page and " src=" not in page
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium driven by playwright (skips with how to enable it when chromium is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip("browser tests need Debian's chromium: apt-get install chromium (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def test_report_in_a_real_browser(swept: Path, browser) -> None:
+    """From file://: no failed request, counts match, sorting and filters change rows, links open reports."""
+    ductaflow.build_report(swept / "runs")  # now with the corrupt directory
+    page = browser.new_page()
+    failed, errors = [], []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto((swept / "runs" / "index.html").as_uri())
+    section = page.locator("section[data-step=metrics]")
+    counts = {c.get_attribute("data-status"): c.inner_text() for c in section.locator(".counts .count").all()}
+    assert counts == {"success": "success 3", "failed": "failed 1", "unknown": "unknown 1"}
+
+    def instances() -> list[str]:
+        return [r.get_attribute("data-instance") for r in section.locator("tr.row").all()]
+
+    assert instances() == ["broken", "corrupt", "high", "low", "mid"]
+    section.locator("th[data-column='metric.score']").click()
+    assert instances()[:4] == ["low", "broken", "high", "mid"]
+    section.locator("th[data-column='metric.score']").click()
+    assert instances()[:4] == ["mid", "high", "broken", "low"]
+    section.locator("input.filter").fill("gamma")
+    assert instances() == ["high"]
+    section.locator("input.filter").fill("")
+    section.locator("select.status-filter").select_option("failed")
+    assert instances() == ["broken"]
+    assert "ValueError: failed after recording" in section.locator("tr.error-row").inner_text()
+    assert section.locator("svg.chart circle.point").count() == 4
+    section.locator("select.status-filter").select_option("")
+    section.locator("tr.row[data-instance=mid] a.link-report").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("runs/metrics/mid/metrics.html")
+    assert "failed after recording" in page.content()  # the flow's source, rendered in its report
+    assert failed == [] and errors == []
+
+
+def test_report_of_a_copied_runs_folder_keeps_working(swept: Path, tmp_path: Path, browser) -> None:
+    """The runs folder moved elsewhere (a share): the page and its relative links still work."""
+    copy = tmp_path / "share" / "runs"
+    shutil.copytree(swept / "runs", copy)
+    page = browser.new_page()
+    page.goto((copy / "index.html").as_uri())
+    page.locator("tr.row[data-instance=low] a.link-config").click()
+    page.wait_for_load_state()
+    assert json.loads(page.locator("body").inner_text())["label"] == "alpha"
