@@ -10,6 +10,7 @@ conductors on the same table run each instance once.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -104,9 +105,7 @@ def run_instances(
     rows = conductor.run(plans, display)
     display.end(rows, time.monotonic() - started)
     if report:
-        from .overview import build_report
-
-        build_report(conductor.options.runs_dir)
+        _refresh_report(conductor.options.runs_dir)
     frame = _frame(rows)
     failed = [r for r in rows if r.status == "failed"]
     if raise_on_failure and failed:
@@ -305,6 +304,16 @@ def _dotted(config: Mapping[str, Any], key: str) -> Any:
             return _ABSENT
         node = node[part]
     return node
+
+
+def _refresh_report(runs_dir: Path) -> None:
+    """Rebuild the runs folder's report; a failure is reported, never lost results."""
+    from .overview import build_report
+
+    try:
+        build_report(runs_dir)
+    except (DuctaflowError, OSError) as exc:
+        print(f"ductaflow: could not refresh {runs_dir / 'index.html'}: {exc}", file=sys.stderr)
 
 
 def _frame(rows: list[InstanceRow]) -> Any:

@@ -29,6 +29,7 @@ from .config import config_hash, normalise_config
 from .exceptions import FlowExecutionError, InstanceBusyError, RunDirectoryError
 from .fingerprint import Fingerprint
 from .flow import Flow, read_flow
+from .metrics import fold as fold_metrics
 from .names import check_name
 from .runrecord import RECORD_NAME, RunStatus, base_record, git_info, now_iso, read_record, write_json_atomic
 
@@ -294,7 +295,9 @@ def open_attempt(run_dir: Path, config: dict[str, Any], record: dict[str, Any]) 
 
 
 def close_attempt(run_dir: Path, record: dict[str, Any], status: RunStatus, started: float) -> None:
-    """Write the final record; after a success, drop the kept previous attempt."""
+    """Fold recorded metrics, write the final record; after a success, drop the kept previous attempt."""
+    with contextlib.suppress(OSError):  # the flow's process may have died before folding its journal
+        fold_metrics(run_dir, final=True)
     record["status"] = status.value
     record["ended_at"] = now_iso()
     record["duration_s"] = round(time.monotonic() - started, 3)

@@ -1,11 +1,13 @@
 """``record``: results a flow reports, kept in ``metrics.json`` in its instance directory.
 
 Light: only the standard library and ductaflow's config normalisation, so a
-flow pays nothing for it. Values are kept in memory and written atomically
-to ``metrics.json`` at once, then at most every 0.2 s while calls keep
-coming (a background timer writes the last ones), when the process exits,
-and when ductaflow stops the kernel, so a loop of thousands of calls costs
-little and a flow that fails keeps what it recorded before.
+flow pays nothing for it. Each call appends one JSON line to a journal,
+``.metrics.jsonl``, under an advisory lock (a few microseconds), so nothing
+recorded is lost when the process is killed the next moment, and several
+processes of one run (a flow and the scripts it starts) can record side by
+side. The journal is folded into ``metrics.json`` 0.2 s after the last call,
+when it passes 1 MB, at process exit, before ductaflow stops a kernel, and
+by ductaflow itself when the attempt ends.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import os
 import sys
 import threading
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,63 +26,77 @@ from .config import normalise_config
 from .exceptions import ConfigError, MetricError
 
 METRICS_NAME = "metrics.json"
+JOURNAL_NAME = ".metrics.jsonl"
 RUN_DIR_ENV = "DUCTAFLOW_RUN_DIR"  # set by ductaflow for the kernel, the script child and debug notebooks
-_WRITE_EVERY = 0.2  # seconds
+_FOLD_AFTER = 0.2  # seconds after the last call
+_FOLD_SIZE = 1 << 20  # journal bytes
 _MAX_CHARS = 100_000
 _MISSING = object()
 
+try:
+    import fcntl
+except ImportError:  # Windows: one process per run directory is assumed
+    fcntl = None  # type: ignore[assignment]
+
 
 class _Store:
-    """This process's recorded values and their file."""
+    """This process's view of the run directory's metrics."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.lock = threading.Lock()
-        self.values: dict[str, Any] = {}
-        self.path: Path | None = None
-        self.loaded = False
-        self.dirty = False
-        self.last_write = 0.0
+        self.memory: dict[str, Any] = {}  # outside a run
+        self.fd: int | None = None
+        self.run_dir: Path | None = None
+        self.started = False
         self.timer: threading.Timer | None = None
         self.told = False
+        self.written = 0  # journal bytes this process appended since it last folded
+
+    def _start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        run_dir = os.environ.get(RUN_DIR_ENV)
+        if run_dir:
+            self.run_dir = Path(run_dir)
+            self.fd = os.open(self.run_dir / JOURNAL_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            atexit.register(self.flush)
 
     def update(self, values: dict[str, Any]) -> None:
         with self.lock:
-            self._load()
-            self.values.update(values)
-            self.dirty = True
-            if self.path is None:
+            self._start()
+            if self.fd is None:
+                self.memory.update(values)
                 self._tell(values)
-            elif time.monotonic() - self.last_write >= _WRITE_EVERY:
-                self._write()
+                return
+            line = (json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+            with _locked(self.fd):
+                os.write(self.fd, line)
+            self.written += len(line)
+            if self.written > _FOLD_SIZE:  # this process's share of the journal: fold it now
+                self.written = 0
+                fold(self.run_dir)  # type: ignore[arg-type]
             elif self.timer is None:
-                self.timer = threading.Timer(_WRITE_EVERY, self.flush)
+                self.timer = threading.Timer(_FOLD_AFTER, self.flush)
                 self.timer.daemon = True
                 self.timer.start()
 
     def flush(self) -> None:
         with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
             self.timer = None
-            if self.dirty and self.path is not None:
-                self._write()
+            if self.run_dir is not None:
+                with contextlib.suppress(OSError):
+                    fold(self.run_dir)
 
-    def _load(self) -> None:
-        if self.loaded:
-            return
-        self.loaded = True
-        run_dir = os.environ.get(RUN_DIR_ENV)
-        self.path = Path(run_dir) / METRICS_NAME if run_dir else None
-        if self.path is not None and self.path.exists():  # another process of this run recorded first
-            with contextlib.suppress(OSError, ValueError):
-                self.values.update(json.loads(self.path.read_text(encoding="utf-8")))
-        atexit.register(self.flush)
-
-    def _write(self) -> None:
-        assert self.path is not None
-        tmp = self.path.with_name(f".{METRICS_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.values, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
-        self.dirty = False
-        self.last_write = time.monotonic()
+    def values(self) -> dict[str, Any]:
+        with self.lock:
+            self._start()
+            return read_metrics(self.run_dir) if self.run_dir is not None else dict(self.memory)
 
     def _tell(self, values: dict[str, Any]) -> None:
         if not self.told:
@@ -91,25 +107,25 @@ class _Store:
 
 
 _STORE = _Store()
+if hasattr(os, "register_at_fork"):  # a forked child opens its own journal handle and lock
+    os.register_at_fork(after_in_child=_STORE.reset)
 
 
 def record(name: str | None = None, value: Any = _MISSING, /, **values: Any) -> None:
     """Record results of the flow: ``record("rmse", 0.12)`` or ``record(rmse=0.12, n=500)``.
 
     Values must be JSON-native or convertible (numbers, text, booleans, None,
-    numpy scalars, dates, short lists, small dicts); recording a name again
-    overwrites it. In a run executed by ductaflow (kernel, script with
-    ``--output-dir``, or a debug notebook) they go to ``metrics.json`` in the
-    instance directory, and :func:`collect` and the report show them;
-    elsewhere they stay in memory (:func:`recorded`). A value that cannot be
-    stored raises :class:`MetricError` naming it.
+    numpy scalars, dates, short lists, small dicts; NaN is stored as null);
+    recording a name again overwrites it. In a run executed by ductaflow
+    (kernel, script with ``--output-dir``, or a debug notebook) they go to
+    ``metrics.json`` in the instance directory, and :func:`collect` and the
+    report show them; elsewhere they stay in memory (:func:`recorded`). A
+    value that cannot be stored raises :class:`MetricError` naming it.
     """
     items: dict[str, Any] = {}
     if name is not None:
         if value is _MISSING:
-            raise TypeError(
-                f"record({name!r}) needs a value: record({name!r}, value) or record({name}=value)"
-            )
+            raise TypeError(f"record({name!r}) needs a value: record({name!r}, value) or record(name=value)")
         items[name] = value
     elif value is not _MISSING:
         raise TypeError("record(None, value): give the value a name")
@@ -120,15 +136,88 @@ def record(name: str | None = None, value: Any = _MISSING, /, **values: Any) -> 
 
 
 def recorded() -> dict[str, Any]:
-    """The values :func:`record` received in this process (and, in a run, found in ``metrics.json``)."""
-    with _STORE.lock:
-        _STORE._load()
-        return dict(_STORE.values)
+    """The values recorded so far: this run directory's metrics, or this process's outside a run."""
+    return _STORE.values()
 
 
 def flush() -> None:
-    """Write recorded values now (ductaflow calls this before it stops a kernel)."""
+    """Fold the journal into ``metrics.json`` now (ductaflow calls this before it stops a kernel)."""
     _STORE.flush()
+
+
+def read_metrics(run_dir: str | os.PathLike[str], journal: bool = True) -> dict[str, Any]:
+    """``metrics.json`` with any journal lines not yet folded into it (from a process killed early).
+
+    A finished attempt has no journal left: ``journal=False`` skips looking for one.
+    """
+    folder = os.fspath(run_dir)
+    values: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open(os.path.join(folder, METRICS_NAME), "rb") as fh:
+            loaded = json.loads(fh.read())
+        if isinstance(loaded, dict):
+            values.update(loaded)
+    if not journal:
+        return values
+    with contextlib.suppress(OSError), open(os.path.join(folder, JOURNAL_NAME), "rb") as fh:
+        for entry in _entries(fh.read()):
+            values.update(entry)
+    return values
+
+
+def fold(run_dir: Path, *, final: bool = False) -> None:
+    """Fold the journal into ``metrics.json`` (atomically) and empty it; ``final`` also removes it."""
+    journal = run_dir / JOURNAL_NAME
+    try:
+        fd = os.open(journal, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        with _locked(fd):
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+            if data or final:
+                values = read_metrics_file(run_dir)
+                for entry in _entries(data):
+                    values.update(entry)
+                if values or (run_dir / METRICS_NAME).exists():
+                    tmp = run_dir / f".{METRICS_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
+                    tmp.write_text(json.dumps(values, indent=1 if final else None, ensure_ascii=False) + "\n",
+                                   encoding="utf-8")  # fmt: skip
+                    os.replace(tmp, run_dir / METRICS_NAME)
+                os.ftruncate(fd, 0)
+            if final:
+                journal.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def read_metrics_file(run_dir: Path) -> dict[str, Any]:
+    """``metrics.json`` alone (an empty dict when absent or unreadable)."""
+    try:
+        loaded = json.loads((run_dir / METRICS_NAME).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _entries(data: bytes) -> Iterator[dict[str, Any]]:
+    for line in data.splitlines():
+        with contextlib.suppress(ValueError):  # a line cut short by a kill mid-write
+            entry = json.loads(line)
+            if isinstance(entry, dict):
+                yield entry
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _checked(name: Any, value: Any) -> Any:
@@ -136,9 +225,9 @@ def _checked(name: Any, value: Any) -> Any:
         raise MetricError(f"a metric name must be non-empty text, got {name!r}.", metric=repr(name))
     try:
         normalised = normalise_config({name: value})[name]
-    except ConfigError:
-        raise MetricError(f"metric {name!r}: a {type(value).__name__} cannot be stored in {METRICS_NAME}. "
-                          "Record numbers, text, booleans, None, or short lists and small dicts of them.",
+    except ConfigError as exc:
+        reason = str(exc).replace("config key", "key", 1)
+        raise MetricError(f"metric {name!r} cannot be stored in {METRICS_NAME}: {reason}",
                           metric=name) from None  # fmt: skip
     size = len(json.dumps(normalised, ensure_ascii=False))
     if size > _MAX_CHARS:

@@ -12,52 +12,72 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
+import urllib.parse
+import uuid
 from pathlib import Path
 from typing import Any
 
-from .results import collect
+from .exceptions import ConfigError
+from .results import collect_rows
 
 REPORT_NAME = "index.html"
-_LINKS = (("report", None), ("config", "config.json"), ("log", "log.txt"))
 
 
 def build_report(path: str | os.PathLike[str] = "runs", output: str | os.PathLike[str] | None = None) -> Path:
     """Write the report of every instance under ``path`` to ``output`` (default ``<path>/index.html``).
 
     Returns the report's path. Links inside it are relative, so the runs
-    folder can be moved or shared with the report in it.
+    folder can be moved or shared with the report in it. Raises
+    :class:`ConfigError` when ``path`` is not a directory or ``output`` is one.
 
     >>> build_report("runs")  # doctest: +SKIP
     PosixPath('runs/index.html')
     """
-    frame = collect(path)
-    target = Path(output) if output is not None else Path(path) / REPORT_NAME
-    target = target.absolute()
+    target = (Path(output) if output is not None else Path(path) / REPORT_NAME).absolute()
+    if target.is_dir():
+        raise ConfigError(f"the report's output {str(output)!r} is a folder; give a file name such as "
+                          f"{Path(str(output)) / REPORT_NAME}.", path=str(output))  # fmt: skip
     steps: dict[str, list[dict[str, Any]]] = {}
-    records = json.loads(frame.to_json(orient="records", force_ascii=False))
-    for row in records:
-        row["links"] = _links(Path(row["run_dir"]), target.parent)
+    for row in collect_rows(path):
+        row["links"] = _links(Path(row["run_dir"]), row.pop("_html", None), target.parent)
         steps.setdefault(row["step"], []).append(row)
     data = [{"step": step, "rows": rows, "configs": _columns(rows, "config."),
              "metrics": _columns(rows, "metric.")} for step, rows in sorted(steps.items())]  # fmt: skip
-    payload = json.dumps({"steps": data}, ensure_ascii=False)
+    payload = json.dumps(_finite({"steps": data}), ensure_ascii=False, default=str, allow_nan=False)
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):  # inert inside <script>
+        payload = payload.replace(char, escaped)
     page = _PAGE.replace("__TITLE__", html.escape(f"ductaflow runs: {Path(path).absolute().name}"))
-    page = page.replace("__DATA__", payload.replace("</", "<\\/"))
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    page = page.replace("__DATA__", payload)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 
-def _links(run_dir: Path, base: Path) -> dict[str, str]:
+def _links(run_dir: Path, html_name: str | None, base: Path) -> dict[str, str]:
     links = {}
-    htmls = sorted(p for p in run_dir.glob("*.html") if not p.name.startswith("."))
-    for label, name in _LINKS:
-        file = (htmls[0] if htmls else None) if name is None else run_dir / name
-        if file is not None and file.exists():
-            links[label] = Path(os.path.relpath(file, base)).as_posix()
+    for label, name in (("report", html_name), ("config", "config.json"), ("log", "log.txt")):
+        if name and (run_dir / name).is_file():
+            relative = Path(os.path.relpath(run_dir / name, base)).as_posix()
+            links[label] = "./" + urllib.parse.quote(relative, safe="/")  # '#', '%', '?', ':' in names
     return links
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity (from hand-written JSON files) as null: JSON.parse accepts neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _columns(rows: list[dict[str, Any]], prefix: str) -> list[str]:
@@ -90,6 +110,7 @@ th.sorted-desc:after{content:" \\25BC"} td.num{text-align:right;font-variant-num
 "use strict";
 const DATA = JSON.parse(document.getElementById("ductaflow-data").textContent);
 const STATUSES = ["success", "failed", "crashed", "interrupted", "running", "unknown"];
+const LIMIT = 500;  // rows drawn at first; a button draws the rest
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
@@ -163,16 +184,22 @@ function section(step) {
   const head = el("tr", {}, ...columns.map(c => el("th", {"data-column": c}, c)));
   const body = el("tbody");
   table.append(el("thead", {}, head), body);
-  let order = {column: "instance", dir: 1};
+  let order = {column: "instance", dir: 1}, limit = LIMIT, timer = null;
+  const more = el("button", {type: "button", "class": "show-all"});
+  more.addEventListener("click", () => { limit = Infinity; render(); });
   function render() {
     const text = filter.value.toLowerCase(), status = select.value;
-    const rows = step.rows.filter(r => (!status || r.status === status) &&
-      (!text || columns.some(c => shown(r[c]).toLowerCase().includes(text))
-             || (r.error || "").toLowerCase().includes(text)));
-    rows.sort((a, b) => {  // empty cells last, whichever the direction
+    const searched = columns.filter(c => c !== "links");
+    const matching = step.rows.filter(r => (!status || r.status === status) &&
+      (!text || searched.some(c => shown(r[c]).toLowerCase().includes(text))
+             || (r.error || r.note || "").toLowerCase().includes(text)));
+    matching.sort((a, b) => {  // empty cells last, whichever the direction
       const [x, y] = [a[order.column], b[order.column]];
       return x == null || y == null ? compare(x, y) : order.dir * compare(x, y);
     });
+    const rows = matching.slice(0, limit);
+    more.textContent = `show all ${matching.length} rows`;
+    more.hidden = matching.length <= limit;
     body.replaceChildren(...rows.flatMap(r => {
       const tr = el("tr", {"class": "row", "data-instance": r.instance, "data-status": r.status});
       for (const c of columns) {
@@ -205,11 +232,14 @@ function section(step) {
     order = {column: c, dir: order.column === c ? -order.dir : 1};
     render();
   });
-  filter.addEventListener("input", render);
+  filter.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(render, 150); });
   select.addEventListener("change", render);
-  sec.append(el("h2", {}, step.step), line, el("div", {"class": "controls"}, filter, select), table);
+  sec.append(el("h2", {}, step.step), line, el("div", {"class": "controls"}, filter, select), table, more);
   if (step.metrics.length) {
-    const xs = step.configs.length ? step.configs : step.metrics;
+    const numeric = c => step.rows.some(r => typeof r[c] === "number");
+    const varying = c => new Set(step.rows.map(r => shown(r[c]))).size > 1;
+    const xs = [...step.configs, ...step.metrics].filter(numeric)
+      .sort((a, b) => (varying(a) ? 0 : 1) - (varying(b) ? 0 : 1));  // varying columns first
     const xSel = el("select", {"class": "chart-x"}, ...xs.map(c => el("option", {value: c}, c)));
     const ySel = el("select", {"class": "chart-y"}, ...step.metrics.map(c => el("option", {value: c}, c)));
     const svg = svgEl("svg", {width: 640, height: 320, "class": "chart"});

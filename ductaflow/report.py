@@ -5,8 +5,9 @@ milliseconds, so the exporter is built once per process, and
 :func:`warm_up` builds it in the background while a kernel starts.
 
 The page uses nbconvert's lab template without the scripts it would fetch
-from a CDN (require.js and MathJax), so it opens offline, from disk or a
-shared drive, with no failed request; LaTeX in markdown shows as source.
+from a CDN (require.js, MathJax, mermaid, the widget manager), so it opens
+offline, from disk or a shared drive, with no failed request; LaTeX and
+mermaid diagrams in markdown show as source, widgets as their text form.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ _exporter: Any = None
 _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 """
 
 

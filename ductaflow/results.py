@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .instance import CONFIG_NAME, current_status
-from .metrics import METRICS_NAME
+from .metrics import read_metrics
 from .runrecord import RECORD_NAME
 from .status import error_line, find_instances
 
@@ -30,14 +30,19 @@ def collect(path: str | os.PathLike[str] = "runs", step: str | None = None) -> A
     """
     import pandas as pd
 
-    dirs = find_instances([path])
-    if step is not None:
-        dirs = [d for d in dirs if d.parent.name == step]
-    rows = [instance_row(d) for d in dirs]
+    rows = collect_rows(path, step)
     extra = list(dict.fromkeys(k for row in rows for k in row if k not in BASE_COLUMNS))
     configs = [c for c in extra if c.startswith("config.")]
     metrics = [c for c in extra if c.startswith("metric.")]
     return pd.DataFrame(rows, columns=[*BASE_COLUMNS, *configs, *metrics])
+
+
+def collect_rows(path: str | os.PathLike[str], step: str | None = None) -> list[dict[str, Any]]:
+    """The rows of :func:`collect` as dicts (values exactly as stored)."""
+    dirs = find_instances([path])
+    if step is not None:
+        dirs = [d for d in dirs if d.parent.name == step]
+    return [instance_row(d) for d in dirs]
 
 
 def instance_row(run_dir: Path) -> dict[str, Any]:
@@ -53,15 +58,18 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
     row.update(step=str(record.get("step", row["step"])), status=current_status(record, run_dir),
                instance=str(record.get("instance", row["instance"])), started=record.get("started_at"),
                duration=record.get("duration_s"), error=error_line(record))  # fmt: skip
+    html = (record.get("outputs") or {}).get("html")
+    row["_html"] = html if isinstance(html, str) else None  # the instance's own report, for build_report
     config = record.get("config")
     if not isinstance(config, dict):  # script-mode records keep the config in config.json only
         config, _ = _read_json(os.path.join(folder, CONFIG_NAME))
     row.update(_flat(config if isinstance(config, dict) else {}, "config."))
-    metrics, problem = _read_json(os.path.join(folder, METRICS_NAME))
-    if isinstance(metrics, dict):
-        row.update(_flat(metrics, "metric."))
-    elif problem != "is missing":
-        row["note"] = f"{METRICS_NAME} {problem or 'does not hold an object'}"
+    unfinished = row["status"] in ("running", "crashed")  # a journal may be left only then
+    row.update(_flat(read_metrics(folder, journal=unfinished), "metric."))
+    if row["status"] == "crashed":
+        row["note"] = (
+            "the process running it stopped without recording an end (killed, or the machine went down)"
+        )
     return row
 
 

@@ -83,19 +83,35 @@ def test_record_refuses_values_it_cannot_store_and_keeps_the_rest(tmp_path: Path
         "import numpy as np, ductaflow\n"
         "ductaflow.record('n', np.int64(3))\n"
         "ductaflow.record('n', np.float32(0.5))\n"
-        "for bad in ({'obj': object()}, {'big': 'x' * 200000}):\n"
+        "for bad in ({'obj': object()}, {'big': 'x' * 200000}, {'fit': {'r2': 0.9, 'model': object()}}):\n"
         "    try:\n"
         "        ductaflow.record(**bad)\n"
         "    except ductaflow.MetricError as exc:\n"
         "        print(exc)\n"
-        "import os, time; time.sleep(0.6)  # the background write of the last values\n"
-        "os._exit(0)  # no exit handlers: what is on disk was written by record itself\n"
+        "import os; os._exit(0)  # killed at once: no exit handler, no timer ran\n"
     )
     done = _python(code, tmp_path, run_dir=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "metric 'obj': a object cannot be stored" in lines[0] and "metric 'big'" in lines[1]
-    assert json.loads((tmp_path / "metrics.json").read_text()) == {"n": 0.5}
+    assert "metric 'obj' cannot be stored" in lines[0] and "builtins.object" in lines[0]
+    assert "metric 'big' is 200002 characters" in lines[1]
+    assert "metric 'fit' cannot be stored" in lines[2] and "'fit.model'" in lines[2]
+    later = _python("import ductaflow; print(ductaflow.recorded())", tmp_path, run_dir=tmp_path)
+    assert later.stdout.strip() == "{'n': 0.5}"  # nothing recorded before the kill was lost
+
+
+def test_record_from_several_processes_of_one_run_keeps_every_value(tmp_path: Path) -> None:
+    """A flow and a script it starts both record into the run: metrics.json holds all their values."""
+    code = (
+        "import subprocess, sys, ductaflow\n"
+        "ductaflow.record(parent_a=1)\n"
+        "child = 'import ductaflow; ductaflow.record(child_b=2)'\n"
+        "subprocess.run([sys.executable, '-c', child], check=True)\n"
+        "ductaflow.record(parent_c=3)\n"
+    )
+    done = _python(code, tmp_path, run_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"parent_a": 1, "child_b": 2, "parent_c": 3}
 
 
 def test_collect_gives_one_row_per_instance_with_config_and_metrics(swept: Path) -> None:
@@ -162,8 +178,15 @@ def test_report_in_a_real_browser(swept: Path, browser) -> None:
     section.locator("th[data-column='metric.score']").click()
     assert instances()[:4] == ["mid", "high", "broken", "low"]
     section.locator("input.filter").fill("gamma")
+    page.wait_for_timeout(400)  # the filter waits for typing to pause
     assert instances() == ["high"]
+    section.locator("input.filter").fill(
+        "metrics"
+    )  # the step's name is in every link, but links are not searched
+    page.wait_for_timeout(400)
+    assert instances() == []
     section.locator("input.filter").fill("")
+    page.wait_for_timeout(400)
     section.locator("select.status-filter").select_option("failed")
     assert instances() == ["broken"]
     assert "ValueError: failed after recording" in section.locator("tr.error-row").inner_text()
@@ -185,3 +208,25 @@ def test_report_of_a_copied_runs_folder_keeps_working(swept: Path, tmp_path: Pat
     page.locator("tr.row[data-instance=low] a.link-config").click()
     page.wait_for_load_state()
     assert json.loads(page.locator("body").inner_text())["label"] == "alpha"
+
+
+def test_report_survives_awkward_names_and_values(tmp_path: Path, browser) -> None:
+    """Names with '#' and '%', a value holding '<!--<script>', a tiny number: shown as is, links work."""
+    rows = [{"instance_name": "a#1", "note": "<!--<script>", "tol": 1e-12},
+            {"instance_name": "50%20off", "note": "</script><b>", "tol": 2.5}]  # fmt: skip
+    ductaflow.run_instances(FLOWS / "ok.py", rows, project_root=tmp_path, progress=False, jobs=1)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(ductaflow.build_report(tmp_path / "runs").as_uri())
+    row = page.locator("tr.row[data-instance='a#1']")
+    assert "<!--<script>" in row.inner_text() and "1e-12" in row.inner_text()
+    assert "</script><b>" in page.locator("tr.row[data-instance='50%20off']").inner_text()
+    page.locator("tr.row[data-instance='50%20off'] a.link-report").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/runs/ok/50%2520off/ok.html") and "stdout line" in page.content()
+    page.go_back()
+    page.locator("tr.row[data-instance='a#1'] a.link-config").click()
+    page.wait_for_load_state()
+    assert json.loads(page.locator("body").inner_text())["tol"] == 1e-12
+    assert errors == []
