@@ -14,7 +14,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -134,6 +134,20 @@ def _join(parent: str, k: Any) -> str:
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` for every leaf of a nested config; an empty dict is a leaf.
+
+    >>> dict(flatten({"a": {"b": 1, "c": {}}, "d": 2}, "config"))
+    {'config.a.b': 1, 'config.a.c': {}, 'config.d': 2}
+    """
+    for key, value in config.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            yield from flatten(value, dotted)
+        else:
+            yield dotted, value
 
 
 def canonical_json(config: Mapping[str, JSONValue]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .exceptions import FlowError, InstanceBusyError, RunDirectoryError
 from .flow import read_flow
-from .instance import current_status
+from .instance import current_status, layout_root
 from .runrecord import RECORD_NAME, read_record
 
 DEBUG_TAG = "ductaflow-debug"
@@ -66,9 +66,9 @@ def _config_file(run_dir: Path) -> dict[str, Any]:
 
 def _flow_path(record: dict[str, Any], run_dir: Path) -> Path:
     flow = Path(str(record.get("flow")))
-    layout_root = run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent  # runs/<step>/<instance>
-    root = Path(str(record.get("project_root") or layout_root))
-    candidates = [flow] if flow.is_absolute() else [root / flow, layout_root / flow]
+    implied = layout_root(run_dir)
+    root = Path(str(record.get("project_root") or implied))
+    candidates = [flow] if flow.is_absolute() else [root / flow, implied / flow]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

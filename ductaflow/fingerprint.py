@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import canonical_json
+from .config import canonical_json, flatten
 from .exceptions import ConfigError
 
 _GLOB_CHARS = set("*?[")
@@ -153,7 +153,7 @@ def config_changes(
     """Describe how ``new`` differs from ``old`` key by key, showing at most ``limit`` changes."""
     if old is None or new is None:
         return "config changed"
-    before, after = dict(_flatten(old)), dict(_flatten(new))
+    before, after = dict(flatten(old)), dict(flatten(new))
     diffs = []
     for key in sorted(before.keys() | after.keys()):
         if key not in after:
@@ -176,15 +176,6 @@ def _input_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     out += [f"input removed ({p})" for p in removed[:_SHOWN_CHANGES]]
     hidden = len(changed) + len(added) + len(removed) - len(out)
     return out + ([f"+{hidden} more input changes"] if hidden > 0 else [])
-
-
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in config.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            yield from _flatten(value, dotted)
-        else:
-            yield dotted, value
 
 
 def _short(value: Any, limit: int = 40) -> str:

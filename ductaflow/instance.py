@@ -271,6 +271,11 @@ def lock_instance(run_dir: Path) -> Any:
         ) from None
 
 
+def layout_root(run_dir: Path) -> Path:
+    """The project root that ``<root>/runs/<step>/<instance>`` implies for ``run_dir``."""
+    return run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent
+
+
 def previous_attempt_dir(run_dir: Path) -> Path:
     """Where the last successful attempt of ``run_dir`` is kept while a new one runs."""
     return run_dir.parent / STATE_DIR / "previous" / run_dir.name

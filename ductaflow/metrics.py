@@ -62,16 +62,17 @@ class _Store:
         run_dir = os.environ.get(RUN_DIR_ENV)
         if run_dir:
             self.run_dir = Path(run_dir)
-            self.fd = os.open(self.run_dir / JOURNAL_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             atexit.register(self.flush)
 
     def update(self, values: dict[str, Any]) -> None:
         with self.lock:
             self._start()
-            if self.fd is None:
+            if self.run_dir is None:
                 self.memory.update(values)
                 self._tell(values)
                 return
+            if self.fd is None:
+                self.fd = os.open(self.run_dir / JOURNAL_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             line = (json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
             with _locked(self.fd):
                 os.write(self.fd, line)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .config import flatten
 from .instance import CONFIG_NAME, current_status
 from .metrics import read_metrics
 from .runrecord import RECORD_NAME
@@ -63,9 +63,9 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
     config = record.get("config")
     if not isinstance(config, dict):  # script-mode records keep the config in config.json only
         config, _ = _read_json(os.path.join(folder, CONFIG_NAME))
-    row.update(_flat(config if isinstance(config, dict) else {}, "config."))
+    row.update(flatten(config if isinstance(config, dict) else {}, "config"))
     unfinished = row["status"] in ("running", "crashed")  # a journal may be left only then
-    row.update(_flat(read_metrics(folder, journal=unfinished), "metric."))
+    row.update(flatten(read_metrics(folder, journal=unfinished), "metric"))
     if row["status"] == "crashed":
         row["note"] = (
             "the process running it stopped without recording an end (killed, or the machine went down)"
@@ -81,11 +81,3 @@ def _read_json(path: str) -> tuple[Any, str | None]:
         return None, "is missing"
     except (OSError, ValueError) as exc:
         return None, f"is unreadable ({type(exc).__name__})"
-
-
-def _flat(values: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, Any]]:
-    for key, value in values.items():
-        if isinstance(value, Mapping) and value:
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value

@@ -20,7 +20,7 @@ from typing import Any
 from .config import config_hash
 from .exceptions import ConfigError, DuctaflowError
 from .fingerprint import InputHasher, config_changes
-from .instance import STATE_DIR, current_status, previous_attempt_dir
+from .instance import STATE_DIR, current_status, layout_root, previous_attempt_dir
 from .runrecord import RECORD_NAME, read_record
 
 UNCHECKED_CONFIG = (
@@ -181,7 +181,7 @@ def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:
     found = cache.roots[recorded]
     if found is not None:
         return found
-    return run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent  # runs/<step>/<instance>
+    return layout_root(run_dir)
 
 
 def _compare(basis: Mapping[str, Any], root: Path, instance: str,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import canonical_json, is_missing, normalise_config
+from .config import canonical_json, flatten, is_missing, normalise_config
 from .exceptions import ConfigError
 from .names import check_name
 
@@ -110,7 +110,7 @@ def _given_name(name: Any, index: int, column: str) -> str:
 
 
 def _derived_names(rows: list[dict[str, Any]]) -> list[str]:
-    flat = [dict(_flat(row)) for row in rows]
+    flat = [dict(flatten(row)) for row in rows]
     columns = list(dict.fromkeys(k for row in flat for k in row))
     varying = [c for c in columns if len({canonical_json({"v": row.get(c)}) for row in flat}) > 1]
     shown = varying or (columns if len(rows) == 1 else [])
@@ -134,14 +134,6 @@ def instance_label(values: Mapping[str, Any]) -> str:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _flat(config: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in config.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        out += _flat(value, dotted) if isinstance(value, dict) and value else [(dotted, value)]
-    return out
 
 
 def _check_unique(names: list[str]) -> None:
