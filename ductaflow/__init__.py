@@ -17,6 +17,7 @@ from .exceptions import (
     KernelNotFoundError,
     MetricError,
     RunDirectoryError,
+    SchedulerError,
     UnsafeNameError,
 )
 from .inflow import display_config_summary, is_notebook_execution
@@ -25,6 +26,7 @@ from .script import load_cli_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .cluster import dask_client
     from .conductor import run_instances
     from .debug import debug_notebook
     from .instance import RunResult, run_notebook, run_step_flow
@@ -43,6 +45,7 @@ _LAZY = {
     "run_notebook": "instance",
     "run_step_flow": "instance",
     "run_instances": "conductor",
+    "dask_client": "cluster",
     "RunStatus": "runrecord",
     "read_table": "table",
     "sweep": "sweeps",
@@ -80,12 +83,14 @@ __all__ = [
     "RunDirectoryError",
     "RunResult",
     "RunStatus",
+    "SchedulerError",
     "UnsafeNameError",
     "__version__",
     "build_report",
     "check_instance",
     "check_instances",
     "collect",
+    "dask_client",
     "debug_notebook",
     "display_config_summary",
     "is_notebook_execution",

@@ -172,9 +172,20 @@ def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> in
     "--name-column", default="instance_name", show_default=True, help="Table column naming instances."
 )
 @click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Instances at once (default: number of CPUs).")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Instances at once (default: number of CPUs; with --scheduler: all, the cluster queues).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on Dask: local:N (N worker processes here) or tcp://HOST:8786 (a running scheduler). "
+    "Needs ductaflow[dask].",
+)
 def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: str, jobs: int | None,
-          **options: Any) -> int:  # fmt: skip
+          scheduler: str | None, **options: Any) -> int:  # fmt: skip
     """Run FLOW for every row of a table and/or every combination of a grid.
 
     Each row (and grid combination) is merged over the base config; dotted
@@ -188,13 +199,19 @@ def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: s
       ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.csv --jobs 4
       ductaflow sweep flow/simulate.py --config config/simulate.json --grid seed=1,2,3 --grid drift=0,0.5
       ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.xlsx --dry-run
+      ductaflow sweep flow/simulate.py --table scenarios.csv --scheduler local:4
+      ductaflow sweep flow/simulate.py --table scenarios.csv --scheduler tcp://login1:8786
     """
     if table is None and not grids:
         raise click.UsageError(
             "sweep needs --table FILE or at least one --grid KEY=V1,V2 (use 'run' for one)."
         )
     grid = _parse_grids(grids)
-    return _run_sweep(flow, options, table=table, grid=grid or None, jobs=jobs, name_column=name_column)
+    kwargs = {"table": table, "grid": grid or None, "jobs": jobs, "name_column": name_column}
+    if scheduler is None or options["dry_run"]:
+        return _run_sweep(flow, options, **kwargs)
+    with ductaflow.dask_client(scheduler) as client:
+        return _run_sweep(flow, options, executor=client, **kwargs)
 
 
 def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:

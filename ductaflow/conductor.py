@@ -1,54 +1,53 @@
 """Many instances: a table becomes instances; only new or changed ones run, in parallel.
 
 One scheduling loop submits instances to a ``concurrent.futures`` executor
-(threads by default: each instance's work happens in its own kernel process)
-and reports events to a display. Each instance is decided twice: once for the
+(threads by default: each instance's work happens in its own kernel process;
+or a Dask cluster, see :mod:`ductaflow.executors`) and reports events to a
+display. Each instance is decided twice: once for the
 plan shown up front, and again under its lock just before it runs, so two
 conductors on the same table run each instance once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from . import engine
-from .config import JSONValue, config_hash
-from .exceptions import ConfigError, DuctaflowError, FlowExecutionError, InstancesFailedError
-from .fingerprint import Fingerprint, InputHasher, why_run
-from .flow import Flow, read_flow
-from .instance import (
-    current_status,
-    kernel_label,
-    lock_instance,
-    make_options,
-    prepare_attempt,
+from .config import config_hash
+from .exceptions import ConfigError, DuctaflowError, InstancesFailedError
+from .executors import (
+    Task,
+    as_executor,
+    decide,
+    execute,
+    execute_remote,
+    not_started,
+    settle_cancelled,
+    stop_file,
 )
+from .fingerprint import Fingerprint, InputHasher
+from .flow import Flow, read_flow
+from .instance import kernel_label, make_options
 from .names import check_name
 from .progress import Display, InstanceRow, make_display
-from .runrecord import git_info, now_iso, read_record
+from .runrecord import git_info, now_iso
 from .table import instances_from_table
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source"}
 
 
-@dataclass
-class _Plan:
-    name: str
-    config: dict[str, JSONValue]
-    fingerprint: Fingerprint
-    run_dir: Path
-    reason: str | None  # why it runs; None: up to date
-    wait_for_lock: bool = False
+STOP_WAIT_S = 60.0  # after Ctrl-C, how long to wait for instances running elsewhere to stop
 
 
 def run_instances(
@@ -66,6 +65,7 @@ def run_instances(
     dry_run: bool = False,
     report: bool = False,
     project_root: str | os.PathLike[str] | None = None,
+    executor: Any = None,
     **options: Any,
 ) -> Any:
     """Run ``flow`` once per row of ``table`` into ``runs/<step>/<instance>/``; return a DataFrame.
@@ -78,7 +78,17 @@ def run_instances(
     or globs (relative to the project root) whose content the instances
     depend on; an entry naming a config key (``"input_csv"``) means the
     path(s) that key holds in each row. ``jobs`` instances run at once
-    (default: the number of CPUs). ``options`` pass to each instance:
+    (default: the number of CPUs).
+
+    ``executor`` runs the instances elsewhere: a ``dask.distributed.Client``
+    (see :func:`dask_client`) or any ``concurrent.futures.Executor``. Every
+    instance is then submitted at once and the executor queues them (``jobs``,
+    when given, caps how many are in flight). Workers need the project and
+    its runs folder at the same path, on a shared filesystem, and ductaflow
+    in their environment. An instance whose worker dies is not retried in
+    the same call: its record says crashed and the next call re-runs it.
+
+    ``options`` pass to each instance:
     ``kernel_name``, ``timeout``, ``export_html``, ``log_output``,
     ``runs_dir``, ``config_source`` (see :func:`run_step_flow`).
 
@@ -95,13 +105,13 @@ def run_instances(
     ...                         base_config=base, progress=False)  # doctest: +SKIP
     """
     started = time.monotonic()
-    conductor = _Conductor(flow, step_name, jobs, force, project_root, options)
+    conductor = _Conductor(flow, step_name, jobs, force, project_root, executor, options)
     plans = conductor.plan(table, name_column, base_config, inputs or [])
     if dry_run:
         rows = [InstanceRow(p.name, "pending" if p.reason else "skipped", p.reason or "unchanged", None,
                             str(p.run_dir)) for p in plans]  # fmt: skip
         return _frame(rows)
-    display = make_display(progress, conductor.step)
+    display = make_display(progress, conductor.step, queued=conductor.remote)
     rows = conductor.run(plans, display)
     display.end(rows, time.monotonic() - started)
     if report:
@@ -115,7 +125,7 @@ def run_instances(
 
 class _Conductor:
     def __init__(self, flow: Any, step_name: str | None, jobs: int | None, force: bool, project_root: Any,
-                 options: dict[str, Any]) -> None:  # fmt: skip
+                 executor: Any, options: dict[str, Any]) -> None:  # fmt: skip
         unknown = set(options) - _OPTIONS
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)}; run_instances accepts {sorted(_OPTIONS)}")
@@ -123,17 +133,21 @@ class _Conductor:
         self.flow: Flow = read_flow(flow)
         engine.check_kernel(self.options.kernel_name)
         self.step = check_name(step_name or self.flow.stem, "step name")
-        self.jobs = jobs if jobs is not None else (os.cpu_count() or 1)
-        if self.jobs < 1:
+        if jobs is not None and jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {jobs}")
+        self.pool, self.remote = as_executor(executor) if executor is not None else (None, False)
+        # own threads: one per CPU; an executor of the caller's: everything at once, it queues
+        self.jobs = jobs or (None if executor is not None else os.cpu_count() or 1)
         self.force = force
         self.stop = threading.Event()
+        self.sweep_id = uuid.uuid4().hex
+        self.stop_file = stop_file(self.options.runs_dir, self.step, self.sweep_id) if self.remote else None
         self.started_at = now_iso()
         self.git = git_info(self.options.project_root)  # once per call, not per instance
-        self.running: dict[Future[InstanceRow | None], _Plan] = {}
-        self.deferred: list[_Plan] = []  # held by another process: retried when nothing else is left
+        self.running: dict[Future[InstanceRow | None], Task] = {}
+        self.deferred: list[Task] = []  # held by another process: retried when nothing else is left
 
-    def plan(self, table: Any, name_column: str, base: Any, inputs: Sequence[Any]) -> list[_Plan]:
+    def plan(self, table: Any, name_column: str, base: Any, inputs: Sequence[Any]) -> list[Task]:
         """Validate every row and decide what runs, writing nothing."""
         hasher = InputHasher(self.options.project_root)
         kernel = kernel_label(self.options.kernel_name)
@@ -143,47 +157,40 @@ class _Conductor:
             where = f" (instance {name!r})"
             hashes = hasher.hash_inputs(_row_inputs(inputs, config, where), where)
             fingerprint = Fingerprint(self.flow.sha256, config_hash(config), hashes, kernel)
-            run_dir = step_dir / name
-            plans.append(_Plan(name, config, fingerprint, run_dir, None))
+            plans.append(Task(self.flow, self.step, name, config, fingerprint, step_dir / name, "",
+                              self.options, self.force, self.sweep_id, self.started_at, self.git,
+                              stop_file=self.stop_file))  # fmt: skip
         for plan in plans:
-            plan.reason = self._why(plan, lock_held=False)
+            plan.reason = decide(plan.run_dir, plan.fingerprint, plan.config, force=self.force,
+                                 lock_held=False) or ""  # fmt: skip
         return plans
 
-    def _why(self, plan: _Plan, *, lock_held: bool) -> str | None:
-        record = read_record(plan.run_dir)
-        status = current_status(record, plan.run_dir, lock_held=lock_held)
-        if self.force:
-            return "forced"
-        old_config = None
-        if (
-            record
-            and (record.get("fingerprint_parts") or {}).get("config_hash") != plan.fingerprint.config_hash
-        ):
-            old_config = record.get("config")
-        return why_run(record, status, plan.fingerprint, old_config, plan.config)
-
-    def run(self, plans: list[_Plan], display: Display) -> list[InstanceRow]:
+    def run(self, plans: list[Task], display: Display) -> list[InstanceRow]:
         """Execute the plans that must run, ``jobs`` at a time; rows come back in table order."""
         rows: dict[str, InstanceRow] = {}
         for plan in plans:
-            if plan.reason is None:
+            if not plan.reason:
                 rows[plan.name] = InstanceRow(plan.name, "skipped", "unchanged", None, str(plan.run_dir))
         display.begin(len(plans), len(rows))
-        queue = deque(p for p in plans if p.reason is not None)
-        with ThreadPoolExecutor(self.jobs, thread_name_prefix="ductaflow-instance") as pool:
-            try:
-                self._loop(pool, queue, rows, display)
-            except KeyboardInterrupt:
-                self._interrupt(queue, rows, display)
+        queue = deque(p for p in plans if p.reason)
+        own = self.pool is None
+        pool = self.pool or ThreadPoolExecutor(self.jobs, thread_name_prefix="ductaflow-instance")
+        try:
+            self._loop(pool, queue, rows, display)
+        except KeyboardInterrupt:
+            self._interrupt(queue, rows, display)
+        finally:
+            if own:
+                pool.shutdown(wait=True)
+            if self.stop_file is not None:
+                self.stop_file.unlink(missing_ok=True)
         return [rows[p.name] for p in plans]
 
-    def _loop(self, pool: ThreadPoolExecutor, queue: deque[_Plan], rows: dict[str, InstanceRow],
+    def _loop(self, pool: Executor, queue: deque[Task], rows: dict[str, InstanceRow],
               display: Display) -> None:  # fmt: skip
         while queue or self.running or self.deferred:
-            while queue and len(self.running) < self.jobs:
-                plan = queue.popleft()
-                self.running[pool.submit(self._execute, plan)] = plan
-                display.started(plan.name)
+            while queue and (self.jobs is None or len(self.running) < self.jobs):
+                self._submit(pool, queue.popleft(), rows, display)
             if not self.running:  # only instances another process is running are left: wait for them
                 for plan in self.deferred:
                     plan.wait_for_lock = True
@@ -192,83 +199,61 @@ class _Conductor:
                 continue
             done, _ = wait(self.running, return_when=FIRST_COMPLETED)
             for future in done:
-                row = future.result()
+                plan = self.running.pop(future)
+                row = _outcome(future, plan)
                 if row is None:
-                    self.deferred.append(self.running[future])
-                    display.requeued(self.running[future].name)
+                    self.deferred.append(plan)
+                    display.requeued(plan.name)
                 else:
                     rows[row.instance] = row
                     display.finished(row)
-                del self.running[future]
 
-    def _interrupt(self, queue: deque[_Plan], rows: dict[str, InstanceRow], display: Display) -> None:
-        """Ctrl-C: stop the running instances (they record 'interrupted'), start no more."""
+    def _submit(self, pool: Executor, plan: Task, rows: dict[str, InstanceRow], display: Display) -> None:
+        display.started(plan.name)
+        try:
+            if self.remote:
+                future = pool.submit(execute_remote, plan)
+            else:
+                future = pool.submit(execute, plan, self.stop)
+        except Exception as exc:  # a broken or shut-down executor: this instance fails, the loop goes on
+            row = InstanceRow(plan.name, "failed", plan.reason, None, str(plan.run_dir),
+                              f"the executor refused it: {type(exc).__name__}: {exc}")  # fmt: skip
+            rows[plan.name] = row
+            display.finished(row)
+            return
+        self.running[future] = plan
+
+    def _interrupt(self, queue: deque[Task], rows: dict[str, InstanceRow], display: Display) -> None:
+        """Ctrl-C: cancel queued work, stop the running instances (they record 'interrupted')."""
         self.stop.set()
         display.interrupting()
+        if self.stop_file is not None:
+            with contextlib.suppress(OSError):
+                self.stop_file.parent.mkdir(parents=True, exist_ok=True)
+                self.stop_file.touch()
+        for future in self.running:
+            future.cancel()  # queued work goes; what already runs cannot be cancelled, or stops on its own
+        deadline = time.monotonic() + STOP_WAIT_S
         for future, plan in list(self.running.items()):
-            row = future.result() or _not_started(plan)
+            row = settle_cancelled(plan, deadline) if future.cancelled() else _outcome(future, plan)
+            row = row or not_started(plan)
             rows[row.instance] = row
             display.finished(row)
-        for plan in queue:
-            rows.setdefault(plan.name, _not_started(plan))
-        for plan in self.deferred:
-            rows.setdefault(plan.name, _not_started(plan))
+        for plan in [*queue, *self.deferred]:
+            rows.setdefault(plan.name, not_started(plan))
 
-    def _execute(self, plan: _Plan) -> InstanceRow | None:
-        """Run one instance under its lock; ``None`` when another process holds it. Never raises."""
-        try:
-            return self._execute_locked(plan)
-        except (
-            BaseException
-        ) as exc:  # one instance's trouble (an unwritable folder...) never stops the others
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            return InstanceRow(plan.name, "failed", plan.reason or "", None, str(plan.run_dir), error)
 
-    def _execute_locked(self, plan: _Plan) -> InstanceRow | None:
-        if self.stop.is_set():
-            return _not_started(plan)
-        lock = self._lock(plan)
-        if lock is None:
-            return None if not self.stop.is_set() else _not_started(plan)
-        with lock:
-            reason = self._why(plan, lock_held=True)
-            if reason is None or (self.force and self._done_since_start(plan)):
-                return InstanceRow(plan.name, "skipped", "done by another process", None, str(plan.run_dir))
-            return self._attempt(plan, reason)
-
-    def _lock(self, plan: _Plan) -> Any:
-        from .exceptions import InstanceBusyError
-
-        while True:
-            try:
-                return lock_instance(plan.run_dir)
-            except InstanceBusyError:
-                if not plan.wait_for_lock or self.stop.is_set():
-                    return None
-                time.sleep(0.2)
-
-    def _done_since_start(self, plan: _Plan) -> bool:
-        record = read_record(plan.run_dir) or {}
-        return record.get("status") == "success" and str(record.get("started_at", "")) >= self.started_at
-
-    def _attempt(self, plan: _Plan, reason: str) -> InstanceRow:
-        run_dir = str(plan.run_dir)
-        try:
-            attempt = prepare_attempt(self.flow.path, plan.config, plan.run_dir, self.step, plan.name,
-                                      self.options, flow=self.flow, fingerprint=plan.fingerprint,
-                                      stop=self.stop, git=self.git)  # fmt: skip
-            result = attempt.run()
-        except FlowExecutionError as exc:
-            error = f"{exc.error_name}: {exc.error_message}".splitlines()[0]
-            duration = (read_record(plan.run_dir) or {}).get("duration_s")
-            return InstanceRow(plan.name, "failed", reason, duration, run_dir, error, exc.html)
-        except KeyboardInterrupt:
-            duration = (read_record(plan.run_dir) or {}).get("duration_s")
-            return InstanceRow(plan.name, "interrupted", reason, duration, run_dir, "interrupted by the user")
-        except (DuctaflowError, OSError) as exc:
-            return InstanceRow(plan.name, "failed", reason, None, run_dir, str(exc).splitlines()[0])
-        html = str(result.html) if result.html else None
-        return InstanceRow(plan.name, "success", reason, result.duration, run_dir, None, html)
+def _outcome(future: Future[InstanceRow | None], plan: Task) -> InstanceRow | None:
+    """A finished future's row; an executor's own failure (a lost worker...) fails the instance."""
+    try:
+        return future.result()
+    except CancelledError:
+        error = "cancelled by the executor (did the scheduler or the worker go away?)"
+    except Exception as exc:
+        error = f"the executor lost it: {type(exc).__name__}: {exc}".splitlines()[0]
+        if isinstance(exc, ModuleNotFoundError):
+            error += " (is ductaflow installed in the workers' environment?)"
+    return InstanceRow(plan.name, "failed", plan.reason, None, str(plan.run_dir), error)
 
 
 def _row_inputs(specs: Sequence[Any], config: Mapping[str, Any], where: str) -> list[str]:
@@ -320,10 +305,6 @@ def _frame(rows: list[InstanceRow]) -> Any:
     import pandas as pd
 
     return pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
-
-
-def _not_started(plan: _Plan) -> InstanceRow:
-    return InstanceRow(plan.name, "interrupted", "not started", None, str(plan.run_dir))
 
 
 def _failures(step: str, failed: list[InstanceRow]) -> InstancesFailedError:

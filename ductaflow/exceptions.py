@@ -75,3 +75,7 @@ class MetricError(DuctaflowError, ValueError):
 
 class InstancesFailedError(DuctaflowError, RuntimeError):
     """Instances of a conductor run failed (fields: ``step``, ``failed``, the failed instance names)."""
+
+
+class SchedulerError(DuctaflowError, RuntimeError):
+    """A Dask scheduler could not be used: a bad address, none listening, or no ``distributed``."""

@@ -200,12 +200,14 @@ def prepare_attempt(
     fingerprint: Fingerprint | None = None,
     stop: threading.Event | None = None,
     git: Any = _UNKNOWN,
+    sweep_id: str | None = None,
 ) -> _Attempt:
     """Check everything a user can get wrong and return the attempt, writing nothing.
 
     ``flow`` and ``fingerprint`` may be given when already computed (a
     conductor reads the flow once for all its instances), and so may ``git``,
     the project's git state. ``stop`` interrupts the attempt when set.
+    ``sweep_id``, recorded as is, names the conductor call that started it.
     """
     normalised = normalise_config(config)
     if flow is None:
@@ -216,6 +218,7 @@ def prepare_attempt(
         fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, kernel_label(options.kernel_name))
     attempt = _Attempt(flow, normalised, run_dir, step, instance, options, fingerprint, stop)
     attempt.git = git
+    attempt.sweep_id = sweep_id
     return attempt
 
 
@@ -372,6 +375,7 @@ class _Attempt:
         self.started = 0.0
         self.html_import: Any = None
         self.git: Any = _UNKNOWN
+        self.sweep_id: str | None = None
 
     def run(self) -> RunResult:
         self._prepare_directory()
@@ -418,6 +422,8 @@ class _Attempt:
         )
         if self.options.config_source is not None:
             self.record["config_source"] = self.options.config_source
+        if self.sweep_id is not None:
+            self.record["sweep_id"] = self.sweep_id
         open_attempt(self.run_dir, self.config, self.record)
 
     def _execute(self, nb: Any, log: Any) -> engine.Outcome:

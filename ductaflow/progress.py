@@ -35,12 +35,16 @@ class Display(Protocol):
     def end(self, rows: list[InstanceRow], elapsed: float) -> None: ...
 
 
-def make_display(progress: bool, step: str) -> Display:
-    """The display for ``progress``: silent, a rich bar on a terminal, or plain lines."""
+def make_display(progress: bool, step: str, *, queued: bool = False) -> Display:
+    """The display for ``progress``: silent, a rich bar on a terminal, or plain lines.
+
+    ``queued``: started instances may wait in an executor's queue, so the bar
+    counts them as "in flight" rather than "running".
+    """
     if not progress:
         return _Silent()
     if sys.stdout.isatty():
-        return _Bar(step)
+        return _Bar(step, "in flight" if queued else "running")
     return _Lines(step)
 
 
@@ -91,8 +95,9 @@ class _Lines(_Silent):
 class _Bar(_Lines):
     """A live rich progress bar: done/total, running, failed, skipped and time left."""
 
-    def __init__(self, step: str) -> None:
+    def __init__(self, step: str, running_label: str = "running") -> None:
         super().__init__(step)
+        self.running_label = running_label
         self.bar: Any = None
         self.counts = {"running": 0, "failed": 0, "skipped": 0}
 
@@ -101,7 +106,8 @@ class _Bar(_Lines):
 
         self.counts["skipped"] = skipped
         fields = (
-            "running {task.fields[running]} · failed {task.fields[failed]} · skipped {task.fields[skipped]}"
+            f"{self.running_label} {{task.fields[running]}} · failed {{task.fields[failed]}}"
+            " · skipped {task.fields[skipped]}"
         )
         self.bar = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(fields),

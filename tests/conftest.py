@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import ductaflow
 
 FLOWS = Path(__file__).parent / "flows"
 REPO = Path(__file__).parent.parent
@@ -95,3 +98,40 @@ def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[i
         output += chunk
     os.close(leader)
     return proc.wait(timeout=timeout), output.decode(errors="replace")
+
+
+@pytest.fixture
+def tally_flow(project, flows) -> Path:
+    """A copy of the tally flow inside the project (so tests may edit it)."""
+    (project / "flow").mkdir()
+    return Path(shutil.copy(flows / "tally.py", project / "flow" / "tally.py"))
+
+
+def tally(project: Path) -> list[str]:
+    """The instances executed so far, one entry per execution."""
+    path = project / "tally.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def run(flow: Path, rows: list[dict], project: Path, **kwargs) -> Any:
+    """run_instances with the tally file filled in and the output silenced."""
+    table = [{"tally": str(project / "tally.txt"), **row} for row in rows]
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("export_html", False)
+    return ductaflow.run_instances(flow, table, **kwargs)
+
+
+def conductor_script(project: Path, flow: Path, rows: list[dict], **kwargs) -> str:
+    """Python code running ``run_instances`` on ``rows`` (tally filled in) and printing its frame."""
+    table = [{"tally": str(project / "tally.txt"), **row} for row in rows]
+    return (
+        "import ductaflow\n"
+        f"frame = ductaflow.run_instances({str(flow)!r}, {table!r}, export_html=False, **{kwargs!r})\n"
+        "print('RESULT', frame.to_json(orient='records'))\n"
+    )
+
+
+def result_rows(stdout: str) -> list[dict]:
+    """The frame printed by :func:`conductor_script`'s code."""
+    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])

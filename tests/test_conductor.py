@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,31 +11,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import interrupt_after, listing, record, run_in_terminal
+from conftest import (
+    conductor_script,
+    interrupt_after,
+    listing,
+    record,
+    result_rows,
+    run,
+    run_in_terminal,
+    tally,
+)
 
 import ductaflow
 from ductaflow import ConfigError, UnsafeNameError
-
-
-@pytest.fixture
-def tally_flow(project, flows) -> Path:
-    """A copy of the tally flow inside the project (so tests may edit it)."""
-    (project / "flow").mkdir()
-    return Path(shutil.copy(flows / "tally.py", project / "flow" / "tally.py"))
-
-
-def tally(project: Path) -> list[str]:
-    """The instances executed so far, one entry per execution."""
-    path = project / "tally.txt"
-    return path.read_text().split() if path.exists() else []
-
-
-def run(flow: Path, rows: list[dict], project: Path, **kwargs) -> pd.DataFrame:
-    """run_instances with the tally file filled in and the output silenced."""
-    table = [{"tally": str(project / "tally.txt"), **row} for row in rows]
-    kwargs.setdefault("progress", False)
-    kwargs.setdefault("export_html", False)
-    return ductaflow.run_instances(flow, table, **kwargs)
 
 
 def reasons(frame: pd.DataFrame) -> dict[str, str]:
@@ -215,24 +202,10 @@ def test_live_bar_on_a_terminal(project, tally_flow):
     assert "tally: 3 instances in" in text
 
 
-def _conductor_script(project: Path, flow: Path, rows: list[dict], **kwargs) -> str:
-    table = [{"tally": str(project / "tally.txt"), **row} for row in rows]
-    return (
-        "import ductaflow\n"
-        f"frame = ductaflow.run_instances({str(flow)!r}, {table!r}, export_html=False, **{kwargs!r})\n"
-        "print('RESULT', frame.to_json(orient='records'))\n"
-    )
-
-
-def _result(stdout: str) -> list[dict]:
-    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
-
-
 def test_two_conductors_run_each_instance_once(project, tally_flow):
     """Two conductor processes on one table execute every instance exactly once between them."""
     rows = [{"instance_name": f"i{i}", "sleep": 1} for i in range(6)]
-    script = _conductor_script(project, tally_flow, rows, jobs=2)
+    script = conductor_script(project, tally_flow, rows, jobs=2)
     procs = [
         subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -240,7 +213,7 @@ def test_two_conductors_run_each_instance_once(project, tally_flow):
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert sorted(tally(project)) == [f"i{i}" for i in range(6)]
-    statuses = [{r["instance"]: r["status"] for r in _result(out)} for out in outputs]
+    statuses = [{r["instance"]: r["status"] for r in result_rows(out)} for out in outputs]
     for name in (f"i{i}" for i in range(6)):
         assert sorted(s[name] for s in statuses) == ["skipped", "success"]
 
@@ -248,7 +221,7 @@ def test_two_conductors_run_each_instance_once(project, tally_flow):
 def test_kill_9_then_rerun_resumes_exactly_the_unfinished(project, tally_flow):
     """After kill -9 no unfinished instance is 'success'; a re-run executes just those, skipping the rest."""
     rows = [{"instance_name": f"i{i}", "sleep": 1.5} for i in range(6)]
-    script = _conductor_script(project, tally_flow, rows, jobs=2, progress=False)
+    script = conductor_script(project, tally_flow, rows, jobs=2, progress=False)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.DEVNULL)
     runs = project / "runs" / "tally"
     deadline = time.monotonic() + 120
@@ -279,7 +252,7 @@ def test_kill_9_then_rerun_resumes_exactly_the_unfinished(project, tally_flow):
 def test_ctrl_c_interrupts_records_and_returns(project, tally_flow):
     """SIGINT stops new starts, interrupts running kernels, prints the summary and returns quickly."""
     rows = [{"instance_name": f"i{i}", "sleep": 30} for i in range(5)]
-    script = _conductor_script(project, tally_flow, rows, jobs=2)
+    script = conductor_script(project, tally_flow, rows, jobs=2)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(tally(project)) < 2:
@@ -290,7 +263,7 @@ def test_ctrl_c_interrupts_records_and_returns(project, tally_flow):
     out, _ = proc.communicate(timeout=60)
     assert time.monotonic() - sent < 10
     assert proc.returncode == 0
-    result = {r["instance"]: (r["status"], r["reason"]) for r in _result(out)}
+    result = {r["instance"]: (r["status"], r["reason"]) for r in result_rows(out)}
     interrupted = [n for n, (status, reason) in result.items() if status == "interrupted" and reason == "new"]
     not_started = [n for n, (status, reason) in result.items() if reason == "not started"]
     assert len(interrupted) == 2 and len(not_started) == 3
@@ -342,15 +315,15 @@ def test_directory_and_glob_inputs(project, tally_flow):
 
 
 @pytest.mark.parametrize("delay", [1.3, 1.9, 2.5, 3.1])
-def test_ctrl_c_at_any_moment_returns_a_result(project, tally_flow, delay):
+def test_ctrl_c_at_any_moment_returns_aresult_rows(project, tally_flow, delay):
     """Ctrl-C at any moment of a busy conductor returns its result frame with a summary, no traceback."""
     rows = [{"instance_name": f"i{i}"} for i in range(12)]
-    script = _conductor_script(project, tally_flow, rows, jobs=4)
+    script = conductor_script(project, tally_flow, rows, jobs=4)
     out, err = interrupt_after(script, project, delay)
     assert "Traceback" not in err, err
-    statuses = {r["status"] for r in _result(out)}
+    statuses = {r["status"] for r in result_rows(out)}
     assert statuses <= {"success", "interrupted"}
-    for row in _result(out):
+    for row in result_rows(out):
         status = record(Path(row["run_dir"]))["status"] if row["reason"] != "not started" else None
         assert status in {None, "success", "interrupted"}
 

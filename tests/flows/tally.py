@@ -11,6 +11,8 @@ import time
 with open(config["tally"], "a") as tally:
     tally.write(f"{os.path.basename(os.getcwd())}\n")
 time.sleep(config.get("sleep", 0))
+while config.get("hold") and os.path.exists(config["hold"]):  # held until the test removes that file
+    time.sleep(0.05)
 
 # %%
 if config.get("fail"):

@@ -1,0 +1,98 @@
+"""Dask clients for ``--scheduler``: a LocalCluster for one sweep, or a running scheduler.
+
+``distributed`` is optional (``pip install 'ductaflow[dask]'``) and imported
+only here, when a scheduler is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from .exceptions import SchedulerError
+
+CONNECT_TIMEOUT_S = 10
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
+    """A ``dask.distributed.Client`` for ``scheduler``, closed (with its cluster) on exit.
+
+    ``scheduler`` is ``local:N`` (a LocalCluster of N single-threaded worker
+    processes on this machine, started now and stopped on exit; ``local``
+    alone uses one per CPU), or the address of a running scheduler
+    (``tcp://host:8786``; a bare ``host:8786`` means tcp). The client is not
+    made Dask's default client. Pass it as ``run_instances(..., executor=client)``.
+
+    >>> with dask_client("local:2") as client:  # doctest: +SKIP
+    ...     run_instances("flow/simulate.py", table, executor=client)
+    """
+    workers = _local_workers(scheduler)
+    distributed = _import_distributed(scheduler)
+    if workers is not None:
+        with (
+            _local_cluster(distributed, workers) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            yield client
+        return
+    address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({type(exc).__name__}). "
+            "Check the address, that `dask scheduler` runs there and that its port is open, "
+            "or use --scheduler local:N for workers on this machine.",
+            scheduler=scheduler,
+        ) from None
+    with client:
+        yield client
+
+
+def _local_workers(scheduler: str) -> int | None:
+    """N for ``local:N`` (``local``: one per CPU), ``None`` for an address."""
+    kind, _, count = scheduler.strip().partition(":")
+    if kind != "local":
+        if not scheduler.strip() or " " in scheduler.strip():
+            raise SchedulerError(f"scheduler {scheduler!r} is not an address. Use local:N (N worker "
+                                 "processes here) or tcp://HOST:PORT.", scheduler=scheduler)  # fmt: skip
+        return None
+    if not count:
+        return os.cpu_count() or 1
+    if not count.isdigit() or int(count) < 1:
+        raise SchedulerError(f"scheduler {scheduler!r}: N in local:N must be a whole number of worker "
+                             "processes, at least 1 (local:4).", scheduler=scheduler)  # fmt: skip
+    return int(count)
+
+
+def _import_distributed(scheduler: str) -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise SchedulerError(
+            f"scheduler {scheduler!r} needs Dask's distributed package: pip install 'ductaflow[dask]'.",
+            scheduler=scheduler,
+        ) from None
+    return distributed
+
+
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """N single-threaded worker processes: one instance each at a time, as with ``jobs=N``."""
+    return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                    dashboard_address=None, preload=[__name__])  # fmt: skip
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload hook of the local cluster's worker processes: Ctrl-C is the sweep's, not theirs.
+
+    A terminal's Ctrl-C reaches every process of the sweep. The conductor
+    answers it by stopping the running instances (the stop file), then the
+    cluster; a worker dying of the signal first would only add tracebacks.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,235 @@
+"""Where instances execute: threads of this process, any ``concurrent.futures`` executor, or Dask.
+
+The conductor's one scheduling loop hands each instance to an executor as a
+:class:`Task`: everything the instance needs, picklable, so it can cross to
+a worker process or another machine. The task runs under the instance's lock
+(a file lock in the runs folder, so processes on several machines sharing
+that folder agree), decides again whether the instance must run, and runs it
+in its own kernel process. It never raises: every outcome is an
+:class:`InstanceRow`, or ``None`` when another process holds the instance.
+
+Threads of this process see the conductor's stop event directly. Tasks sent
+elsewhere watch a stop file in the runs folder instead, which the conductor
+creates on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import JSONValue
+from .exceptions import DuctaflowError, FlowExecutionError, InstanceBusyError
+from .fingerprint import Fingerprint, why_run
+from .flow import Flow
+from .instance import STATE_DIR, _Options, current_status, lock_instance, prepare_attempt
+from .progress import InstanceRow
+from .runrecord import RunStatus, read_record
+from .status import error_line
+
+STOP_POLL_S = 0.25  # how often a task sent elsewhere looks for the stop file
+
+
+@dataclass
+class Task:
+    """One instance to execute, with everything a worker anywhere needs to run it."""
+
+    flow: Flow
+    step: str
+    name: str
+    config: dict[str, JSONValue]
+    fingerprint: Fingerprint
+    run_dir: Path
+    reason: str
+    options: _Options
+    force: bool
+    sweep_id: str
+    started_at: str  # when the conductor call began (ISO, UTC)
+    git: Any
+    wait_for_lock: bool = False
+    stop_file: Path | None = None  # tasks sent elsewhere stop when this file exists
+
+
+def decide(
+    run_dir: Path,
+    fingerprint: Fingerprint,
+    config: dict[str, JSONValue],
+    *,
+    force: bool,
+    lock_held: bool,
+) -> str | None:
+    """Why the instance must run, or ``None`` when its last success is up to date."""
+    record = read_record(run_dir)
+    status = current_status(record, run_dir, lock_held=lock_held)
+    if force:
+        return "forced"
+    old_config = None
+    if record and (record.get("fingerprint_parts") or {}).get("config_hash") != fingerprint.config_hash:
+        old_config = record.get("config")
+    return why_run(record, status, fingerprint, old_config, config)
+
+
+def execute(task: Task, stop: threading.Event) -> InstanceRow | None:
+    """Run one instance under its lock; ``None`` when another process holds it. Never raises."""
+    try:
+        return _execute_locked(task, stop)
+    except BaseException as exc:  # one instance's trouble (an unwritable folder...) never stops the others
+        return _row(task, "failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def execute_remote(task: Task) -> InstanceRow | None:
+    """:func:`execute` in a worker process, maybe on another machine: the stop event is a file."""
+    root = task.options.project_root
+    if not root.is_dir():
+        host = socket.gethostname()
+        return _row(task, "failed", error=(
+            f"the project folder {root} does not exist on worker host {host}. Workers need "
+            "the project and its runs folder at the same path (a shared filesystem)."))  # fmt: skip
+    stop = threading.Event()
+    watcher = _StopWatcher(task.stop_file, stop)
+    try:
+        return execute(task, stop)
+    finally:
+        watcher.close()
+
+
+def as_executor(executor: Any) -> tuple[Executor, bool]:
+    """The ``concurrent.futures`` executor for ``executor`` and whether tasks leave this process.
+
+    ``executor`` is ``None`` (the conductor makes its own threads), a
+    ``concurrent.futures.Executor`` or a ``dask.distributed.Client``.
+    """
+    if isinstance(executor, ThreadPoolExecutor):
+        return executor, False
+    if isinstance(executor, Executor):
+        return executor, True
+    if type(executor).__module__.startswith("distributed") and hasattr(executor, "get_executor"):
+        return executor.get_executor(pure=False), True
+    raise TypeError(
+        f"executor must be a concurrent.futures.Executor or a dask.distributed.Client, "
+        f"got {type(executor).__name__}"
+    )
+
+
+def settle_cancelled(task: Task, deadline: float) -> InstanceRow:
+    """The outcome of a task cancelled on Ctrl-C, read from the instance's record.
+
+    A task already running elsewhere goes on until it sees the stop file; its
+    record says how it ended. Waits until ``deadline`` (``time.monotonic``)
+    for it to let go of the instance.
+    """
+    while True:
+        record = read_record(task.run_dir) or {}
+        ours = record.get("sweep_id") == task.sweep_id
+        status = current_status(record, task.run_dir) if ours else None
+        if status != RunStatus.RUNNING.value or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if not ours:
+        return not_started(task)
+    if status == RunStatus.RUNNING.value:
+        return _row(task, "interrupted", error="interrupted; still stopping on its worker")
+    outcome = {"success": "success", "failed": "failed"}.get(str(status), "interrupted")
+    error = {"success": None, "interrupted": "interrupted by the user"}.get(str(status), "")
+    error = error if error != "" else error_line(record) or f"the instance ended {status}"
+    return _row(task, outcome, duration=record.get("duration_s"), error=error)
+
+
+def not_started(task: Task) -> InstanceRow:
+    """The row of an instance Ctrl-C stopped before it began."""
+    return InstanceRow(task.name, "interrupted", "not started", None, str(task.run_dir))
+
+
+def stop_file(runs_dir: Path, step: str, sweep_id: str) -> Path:
+    """Where a conductor call signals its tasks elsewhere to stop."""
+    return runs_dir / step / STATE_DIR / f"stop-{sweep_id}"
+
+
+class _StopWatcher:
+    """Sets ``stop`` once ``path`` exists; checks at once, then every :data:`STOP_POLL_S`."""
+
+    def __init__(self, path: Path | None, stop: threading.Event) -> None:
+        self.path, self.stop, self.done = path, stop, threading.Event()
+        if path is None:
+            return
+        if path.exists():
+            stop.set()
+            return
+        threading.Thread(target=self._watch, name="ductaflow-stop-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.done.wait(STOP_POLL_S):
+            if self.path is not None and self.path.exists():
+                self.stop.set()
+                return
+
+    def close(self) -> None:
+        self.done.set()
+
+
+def _execute_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
+    if stop.is_set():
+        return not_started(task)
+    lock = _lock(task, stop)
+    if lock is None:
+        return None if not stop.is_set() else not_started(task)
+    with lock:
+        record = read_record(task.run_dir) or {}
+        if record.get("sweep_id") == task.sweep_id and record.get("status") == RunStatus.RUNNING.value:
+            return _died(task, record)  # an executor retrying after its worker died: not again
+        reason = decide(task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
+        if reason is None or (task.force and _done_since_start(task, record)):
+            return _row(task, "skipped", reason="done by another process")
+        return _attempt(task, reason, stop)
+
+
+def _lock(task: Task, stop: threading.Event) -> Any:
+    while True:
+        try:
+            return lock_instance(task.run_dir)
+        except InstanceBusyError:
+            if not task.wait_for_lock or stop.is_set():
+                return None
+            time.sleep(0.2)
+
+
+def _died(task: Task, record: dict[str, Any]) -> InstanceRow:
+    where = f"host {record.get('host')}, pid {record.get('pid')}"
+    return _row(task, "failed", error=(
+        f"the worker running it ({where}) died mid-instance; its record says crashed. "
+        "Run the sweep again to retry it."))  # fmt: skip
+
+
+def _done_since_start(task: Task, record: dict[str, Any]) -> bool:
+    return record.get("status") == "success" and str(record.get("started_at", "")) >= task.started_at
+
+
+def _attempt(task: Task, reason: str, stop: threading.Event) -> InstanceRow:
+    try:
+        attempt = prepare_attempt(task.flow.path, task.config, task.run_dir, task.step, task.name,
+                                  task.options, flow=task.flow, fingerprint=task.fingerprint,
+                                  stop=stop, git=task.git, sweep_id=task.sweep_id)  # fmt: skip
+        result = attempt.run()
+    except FlowExecutionError as exc:
+        error = f"{exc.error_name}: {exc.error_message}".splitlines()[0]
+        return _row(task, "failed", reason, _duration(task), error, exc.html)
+    except KeyboardInterrupt:
+        return _row(task, "interrupted", reason, _duration(task), "interrupted by the user")
+    except (DuctaflowError, OSError) as exc:
+        return _row(task, "failed", reason, error=str(exc).splitlines()[0])
+    html = str(result.html) if result.html else None
+    return _row(task, "success", reason, result.duration, html=html)
+
+
+def _duration(task: Task) -> float | None:
+    return (read_record(task.run_dir) or {}).get("duration_s")
+
+
+def _row(task: Task, status: str, reason: str | None = None, duration: float | None = None,
+         error: str | None = None, html: str | None = None) -> InstanceRow:  # fmt: skip
+    return InstanceRow(task.name, status, reason or task.reason, duration, str(task.run_dir), error, html)

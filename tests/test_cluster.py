@@ -1,0 +1,204 @@
+"""Instances on a Dask cluster: a real LocalCluster of worker processes, and the CLI's --scheduler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import pytest
+from conftest import conductor_script, record, result_rows, run, tally
+
+import ductaflow
+from ductaflow import SchedulerError, dask_client
+
+RUNS = Path("runs") / "tally"
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two single-threaded worker processes, shared by the tests of this module."""
+    with dask_client("local:2") as c:
+        yield c
+
+
+@pytest.fixture
+def workers(client):
+    """The cluster with both workers up (a test may have killed one); their pids."""
+    client.wait_for_workers(2, timeout=60)
+    return set(client.run(os.getpid).values())
+
+
+def wait_until(predicate, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_sweep_on_the_cluster_fails_one_and_skips_on_rerun(project, tally_flow, client, workers):
+    """Instances run in the workers' kernels; a failure stays one instance's; a re-run skips the rest."""
+    rows = [{"instance_name": f"i{i}", "fail": "on purpose" if i == 1 else 0} for i in range(5)]
+    first = run(tally_flow, rows, project, executor=client)
+    assert dict(zip(first.instance, first.status, strict=True)) == {
+        "i0": "success", "i1": "failed", "i2": "success", "i3": "success", "i4": "success",
+    }  # fmt: skip
+    assert first.error[1] == "RuntimeError: asked to fail: on purpose"
+    ran_on = {record(project / RUNS / f"i{i}")["pid"] for i in range(5)}
+    assert ran_on <= workers and os.getpid() not in ran_on
+    assert set(client.run(os.getpid).values()) == workers  # no worker was lost to the failure
+    again = run(tally_flow, rows, project, executor=client)
+    assert dict(zip(again.instance, again.reason, strict=True)) == {
+        "i0": "unchanged", "i1": "previous attempt failed", "i2": "unchanged", "i3": "unchanged",
+        "i4": "unchanged",
+    }  # fmt: skip
+    assert sorted(tally(project)) == sorted(["i0", "i1", "i1", "i2", "i3", "i4"])
+
+
+def test_a_worker_killed_mid_instance_leaves_it_crashed_and_a_rerun_picks_it_up(
+    project, tally_flow, client, workers
+):
+    """SIGKILL to the worker running an instance: not retried in that sweep, crashed, re-run next time."""
+    hold = project / "hold"
+    hold.write_text("")
+    rows = [{"instance_name": "victim", "hold": str(hold)}, {"instance_name": "bystander"}]
+    result = {}
+    sweep = threading.Thread(target=lambda: result.update(frame=run(tally_flow, rows, project,
+                                                                      executor=client)))  # fmt: skip
+    sweep.start()
+    victim = project / RUNS / "victim"
+    wait_until(lambda: (victim / "run.json").exists() and "victim" in tally(project))
+    os.kill(record(victim)["pid"], signal.SIGKILL)
+    sweep.join(timeout=120)
+    frame = result["frame"]
+    statuses = dict(zip(frame.instance, frame.status, strict=True))
+    assert statuses == {"victim": "failed", "bystander": "success"}
+    assert "died mid-instance" in frame.error[0]
+    assert ductaflow.check_instance(victim).status == "crashed"
+    assert tally(project).count("victim") == 1  # the executor's retry did not run it again
+    hold.unlink()
+    client.wait_for_workers(2, timeout=60)
+    again = run(tally_flow, rows, project, executor=client)
+    assert dict(zip(again.instance, again.reason, strict=True)) == {
+        "victim": "previous attempt crashed", "bystander": "unchanged"
+    }  # fmt: skip
+    assert list(again.status) == ["success", "skipped"]
+    assert record(victim)["status"] == "success" and (victim / "done.txt").exists()
+
+
+def test_a_local_and_a_cluster_sweep_at_once_run_each_instance_once(project, tally_flow, client, workers):
+    """A local conductor process and a cluster sweep share the instance locks in the runs folder."""
+    rows = [{"instance_name": f"i{i}", "sleep": 1} for i in range(6)]
+    script = conductor_script(project, tally_flow, rows, jobs=2, progress=False)
+    local = subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.PIPE, text=True)
+    on_cluster = run(tally_flow, rows, project, executor=client)
+    out, _ = local.communicate(timeout=300)
+    assert local.returncode == 0
+    assert sorted(tally(project)) == [f"i{i}" for i in range(6)]
+    ran = [r["instance"] for r in result_rows(out) if r["status"] == "success"]
+    ran += list(on_cluster.instance[on_cluster.status == "success"])
+    assert sorted(ran) == [f"i{i}" for i in range(6)]
+    assert set(on_cluster.status) | {r["status"] for r in result_rows(out)} <= {"success", "skipped"}
+
+
+def test_any_concurrent_futures_executor_runs_instances(project, tally_flow):
+    """A ProcessPoolExecutor gets picklable tasks; the caller's executor stays usable afterwards."""
+    rows = [{"instance_name": "a"}, {"instance_name": "b", "fail": "yes"}]
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        frame = run(tally_flow, rows, project, executor=pool)
+        assert pool.submit(os.getpid).result() != os.getpid()
+    assert list(frame.status) == ["success", "failed"]
+    assert record(project / RUNS / "a")["pid"] != os.getpid()
+
+
+def test_executor_must_be_an_executor_or_a_client(project, tally_flow):
+    with pytest.raises(TypeError, match=r"concurrent\.futures\.Executor or a dask\.distributed\.Client"):
+        run(tally_flow, [{"instance_name": "a"}], project, executor="local:2")
+
+
+def test_cli_sweep_on_a_local_cluster(project, tally_flow):
+    """`ductaflow sweep --scheduler local:2` runs the table in two worker processes and skips on re-run."""
+    table = project / "table.csv"
+    table.write_text("instance_name,tally\n" + "".join(f"c{i},{project / 'tally.txt'}\n" for i in range(3)))
+    cmd = [sys.executable, "-m", "ductaflow", "sweep", str(tally_flow), "--table", str(table), "--no-html"]
+    proc = subprocess.run([*cmd, "--scheduler", "local:2"], cwd=project, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "3 success" in proc.stdout
+    pids = {record(project / RUNS / f"c{i}")["pid"] for i in range(3)}
+    assert len(pids) <= 2 and not pids & {os.getpid()}
+    again = subprocess.run([*cmd, "--scheduler", "local:2"], cwd=project, capture_output=True, text=True,
+                           timeout=240)  # fmt: skip
+    assert again.returncode == 0 and "3 skipped" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "message"),
+    [
+        ("local:0", "at least 1"),
+        ("local:two", "whole number"),
+        ("tcp://127.0.0.1:9", "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+    ],
+)
+def test_cli_scheduler_errors_name_the_fix(project, tally_flow, scheduler, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ductaflow", "sweep", str(tally_flow), "--grid", "p=1,2", "--scheduler",
+         scheduler],
+        cwd=project, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (project / "runs").exists()
+
+
+def test_without_distributed_a_scheduler_names_the_extra(project, tally_flow):
+    """With distributed not importable, --scheduler says which extra to install and runs nothing."""
+    code = (
+        "import sys; sys.modules['distributed'] = None\n"
+        "from ductaflow.cli import main\n"
+        f"main(['sweep', {str(tally_flow)!r}, '--grid', 'p=1,2', '--scheduler', 'local:2'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    assert "pip install 'ductaflow[dask]'" in proc.stderr
+    assert not (project / "runs").exists()
+    with pytest.raises(SchedulerError, match="not an address"), dask_client("no such host"):
+        pass
+
+
+def test_ctrl_c_cancels_queued_work_and_stops_running_instances(project, tally_flow):
+    """Ctrl-C in the terminal (SIGINT to the whole process group) during a cluster sweep."""
+    hold = project / "hold"
+    hold.write_text("")
+    table = project / "table.csv"
+    table.write_text(
+        "instance_name,tally,hold\n" + "".join(f"h{i},{project / 'tally.txt'},{hold}\n" for i in range(5))
+    )
+    cmd = [sys.executable, "-m", "ductaflow", "sweep", str(tally_flow), "--table", str(table), "--no-html",
+           "--scheduler", "local:2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    wait_until(lambda: len(tally(project)) == 2)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert time.monotonic() - sent < 30
+    started = sorted(tally(project))
+    for name in started:
+        assert record(project / RUNS / name)["status"] == "interrupted"
+    for name in {f"h{i}" for i in range(5)} - set(started):
+        assert not (project / RUNS / name).exists()
+    assert "5 interrupted" in out
+    assert not list((project / RUNS / ".ductaflow").glob("stop-*"))
+    hold.unlink()
+    again = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0 and "5 success" in again.stdout
