@@ -18,8 +18,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 from . import engine
@@ -146,6 +147,7 @@ class _Conductor:
         self.git = git_info(self.options.project_root)  # once per call, not per instance
         self.running: dict[Future[InstanceRow | None], Task] = {}
         self.deferred: list[Task] = []  # held by another process: retried when nothing else is left
+        self.finished: SimpleQueue[Future[InstanceRow | None]] = SimpleQueue()  # futures as they finish
 
     def plan(self, table: Any, name_column: str, base: Any, inputs: Sequence[Any]) -> list[Task]:
         """Validate every row and decide what runs, writing nothing."""
@@ -197,16 +199,15 @@ class _Conductor:
                 queue.extend(self.deferred)
                 self.deferred = []
                 continue
-            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
-            for future in done:
-                plan = self.running.pop(future)
-                row = _outcome(future, plan)
-                if row is None:
-                    self.deferred.append(plan)
-                    display.requeued(plan.name)
-                else:
-                    rows[row.instance] = row
-                    display.finished(row)
+            future = self.finished.get()  # one at a time: no scan of every future in flight
+            plan = self.running.pop(future)
+            row = _outcome(future, plan)
+            if row is None:
+                self.deferred.append(plan)
+                display.requeued(plan.name)
+            else:
+                rows[row.instance] = row
+                display.finished(row)
 
     def _submit(self, pool: Executor, plan: Task, rows: dict[str, InstanceRow], display: Display) -> None:
         display.started(plan.name)
@@ -222,6 +223,7 @@ class _Conductor:
             display.finished(row)
             return
         self.running[future] = plan
+        future.add_done_callback(self.finished.put)
 
     def _interrupt(self, queue: deque[Task], rows: dict[str, InstanceRow], display: Display) -> None:
         """Ctrl-C: cancel queued work, stop the running instances (they record 'interrupted')."""
