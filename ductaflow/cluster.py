@@ -84,7 +84,7 @@ def _import_distributed(scheduler: str) -> Any:
 def _local_cluster(distributed: Any, workers: int) -> Any:
     """N single-threaded worker processes: one instance each at a time, as with ``jobs=N``."""
     return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=None, preload=[__name__])  # fmt: skip
+                                    dashboard_address=":0", preload=[__name__])  # fmt: skip
 
 
 def dask_setup(worker: Any) -> None:
@@ -96,3 +96,15 @@ def dask_setup(worker: Any) -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_warm_up, name="ductaflow-warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    """Import what an instance needs while the sweep is still being planned."""
+    import jupyter_client.manager  # noqa: F401
+    import nbclient  # noqa: F401
+
+    from . import executors  # noqa: F401
+    from .report import warm_up
+
+    warm_up().join()

@@ -13,7 +13,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
-from conftest import conductor_script, record, result_rows, run, tally
+from conftest import conductor_script, record, result_rows, run, run_in_terminal, tally
 
 import ductaflow
 from ductaflow import SchedulerError, dask_client
@@ -136,6 +136,16 @@ def test_cli_sweep_on_a_local_cluster(project, tally_flow):
     again = subprocess.run([*cmd, "--scheduler", "local:2"], cwd=project, capture_output=True, text=True,
                            timeout=240)  # fmt: skip
     assert again.returncode == 0 and "3 skipped" in again.stdout
+
+
+def test_cli_cluster_sweep_on_a_terminal_shows_the_bar_and_the_summary(project, tally_flow):
+    """On a terminal the live bar counts instances in flight on the cluster; the summary follows."""
+    cmd = [sys.executable, "-m", "ductaflow", "sweep", str(tally_flow), "--grid", "p=1,2", "--no-html",
+           "-o", f"tally={project / 'tally.txt'}", "--scheduler", "local:2"]  # fmt: skip
+    status, text = run_in_terminal(cmd, cwd=project, timeout=240)
+    assert status == 0, text
+    assert "2/2" in text and "in flight" in text and "failed 0" in text
+    assert "tally: 2 instances in" in text and "2 success" in text
 
 
 @pytest.mark.parametrize(
