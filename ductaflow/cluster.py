@@ -41,6 +41,14 @@ def dask_client(scheduler: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterat
             yield client
         return
     address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
+    try:  # checked first: a Client made from a bad address hangs on its way out
+        distributed.comm.get_address_host_port(address)
+    except ValueError as exc:  # an unknown protocol, a port that is not a number...
+        raise SchedulerError(
+            f"scheduler {scheduler!r} is not a Dask scheduler address ({exc}). "
+            "Use tcp://HOST:PORT (tls://HOST:PORT with TLS), or local:N for workers on this machine.",
+            scheduler=scheduler,
+        ) from None
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:
@@ -84,7 +92,7 @@ def _import_distributed(scheduler: str) -> Any:
 def _local_cluster(distributed: Any, workers: int) -> Any:
     """N single-threaded worker processes: one instance each at a time, as with ``jobs=N``."""
     return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=":0", preload=[__name__])  # fmt: skip
+                                    dashboard_address="127.0.0.1:0", preload=[__name__])  # fmt: skip
 
 
 def dask_setup(worker: Any) -> None:

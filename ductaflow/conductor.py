@@ -11,6 +11,7 @@ conductors on the same table run each instance once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import threading
@@ -25,7 +26,7 @@ from typing import Any
 
 from . import engine
 from .config import config_hash
-from .exceptions import ConfigError, DuctaflowError, InstancesFailedError
+from .exceptions import ConfigError, DuctaflowError, InstancesFailedError, RunDirectoryError
 from .executors import (
     Task,
     as_executor,
@@ -35,6 +36,7 @@ from .executors import (
     not_started,
     settle_cancelled,
     stop_file,
+    sweep_marker,
 )
 from .fingerprint import Fingerprint, InputHasher
 from .flow import Flow, read_flow
@@ -49,6 +51,7 @@ _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "
 
 
 STOP_WAIT_S = 60.0  # after Ctrl-C, how long to wait for instances running elsewhere to stop
+STALE_MARKER_S = 86400.0  # markers and stop files of calls older than this are cleared
 
 
 def run_instances(
@@ -132,6 +135,8 @@ class _Conductor:
             raise TypeError(f"unknown option(s) {sorted(unknown)}; run_instances accepts {sorted(_OPTIONS)}")
         self.options = make_options(project_root, **options)
         self.flow: Flow = read_flow(flow)
+        # absolute: a worker elsewhere resolves the flow's folder (its PYTHONPATH) and the record's path
+        self.flow = dataclasses.replace(self.flow, path=self.flow.path.absolute())
         engine.check_kernel(self.options.kernel_name)
         self.step = check_name(step_name or self.flow.stem, "step name")
         if jobs is not None and jobs < 1:
@@ -143,6 +148,7 @@ class _Conductor:
         self.stop = threading.Event()
         self.sweep_id = uuid.uuid4().hex
         self.stop_file = stop_file(self.options.runs_dir, self.step, self.sweep_id) if self.remote else None
+        self.marker = sweep_marker(self.options.runs_dir, self.step, self.sweep_id)
         self.started_at = now_iso()
         self.git = git_info(self.options.project_root)  # once per call, not per instance
         self.running: dict[Future[InstanceRow | None], Task] = {}
@@ -178,15 +184,32 @@ class _Conductor:
         own = self.pool is None
         pool = self.pool or ThreadPoolExecutor(self.jobs, thread_name_prefix="ductaflow-instance")
         try:
+            if self.remote and queue:
+                self._mark_sweep()
             self._loop(pool, queue, rows, display)
-        except KeyboardInterrupt:
+            with contextlib.suppress(OSError):  # every task has returned: none will look for it again
+                self.marker.unlink(missing_ok=True)
+        except KeyboardInterrupt:  # the marker and stop file stay: tasks elsewhere may look for them
             self._interrupt(queue, rows, display)
         finally:
             if own:
                 pool.shutdown(wait=True)
-            if self.stop_file is not None:
-                self.stop_file.unlink(missing_ok=True)
-        return [rows[p.name] for p in plans]
+        return [rows.get(p.name) or not_started(p) for p in plans]
+
+    def _mark_sweep(self) -> None:
+        """Write this call's marker (workers check they see it); clear markers older than a day."""
+        state = self.marker.parent
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+        except OSError as exc:
+            error = f"cannot write {self.marker} ({type(exc).__name__}: {exc}). Is the runs folder writable?"
+            raise RunDirectoryError(error, run_dir=str(state)) from None
+        stale = time.time() - STALE_MARKER_S
+        for old in [*state.glob("sweep-*"), *state.glob("stop-*")]:
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < stale:
+                    old.unlink()
 
     def _loop(self, pool: Executor, queue: deque[Task], rows: dict[str, InstanceRow],
               display: Display) -> None:  # fmt: skip
@@ -200,7 +223,7 @@ class _Conductor:
                 self.deferred = []
                 continue
             future = self.finished.get()  # one at a time: no scan of every future in flight
-            plan = self.running.pop(future)
+            plan = self.running[future]
             row = _outcome(future, plan)
             if row is None:
                 self.deferred.append(plan)
@@ -208,8 +231,10 @@ class _Conductor:
             else:
                 rows[row.instance] = row
                 display.finished(row)
+            del self.running[future]  # last: a Ctrl-C before here finds the plan still running
 
     def _submit(self, pool: Executor, plan: Task, rows: dict[str, InstanceRow], display: Display) -> None:
+        rows[plan.name] = not_started(plan)  # until its outcome is known, even after a Ctrl-C here
         display.started(plan.name)
         try:
             if self.remote:
@@ -237,12 +262,20 @@ class _Conductor:
             future.cancel()  # queued work goes; what already runs cannot be cancelled, or stops on its own
         deadline = time.monotonic() + STOP_WAIT_S
         for future, plan in list(self.running.items()):
-            row = settle_cancelled(plan, deadline) if future.cancelled() else _outcome(future, plan)
-            row = row or not_started(plan)
+            row = self._stopped(future, plan, deadline)
             rows[row.instance] = row
             display.finished(row)
         for plan in [*queue, *self.deferred]:
             rows.setdefault(plan.name, not_started(plan))
+
+    def _stopped(self, future: Future[InstanceRow | None], plan: Task, deadline: float) -> InstanceRow:
+        """After Ctrl-C: the task's own row, or, if cancelled, lost or still going, what its record says."""
+        if not future.cancelled():
+            try:
+                return future.result(timeout=max(0.0, deadline - time.monotonic())) or not_started(plan)
+            except (CancelledError, TimeoutError, Exception):  # a pool whose workers got the Ctrl-C too...
+                pass
+        return settle_cancelled(plan, deadline)
 
 
 def _outcome(future: Future[InstanceRow | None], plan: Task) -> InstanceRow | None:

@@ -33,6 +33,8 @@ from .runrecord import RunStatus, read_record
 from .status import error_line
 
 STOP_POLL_S = 0.25  # how often a task sent elsewhere looks for the stop file
+START_GRACE_S = 2.0  # after Ctrl-C, how long a held instance may take to show this call's record
+SHARE_WAIT_S = 30.0  # how long a worker looks for the conductor's marker before giving up
 
 
 @dataclass
@@ -84,18 +86,42 @@ def execute(task: Task, stop: threading.Event) -> InstanceRow | None:
 
 def execute_remote(task: Task) -> InstanceRow | None:
     """:func:`execute` in a worker process, maybe on another machine: the stop event is a file."""
-    root = task.options.project_root
-    if not root.is_dir():
-        host = socket.gethostname()
-        return _row(task, "failed", error=(
-            f"the project folder {root} does not exist on worker host {host}. Workers need "
-            "the project and its runs folder at the same path (a shared filesystem)."))  # fmt: skip
     stop = threading.Event()
     watcher = _StopWatcher(task.stop_file, stop)
     try:
+        if stop.is_set():
+            return not_started(task)
+        problem = _unshared(task)
+        if problem:
+            return _row(task, "failed", error=problem)
         return execute(task, stop)
     finally:
         watcher.close()
+
+
+def _unshared(task: Task) -> str | None:
+    """Why this worker cannot work on the conductor's runs folder, or ``None``.
+
+    The conductor writes a marker for each call (:func:`sweep_marker`); a
+    worker that cannot see it has another folder at that path (a node's own
+    disk, an unshared copy). A filesystem's cache may hide a new file for a
+    while, so the worker looks for up to :data:`SHARE_WAIT_S`, once per call.
+    """
+    known = _SEEN.get(task.sweep_id)
+    if known is None:
+        marker = sweep_marker(task.options.runs_dir, task.step, task.sweep_id)
+        deadline = time.monotonic() + SHARE_WAIT_S
+        while not (known := marker.exists()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        _SEEN[task.sweep_id] = known
+    if known:
+        return None
+    return (f"worker host {socket.gethostname()} cannot see {task.options.runs_dir}/ as the conductor "
+            "does: the project and its runs folder must be on a filesystem shared by the conductor "
+            "and every worker, at the same path.")  # fmt: skip
+
+
+_SEEN: dict[str, bool] = {}  # per conductor call: whether this worker process sees its runs folder
 
 
 def as_executor(executor: Any) -> tuple[Executor, bool]:
@@ -117,27 +143,44 @@ def as_executor(executor: Any) -> tuple[Executor, bool]:
 
 
 def settle_cancelled(task: Task, deadline: float) -> InstanceRow:
-    """The outcome of a task cancelled on Ctrl-C, read from the instance's record.
+    """The outcome of a task stopped on Ctrl-C, read from the instance's record.
 
     A task already running elsewhere goes on until it sees the stop file; its
     record says how it ended. Waits until ``deadline`` (``time.monotonic``)
     for it to let go of the instance.
     """
+    grace = min(deadline, time.monotonic() + START_GRACE_S)  # a task may be about to write its record
     while True:
         record = read_record(task.run_dir) or {}
         ours = record.get("sweep_id") == task.sweep_id
         status = current_status(record, task.run_dir) if ours else None
-        if status != RunStatus.RUNNING.value or time.monotonic() > deadline:
+        busy = status == RunStatus.RUNNING.value or (not ours and _locked(task.run_dir))
+        if not busy or time.monotonic() > (deadline if ours else grace):
             break
         time.sleep(0.2)
     if not ours:
         return not_started(task)
     if status == RunStatus.RUNNING.value:
         return _row(task, "interrupted", error="interrupted; still stopping on its worker")
-    outcome = {"success": "success", "failed": "failed"}.get(str(status), "interrupted")
-    error = {"success": None, "interrupted": "interrupted by the user"}.get(str(status), "")
+    return _from_record(task, record, str(status))
+
+
+def _from_record(task: Task, record: dict[str, Any], status: str) -> InstanceRow:
+    """The row for an attempt of this conductor call that has ended, as its record tells."""
+    outcome = {"success": "success", "failed": "failed"}.get(status, "interrupted")
+    error = {"success": None, "interrupted": "interrupted by the user"}.get(status, "")
     error = error if error != "" else error_line(record) or f"the instance ended {status}"
-    return _row(task, outcome, duration=record.get("duration_s"), error=error)
+    html = (record.get("outputs") or {}).get("html") if outcome != "interrupted" else None
+    html = str(task.run_dir / html) if html and (task.run_dir / html).exists() else None
+    return _row(task, outcome, duration=record.get("duration_s"), error=error, html=html)
+
+
+def _locked(run_dir: Path) -> bool:
+    try:
+        with lock_instance(run_dir):
+            return False
+    except DuctaflowError:
+        return True
 
 
 def not_started(task: Task) -> InstanceRow:
@@ -148,6 +191,11 @@ def not_started(task: Task) -> InstanceRow:
 def stop_file(runs_dir: Path, step: str, sweep_id: str) -> Path:
     """Where a conductor call signals its tasks elsewhere to stop."""
     return runs_dir / step / STATE_DIR / f"stop-{sweep_id}"
+
+
+def sweep_marker(runs_dir: Path, step: str, sweep_id: str) -> Path:
+    """The file a conductor call writes so that its workers can check they share its runs folder."""
+    return runs_dir / step / STATE_DIR / f"sweep-{sweep_id}"
 
 
 class _StopWatcher:
@@ -180,8 +228,13 @@ def _execute_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
         return None if not stop.is_set() else not_started(task)
     with lock:
         record = read_record(task.run_dir) or {}
-        if record.get("sweep_id") == task.sweep_id and record.get("status") == RunStatus.RUNNING.value:
-            return _died(task, record)  # an executor retrying after its worker died: not again
+        if record.get("sweep_id") == task.sweep_id:  # an executor's retry (its worker died): not again
+            status = str(record.get("status"))
+            return (
+                _died(task, record)
+                if status == RunStatus.RUNNING.value
+                else _from_record(task, record, status)
+            )
         reason = decide(task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
         if reason is None or (task.force and _done_since_start(task, record)):
             return _row(task, "skipped", reason="done by another process")
@@ -201,7 +254,7 @@ def _lock(task: Task, stop: threading.Event) -> Any:
 def _died(task: Task, record: dict[str, Any]) -> InstanceRow:
     where = f"host {record.get('host')}, pid {record.get('pid')}"
     return _row(task, "failed", error=(
-        f"the worker running it ({where}) died mid-instance; its record says crashed. "
+        f"the worker running it ({where}) died mid-instance, so it reads as crashed. "
         "Run the sweep again to retry it."))  # fmt: skip
 
 

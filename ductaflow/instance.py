@@ -243,23 +243,42 @@ def current_status(record: Mapping[str, Any] | None, run_dir: Path, *, lock_held
         return RunStatus.CRASHED.value
     from filelock import FileLock, Timeout
 
-    probe = FileLock(run_dir.parent / STATE_DIR / f"{run_dir.name}.lock", timeout=0)
-    try:
-        with probe.acquire():
-            return RunStatus.CRASHED.value
-    except Timeout:
-        return RunStatus.RUNNING.value
+    path = _lock_path(run_dir)
+    with _HELD_GUARD:
+        if str(path) in _HELD:  # held by a thread of this process: probing the file could release it
+            return RunStatus.RUNNING.value
+        probe = FileLock(path, timeout=0)
+        try:
+            with probe.acquire():
+                return RunStatus.CRASHED.value
+        except Timeout:
+            return RunStatus.RUNNING.value
+
+
+# Instance locks held by this process. On NFS a file lock belongs to the process, not to one
+# open file, so two threads (two sweeps sharing a Dask worker) would both get it: they check here.
+_HELD: set[str] = set()
+_HELD_GUARD = threading.Lock()
+
+
+def _lock_path(run_dir: Path) -> Path:
+    return run_dir.parent / STATE_DIR / f"{run_dir.name}.lock"
 
 
 def lock_instance(run_dir: Path) -> Any:
-    """Hold the instance's lock (a context manager); raise if another process holds it."""
+    """Hold the instance's lock (a context manager); raise if another process, or thread, holds it."""
     from filelock import FileLock, Timeout
 
-    state = run_dir.parent / STATE_DIR
+    path = _lock_path(run_dir)
     try:
-        state.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(state / f"{run_dir.name}.lock", timeout=0)
-        return lock.acquire()  # a context manager that releases the lock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _HELD_GUARD:
+            if str(path) in _HELD:
+                raise Timeout(str(path))
+            lock = FileLock(path, timeout=0)
+            lock.acquire()
+            _HELD.add(str(path))
+        return _HeldLock(lock, str(path))
     except Timeout:
         raise InstanceBusyError(
             f"instance {run_dir.name!r} ({run_dir}) is being executed by another process. "
@@ -272,6 +291,21 @@ def lock_instance(run_dir: Path) -> Any:
             "Check that the folder is writable and that no file stands where a folder should be.",
             run_dir=str(run_dir),
         ) from None
+
+
+class _HeldLock:
+    """An acquired instance lock; leaving the ``with`` block releases it."""
+
+    def __init__(self, lock: Any, key: str) -> None:
+        self.lock, self.key = lock, key
+
+    def __enter__(self) -> _HeldLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with _HELD_GUARD:
+            self.lock.release()
+            _HELD.discard(self.key)
 
 
 def layout_root(run_dir: Path) -> Path:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def test_a_worker_killed_mid_instance_leaves_it_crashed_and_a_rerun_picks_it_up(
 
 def test_a_local_and_a_cluster_sweep_at_once_run_each_instance_once(project, tally_flow, client, workers):
     """A local conductor process and a cluster sweep share the instance locks in the runs folder."""
-    rows = [{"instance_name": f"i{i}", "sleep": 1} for i in range(6)]
+    rows = [{"instance_name": f"i{i}", "sleep": 2} for i in range(6)]
     script = conductor_script(project, tally_flow, rows, jobs=2, progress=False)
     local = subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.PIPE, text=True)
     on_cluster = run(tally_flow, rows, project, executor=client)
@@ -104,17 +104,89 @@ def test_a_local_and_a_cluster_sweep_at_once_run_each_instance_once(project, tal
     ran = [r["instance"] for r in result_rows(out) if r["status"] == "success"]
     ran += list(on_cluster.instance[on_cluster.status == "success"])
     assert sorted(ran) == [f"i{i}" for i in range(6)]
+    assert (on_cluster.status == "success").any() and len(ran) > (on_cluster.status == "success").sum()
     assert set(on_cluster.status) | {r["status"] for r in result_rows(out)} <= {"success", "skipped"}
 
 
-def test_any_concurrent_futures_executor_runs_instances(project, tally_flow):
-    """A ProcessPoolExecutor gets picklable tasks; the caller's executor stays usable afterwards."""
+def test_any_concurrent_futures_executor_runs_instances(project, tally_flow, tmp_path):
+    """A ProcessPoolExecutor whose workers work elsewhere, given a relative flow path; it stays usable."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / "flow" / "helper.py").write_text("ANSWER = 42\n")
+    flow = project / "flow" / "tally.py"
+    flow.write_text(flow.read_text() + "\n# %%\nimport helper\nassert helper.ANSWER == 42\n")
     rows = [{"instance_name": "a"}, {"instance_name": "b", "fail": "yes"}]
-    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-        frame = run(tally_flow, rows, project, executor=pool)
+    context = get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context, initializer=os.chdir, initargs=(elsewhere,)) as pool:
+        frame = run(Path("flow/tally.py"), rows, project, executor=pool)
         assert pool.submit(os.getpid).result() != os.getpid()
-    assert list(frame.status) == ["success", "failed"]
+    assert list(frame.status) == ["success", "failed"], frame.error
     assert record(project / RUNS / "a")["pid"] != os.getpid()
+    assert record(project / RUNS / "a")["flow"] == "flow/tally.py"
+    assert ductaflow.check_instance(project / RUNS / "a").outdated is not True  # the flow is found
+    assert list(elsewhere.iterdir()) == []
+
+
+class _UnsharedExecutor(ThreadPoolExecutor.__base__):  # an Executor whose "workers" do not see runs/
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(2)
+
+    def submit(self, fn, /, *args, **kwargs):
+        for marker in Path("runs").glob("*/.ductaflow/sweep-*"):
+            marker.unlink()
+        return self.pool.submit(fn, *args, **kwargs)
+
+
+def test_a_worker_that_does_not_share_the_runs_folder_fails_its_instances(project, tally_flow, monkeypatch):
+    """A worker that cannot see the conductor's marker says so, and writes no instance."""
+    from ductaflow import executors
+
+    monkeypatch.setattr(executors, "SHARE_WAIT_S", 1.0)  # instead of waiting 30 s for a slow filesystem
+    frame = run(tally_flow, [{"instance_name": "a"}], project, executor=_UnsharedExecutor())
+    assert list(frame.status) == ["failed"]
+    assert "cannot see" in frame.error[0] and "shared by the conductor and every worker" in frame.error[0]
+    assert not (project / RUNS / "a").exists() and tally(project) == []
+
+
+def test_a_retried_task_reports_the_attempt_it_already_made(project, tally_flow):
+    """An executor retrying a finished task (its worker died on the way back) gets the first outcome."""
+    from ductaflow.conductor import _Conductor
+    from ductaflow.executors import execute
+
+    conductor = _Conductor(tally_flow, None, None, False, project, None, {"export_html": False})
+    table = [{"instance_name": "a", "tally": str(project / "tally.txt"), "fail": "once"}]
+    (task,) = conductor.plan(table, "instance_name", None, [])
+    first = execute(task, threading.Event())
+    again = execute(task, threading.Event())
+    assert (first.status, again.status) == ("failed", "failed")
+    assert again.error == "RuntimeError: asked to fail: once"
+    assert tally(project) == ["a"]
+
+
+def test_instance_locks_hold_between_threads_of_one_process(project):
+    """Two sweeps sharing a worker process: its threads exclude each other whatever the filesystem."""
+    from ductaflow import InstanceBusyError
+    from ductaflow.instance import current_status, lock_instance
+
+    run_dir = project / RUNS / "a"
+    errors = []
+    with lock_instance(run_dir):
+        thread = threading.Thread(target=lambda: errors.append(_try_lock(lock_instance, run_dir)))
+        thread.start()
+        thread.join()
+        assert isinstance(errors[0], InstanceBusyError)
+        assert current_status({"status": "running"}, run_dir) == "running"
+    assert current_status({"status": "running"}, run_dir) == "crashed"
+    with lock_instance(run_dir):
+        pass
+
+
+def _try_lock(lock_instance, run_dir):
+    try:
+        with lock_instance(run_dir):
+            return None
+    except Exception as exc:
+        return exc
 
 
 def test_executor_must_be_an_executor_or_a_client(project, tally_flow):
@@ -127,12 +199,13 @@ def test_cli_sweep_on_a_local_cluster(project, tally_flow):
     table = project / "table.csv"
     table.write_text("instance_name,tally\n" + "".join(f"c{i},{project / 'tally.txt'}\n" for i in range(3)))
     cmd = [sys.executable, "-m", "ductaflow", "sweep", str(tally_flow), "--table", str(table), "--no-html"]
-    proc = subprocess.run([*cmd, "--scheduler", "local:2"], cwd=project, capture_output=True, text=True,
-                          timeout=240)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "3 success" in proc.stdout
+    proc = subprocess.Popen([*cmd, "--scheduler", "local:2"], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert "3 success" in out
     pids = {record(project / RUNS / f"c{i}")["pid"] for i in range(3)}
-    assert len(pids) <= 2 and not pids & {os.getpid()}
+    assert len(pids) <= 2 and proc.pid not in pids  # ran in the cluster's workers, not the command
     again = subprocess.run([*cmd, "--scheduler", "local:2"], cwd=project, capture_output=True, text=True,
                            timeout=240)  # fmt: skip
     assert again.returncode == 0 and "3 skipped" in again.stdout
@@ -154,6 +227,8 @@ def test_cli_cluster_sweep_on_a_terminal_shows_the_bar_and_the_summary(project, 
         ("local:0", "at least 1"),
         ("local:two", "whole number"),
         ("tcp://127.0.0.1:9", "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+        ("udp://127.0.0.1:9", "is not a Dask scheduler address"),
+        ("tcp://127.0.0.1:port", "is not a Dask scheduler address"),
     ],
 )
 def test_cli_scheduler_errors_name_the_fix(project, tally_flow, scheduler, message):
@@ -208,7 +283,33 @@ def test_ctrl_c_cancels_queued_work_and_stops_running_instances(project, tally_f
     for name in {f"h{i}" for i in range(5)} - set(started):
         assert not (project / RUNS / name).exists()
     assert "5 interrupted" in out
-    assert not list((project / RUNS / ".ductaflow").glob("stop-*"))
+    assert len(list((project / RUNS / ".ductaflow").glob("stop-*"))) == 1  # kept for tasks still in flight
     hold.unlink()
     again = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0 and "5 success" in again.stdout
+
+
+def test_ctrl_c_with_a_process_pool_records_interrupted_not_failed(project, tally_flow):
+    """Ctrl-C reaches the pool's processes too and breaks the pool: instances still read interrupted."""
+    hold = project / "hold"
+    hold.write_text("")
+    rows = [{"instance_name": f"p{i}", "hold": str(hold)} for i in range(3)]
+    table = [{"tally": str(project / "tally.txt"), **row} for row in rows]
+    script = (
+        "import multiprocessing\nfrom concurrent.futures import ProcessPoolExecutor\nimport ductaflow\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context('spawn'))\n"
+        f"    frame = ductaflow.run_instances({str(tally_flow)!r}, {table!r}, export_html=False,\n"
+        "                                    progress=False, executor=pool)\n"
+        "    print('RESULT', frame.to_json(orient='records'))\n"
+    )
+    (project / "conduct.py").write_text(script)
+    proc = subprocess.Popen([sys.executable, "conduct.py"], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    wait_until(lambda: len(tally(project)) == 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    statuses = {r["instance"]: r["status"] for r in result_rows(out)}
+    assert set(statuses.values()) == {"interrupted"}, (statuses, err)
+    for name in tally(project):
+        assert record(project / RUNS / name)["status"] in {"interrupted", "running"}

@@ -315,7 +315,7 @@ def test_directory_and_glob_inputs(project, tally_flow):
 
 
 @pytest.mark.parametrize("delay", [1.3, 1.9, 2.5, 3.1])
-def test_ctrl_c_at_any_moment_returns_aresult_rows(project, tally_flow, delay):
+def test_ctrl_c_at_any_moment_returns_a_result(project, tally_flow, delay):
     """Ctrl-C at any moment of a busy conductor returns its result frame with a summary, no traceback."""
     rows = [{"instance_name": f"i{i}"} for i in range(12)]
     script = conductor_script(project, tally_flow, rows, jobs=4)
