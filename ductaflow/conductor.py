@@ -179,13 +179,13 @@ class _Conductor:
         for plan in plans:
             if not plan.reason:
                 rows[plan.name] = InstanceRow(plan.name, "skipped", "unchanged", None, str(plan.run_dir))
-        display.begin(len(plans), len(rows))
         queue = deque(p for p in plans if p.reason)
+        if self.remote and queue:
+            self._mark_sweep()
+        display.begin(len(plans), len(rows))
         own = self.pool is None
         pool = self.pool or ThreadPoolExecutor(self.jobs, thread_name_prefix="ductaflow-instance")
         try:
-            if self.remote and queue:
-                self._mark_sweep()
             self._loop(pool, queue, rows, display)
             with contextlib.suppress(OSError):  # every task has returned: none will look for it again
                 self.marker.unlink(missing_ok=True)
