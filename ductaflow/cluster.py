@@ -34,10 +34,16 @@ def dask_client(scheduler: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterat
     workers = _local_workers(scheduler)
     distributed = _import_distributed(scheduler)
     if workers is not None:
-        with (
-            _local_cluster(distributed, workers) as cluster,
-            distributed.Client(cluster, set_as_default=False) as client,
-        ):
+        try:
+            cluster = _local_cluster(distributed, workers)
+        except Exception as exc:  # the workers died starting: most often a script without a main guard
+            raise SchedulerError(
+                f"could not start a local Dask cluster of {workers} worker processes "
+                f"({type(exc).__name__}: {exc}). A script that starts one must keep its work under "
+                '`if __name__ == "__main__":`, since each worker process imports the script again.',
+                scheduler=scheduler,
+            ) from exc
+        with cluster, distributed.Client(cluster, set_as_default=False) as client:
             yield client
         return
     address = scheduler if "://" in scheduler else f"tcp://{scheduler}"

@@ -313,3 +313,14 @@ def test_ctrl_c_with_a_process_pool_records_interrupted_not_failed(project, tall
     assert set(statuses.values()) == {"interrupted"}, (statuses, err)
     for name in tally(project):
         assert record(project / RUNS / name)["status"] in {"interrupted", "running"}
+
+
+def test_a_script_without_a_main_guard_is_told_why_its_cluster_did_not_start(project):
+    """Each worker process imports the script again: the error names the guard it needs."""
+    script = project / "no_guard.py"
+    script.write_text("import ductaflow\nwith ductaflow.dask_client('local:1'):\n    pass\n")
+    proc = subprocess.run([sys.executable, str(script)], cwd=project, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert "SchedulerError: could not start a local Dask cluster" in proc.stderr
+    assert 'if __name__ == "__main__":' in proc.stderr
