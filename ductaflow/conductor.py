@@ -90,7 +90,7 @@ def run_instances(
     when given, caps how many are in flight). Workers need the project and
     its runs folder at the same path, on a shared filesystem, and ductaflow
     in their environment. An instance whose worker dies is not retried in
-    the same call: its record says crashed and the next call re-runs it.
+    the same call: it reads as crashed and the next call re-runs it.
 
     ``options`` pass to each instance:
     ``kernel_name``, ``timeout``, ``export_html``, ``log_output``,
@@ -148,7 +148,7 @@ class _Conductor:
         self.stop = threading.Event()
         self.sweep_id = uuid.uuid4().hex
         self.stop_file = stop_file(self.options.runs_dir, self.step, self.sweep_id) if self.remote else None
-        self.marker = sweep_marker(self.options.runs_dir, self.step, self.sweep_id)
+        self.marker = sweep_marker(self.options.runs_dir, self.step, self.sweep_id) if self.remote else None
         self.started_at = now_iso()
         self.git = git_info(self.options.project_root)  # once per call, not per instance
         self.running: dict[Future[InstanceRow | None], Task] = {}
@@ -180,30 +180,31 @@ class _Conductor:
             if not plan.reason:
                 rows[plan.name] = InstanceRow(plan.name, "skipped", "unchanged", None, str(plan.run_dir))
         queue = deque(p for p in plans if p.reason)
-        if self.remote and queue:
-            self._mark_sweep()
+        if self.marker is not None and queue:
+            self._mark_sweep(self.marker)
         display.begin(len(plans), len(rows))
         own = self.pool is None
         pool = self.pool or ThreadPoolExecutor(self.jobs, thread_name_prefix="ductaflow-instance")
         try:
             self._loop(pool, queue, rows, display)
-            with contextlib.suppress(OSError):  # every task has returned: none will look for it again
-                self.marker.unlink(missing_ok=True)
+            if self.marker is not None:  # every task has returned: none will look for it again
+                with contextlib.suppress(OSError):
+                    self.marker.unlink(missing_ok=True)
         except KeyboardInterrupt:  # the marker and stop file stay: tasks elsewhere may look for them
             self._interrupt(queue, rows, display)
         finally:
             if own:
                 pool.shutdown(wait=True)
-        return [rows.get(p.name) or not_started(p) for p in plans]
+        return [rows.get(p.name) or not_started(p) for p in plans]  # a Ctrl-C mid-submit left a gap
 
-    def _mark_sweep(self) -> None:
+    def _mark_sweep(self, marker: Path) -> None:
         """Write this call's marker (workers check they see it); clear markers older than a day."""
-        state = self.marker.parent
+        state = marker.parent
         try:
             state.mkdir(parents=True, exist_ok=True)
-            self.marker.touch()
+            marker.touch()
         except OSError as exc:
-            error = f"cannot write {self.marker} ({type(exc).__name__}: {exc}). Is the runs folder writable?"
+            error = f"cannot write {marker} ({type(exc).__name__}: {exc}). Is the runs folder writable?"
             raise RunDirectoryError(error, run_dir=str(state)) from None
         stale = time.time() - STALE_MARKER_S
         for old in [*state.glob("sweep-*"), *state.glob("stop-*")]:
@@ -234,7 +235,6 @@ class _Conductor:
             del self.running[future]  # last: a Ctrl-C before here finds the plan still running
 
     def _submit(self, pool: Executor, plan: Task, rows: dict[str, InstanceRow], display: Display) -> None:
-        rows[plan.name] = not_started(plan)  # until its outcome is known, even after a Ctrl-C here
         display.started(plan.name)
         try:
             if self.remote:
@@ -273,7 +273,7 @@ class _Conductor:
         if not future.cancelled():
             try:
                 return future.result(timeout=max(0.0, deadline - time.monotonic())) or not_started(plan)
-            except (CancelledError, TimeoutError, Exception):  # a pool whose workers got the Ctrl-C too...
+            except Exception:  # cancelled, still going, or a pool whose workers got the Ctrl-C too
                 pass
         return settle_cancelled(plan, deadline)
 
