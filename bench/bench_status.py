@@ -29,7 +29,7 @@ import ductaflow
 from ductaflow.config import config_hash
 from ductaflow.fingerprint import Fingerprint
 from ductaflow.flow import read_flow
-from ductaflow.sweeps import rebuild_configs
+from ductaflow.sources import rebuild_configs
 
 FLOW = '# %% tags=["parameters"]\nconfig = {}\n\n# %%\nprint(config)\n'
 

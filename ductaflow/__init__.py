@@ -26,16 +26,15 @@ from .script import load_cli_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .cluster import dask_client
-    from .conductor import run_instances
+    from .conductor import run_instances, sweep
     from .debug import debug_notebook
+    from .executors import dask_client
+    from .freshness import InstanceCheck, check_instance, check_instances
     from .instance import RunResult, run_notebook, run_step_flow
-    from .overview import build_report
+    from .report import build_report
     from .results import collect
     from .runrecord import RunStatus
     from .scaffold import new_project
-    from .status import InstanceCheck, check_instance, check_instances
-    from .sweeps import sweep
     from .table import read_table
 
 __version__ = "0.1.0"
@@ -45,17 +44,17 @@ _LAZY = {
     "run_notebook": "instance",
     "run_step_flow": "instance",
     "run_instances": "conductor",
-    "dask_client": "cluster",
+    "sweep": "conductor",
+    "dask_client": "executors",
     "RunStatus": "runrecord",
     "read_table": "table",
-    "sweep": "sweeps",
-    "InstanceCheck": "status",
-    "check_instance": "status",
-    "check_instances": "status",
+    "InstanceCheck": "freshness",
+    "check_instance": "freshness",
+    "check_instances": "freshness",
     "debug_notebook": "debug",
     "new_project": "scaffold",
     "collect": "results",
-    "build_report": "overview",
+    "build_report": "report",
 }
 
 

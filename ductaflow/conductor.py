@@ -1,11 +1,15 @@
-"""Many instances: a table becomes instances; only new or changed ones run, in parallel.
+"""The conductor: many instances from a table or a sweep; only new or changed ones run, in parallel.
 
-One scheduling loop submits instances to a ``concurrent.futures`` executor
-(threads by default: each instance's work happens in its own kernel process;
-or a Dask cluster, see :mod:`ductaflow.executors`) and reports events to a
-display. Each instance is decided twice: once for the
-plan shown up front, and again under its lock just before it runs, so two
-conductors on the same table run each instance once.
+:func:`sweep` (what ``ductaflow run`` and ``ductaflow sweep`` do) builds a
+table from a config file, overrides, a table file and a grid
+(:mod:`ductaflow.sources`) and hands it to :func:`run_instances`. One
+scheduling loop plans every row (its fingerprint and whether it must run),
+submits the instances to run as tasks (:mod:`ductaflow.tasks`) to an
+executor (threads by default: each instance's work happens in its own kernel
+process; or a Dask cluster, see :mod:`ductaflow.executors`) and reports
+events to a display (:mod:`ductaflow.progress`). Each instance is decided
+twice: once for the plan shown up front, and again under its lock just
+before it runs, so two conductors on the same table run each instance once.
 """
 
 from __future__ import annotations
@@ -24,27 +28,28 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
-from . import engine
 from .config import config_hash
-from .exceptions import ConfigError, DuctaflowError, InstancesFailedError, RunDirectoryError
-from .executors import (
+from .engines import get_engine
+from .exceptions import DuctaflowError, InstancesFailedError, RunDirectoryError
+from .executors import as_executor
+from .files import shown_path
+from .fingerprint import Fingerprint, InputHasher, row_inputs
+from .flow import Flow, read_flow
+from .instance import make_options
+from .names import check_name
+from .progress import Display, InstanceRow, make_display
+from .runrecord import RunStatus, git_info, now_iso
+from .sources import instances_from_table, source_rows
+from .tasks import (
     Task,
-    as_executor,
     decide,
-    execute,
-    execute_remote,
     not_started,
+    run_task,
+    run_task_elsewhere,
     settle_cancelled,
     stop_file,
     sweep_marker,
 )
-from .fingerprint import Fingerprint, InputHasher
-from .flow import Flow, read_flow
-from .instance import kernel_label, make_options
-from .names import check_name
-from .progress import Display, InstanceRow, make_display
-from .runrecord import git_info, now_iso
-from .table import instances_from_table
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source"}
@@ -105,15 +110,20 @@ def run_instances(
     ``report=True`` the runs folder's ``index.html`` (:func:`build_report`)
     is refreshed when the instances have finished.
 
-    >>> results = run_instances("flow/make_data.py", [{"noise": 1.0}, {"noise": 9.0}],
-    ...                         base_config=base, progress=False)  # doctest: +SKIP
+    >>> base = load_config("config/make_data.json", ["n_days=60"])
+    >>> frame = run_instances("flow/make_data.py", [{"noise": 1.0}, {"noise": 9.0}],
+    ...                       base_config=base, progress=False)
+    >>> frame[["instance", "status", "reason"]]
+        instance   status reason
+    0  noise=1.0  success    new
+    1  noise=9.0  success    new
     """
     started = time.monotonic()
     conductor = _Conductor(flow, step_name, jobs, force, project_root, executor, options)
     plans = conductor.plan(table, name_column, base_config, inputs or [])
     if dry_run:
-        rows = [InstanceRow(p.name, "pending" if p.reason else "skipped", p.reason or "unchanged", None,
-                            str(p.run_dir)) for p in plans]  # fmt: skip
+        rows = [InstanceRow(p.name, RunStatus.PENDING if p.reason else RunStatus.SKIPPED,
+                            p.reason or "unchanged", None, str(p.run_dir)) for p in plans]  # fmt: skip
         return _frame(rows)
     display = make_display(progress, conductor.step, queued=conductor.remote)
     rows = conductor.run(plans, display)
@@ -121,10 +131,60 @@ def run_instances(
     if report:
         _refresh_report(conductor.options.runs_dir)
     frame = _frame(rows)
-    failed = [r for r in rows if r.status == "failed"]
+    failed = [r for r in rows if r.status is RunStatus.FAILED]
     if raise_on_failure and failed:
         raise _failures(conductor.step, failed)
     return frame
+
+
+def sweep(
+    flow: str | os.PathLike[str],
+    table: str | os.PathLike[str] | Any = None,
+    *,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    instance_name: str | None = None,
+    name_column: str = "instance_name",
+    project_root: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run ``flow`` for every row of ``table`` times every combination of ``grid``; return a DataFrame.
+
+    The base config is ``config_file`` with ``overrides`` (``"key=value"``)
+    applied; each table row and grid combination is merged over it. ``table``
+    is a table file (see :func:`read_table`), a DataFrame or a list of dicts.
+    Without table and grid there is one instance, named ``instance_name``,
+    else the config's ``instance_name``, else the config file's stem, else
+    ``default``. Other arguments pass to :func:`run_instances` (``jobs``,
+    ``force``, ``inputs``, ``dry_run``...).
+
+    When the table is a file (or absent), each run records where its config
+    came from, so :func:`check_instance` can say when today's files would
+    give another config.
+
+    >>> frame = sweep("flow/make_data.py", grid={"seed": [1, 2]}, config_file="config/make_data.json",
+    ...               overrides=["n_days=60"], progress=False)
+    >>> frame[["instance", "status"]]
+      instance   status
+    0   seed=1  success
+    1   seed=2  success
+    """
+    root = Path(project_root if project_root is not None else os.getcwd()).absolute()
+    source: dict[str, Any] = {
+        "config_file": None if config_file is None else shown_path(config_file, root),
+        "overrides": list(overrides),
+        "table": shown_path(table, root) if isinstance(table, (str, os.PathLike)) else None,
+        "grid": {key: list(values) for key, values in (grid or {}).items()} or None,
+        "instance_name": instance_name,
+        "name_column": name_column,
+    }
+    if instance_name is not None and (table is not None or grid):
+        raise ValueError("instance_name names the single instance of a sweep without table or grid")
+    in_memory = table is not None and source["table"] is None
+    base, rows = source_rows(source, root, table if in_memory else None)
+    return run_instances(flow, rows, base_config=base, name_column=name_column, project_root=root,
+                         config_source=None if in_memory else source, **kwargs)  # fmt: skip
 
 
 class _Conductor:
@@ -137,7 +197,7 @@ class _Conductor:
         self.flow: Flow = read_flow(flow)
         # absolute: a worker elsewhere resolves the flow's folder (its PYTHONPATH) and the record's path
         self.flow = dataclasses.replace(self.flow, path=self.flow.path.absolute())
-        engine.check_kernel(self.options.kernel_name)
+        get_engine(self.options.engine).check(self.options.kernel_name)
         self.step = check_name(step_name or self.flow.stem, "step name")
         if jobs is not None and jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -158,12 +218,12 @@ class _Conductor:
     def plan(self, table: Any, name_column: str, base: Any, inputs: Sequence[Any]) -> list[Task]:
         """Validate every row and decide what runs, writing nothing."""
         hasher = InputHasher(self.options.project_root)
-        kernel = kernel_label(self.options.kernel_name)
+        kernel = self.options.executor_label
         step_dir = self.options.runs_dir / self.step
         plans = []
         for name, config in instances_from_table(table, name_column=name_column, base_config=base):
             where = f" (instance {name!r})"
-            hashes = hasher.hash_inputs(_row_inputs(inputs, config, where), where)
+            hashes = hasher.hash_inputs(row_inputs(inputs, config, where), where)
             fingerprint = Fingerprint(self.flow.sha256, config_hash(config), hashes, kernel)
             plans.append(Task(self.flow, self.step, name, config, fingerprint, step_dir / name, "",
                               self.options, self.force, self.sweep_id, self.started_at, self.git,
@@ -178,7 +238,8 @@ class _Conductor:
         rows: dict[str, InstanceRow] = {}
         for plan in plans:
             if not plan.reason:
-                rows[plan.name] = InstanceRow(plan.name, "skipped", "unchanged", None, str(plan.run_dir))
+                row = InstanceRow(plan.name, RunStatus.SKIPPED, "unchanged", None, str(plan.run_dir))
+                rows[plan.name] = row
         queue = deque(p for p in plans if p.reason)
         if self.marker is not None and queue:
             self._mark_sweep(self.marker)
@@ -238,11 +299,11 @@ class _Conductor:
         display.started(plan.name)
         try:
             if self.remote:
-                future = pool.submit(execute_remote, plan)
+                future = pool.submit(run_task_elsewhere, plan)
             else:
-                future = pool.submit(execute, plan, self.stop)
+                future = pool.submit(run_task, plan, self.stop)
         except Exception as exc:  # a broken or shut-down executor: this instance fails, the loop goes on
-            row = InstanceRow(plan.name, "failed", plan.reason, None, str(plan.run_dir),
+            row = InstanceRow(plan.name, RunStatus.FAILED, plan.reason, None, str(plan.run_dir),
                               f"the executor refused it: {type(exc).__name__}: {exc}")  # fmt: skip
             rows[plan.name] = row
             display.finished(row)
@@ -288,47 +349,12 @@ def _outcome(future: Future[InstanceRow | None], plan: Task) -> InstanceRow | No
         error = f"the executor lost it: {type(exc).__name__}: {exc}".splitlines()[0]
         if isinstance(exc, ModuleNotFoundError):
             error += " (is ductaflow installed in the workers' environment?)"
-    return InstanceRow(plan.name, "failed", plan.reason, None, str(plan.run_dir), error)
-
-
-def _row_inputs(specs: Sequence[Any], config: Mapping[str, Any], where: str) -> list[str]:
-    """Paths for one row: an entry naming a config key stands for the path(s) it holds.
-
-    A key holding null or an empty string declares no input for that row.
-    """
-    paths: list[str] = []
-    for spec in specs:
-        value = _dotted(config, spec) if isinstance(spec, str) else _ABSENT
-        if value is _ABSENT:
-            paths.append(os.fspath(spec))
-        elif value is None or value == "":
-            continue
-        elif isinstance(value, str):
-            paths.append(value)
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            paths.extend(value)
-        else:
-            raise ConfigError(
-                f"input key {spec!r}{where} holds {value!r}, not a path or list of paths.", key=spec
-            )
-    return paths
-
-
-_ABSENT = object()
-
-
-def _dotted(config: Mapping[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _ABSENT
-        node = node[part]
-    return node
+    return InstanceRow(plan.name, RunStatus.FAILED, plan.reason, None, str(plan.run_dir), error)
 
 
 def _refresh_report(runs_dir: Path) -> None:
     """Rebuild the runs folder's report; a failure is reported, never lost results."""
-    from .overview import build_report
+    from .report import build_report
 
     try:
         build_report(runs_dir)
@@ -339,7 +365,9 @@ def _refresh_report(runs_dir: Path) -> None:
 def _frame(rows: list[InstanceRow]) -> Any:
     import pandas as pd
 
-    return pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
+    frame = pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
+    frame["status"] = frame["status"].astype(str)  # plain text, not RunStatus members
+    return frame
 
 
 def _failures(step: str, failed: list[InstanceRow]) -> InstancesFailedError:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .exceptions import FlowError, InstanceBusyError, RunDirectoryError
+from .files import read_json
 from .flow import read_flow
-from .instance import current_status, layout_root
-from .runrecord import RECORD_NAME, read_record
+from .notebook import save_notebook
+from .rundir import CONFIG_NAME, current_status, layout_root
+from .runrecord import RECORD_NAME, RunStatus, read_record
 
 DEBUG_TAG = "ductaflow-debug"
 
@@ -27,15 +28,15 @@ def debug_notebook(run_dir: str | os.PathLike[str]) -> Path:
     ``run_dir`` holds no run record, :class:`FlowError` when the flow file is
     gone, :class:`InstanceBusyError` while the instance runs.
 
-    >>> debug_notebook("runs/make_data/baseline")  # doctest: +SKIP
-    PosixPath('runs/make_data/baseline/debug_make_data.ipynb')
+    >>> debug_notebook("runs/make_data/short").relative_to(Path.cwd())
+    PosixPath('runs/make_data/short/debug_make_data.ipynb')
     """
     path = Path(run_dir).absolute()
     record = read_record(path)
     if record is None:
         raise RunDirectoryError(f"{run_dir} holds no ductaflow run record ({RECORD_NAME}). Give an instance "
                                 "directory such as runs/<step>/<instance>.", run_dir=str(path))  # fmt: skip
-    if current_status(record, path) == "running":
+    if current_status(record, path) is RunStatus.RUNNING:
         raise InstanceBusyError(f"instance {path.name!r} is running now; open it when it has finished.",
                                 run_dir=str(path))  # fmt: skip
     flow_path = _flow_path(record, path)
@@ -49,18 +50,15 @@ def debug_notebook(run_dir: str | os.PathLike[str]) -> Path:
         nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nb.cells[:0] = _intro_cells(record, path, flow_path, changed=flow.sha256 != record.get("flow_sha256"))
     target = path / f"debug_{flow.stem}.ipynb"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    save_notebook(nb, target)
     return target
 
 
 def _config_file(run_dir: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunDirectoryError(f"{run_dir}: the run record holds no config and config.json cannot be read "
-                                f"({exc}).", run_dir=str(run_dir)) from None  # fmt: skip
+    config, problem = read_json(run_dir / CONFIG_NAME)
+    if problem is not None:
+        raise RunDirectoryError(f"{run_dir}: the run record holds no config and {CONFIG_NAME} {problem}.",
+                                run_dir=str(run_dir))  # fmt: skip
     return config if isinstance(config, dict) else {}
 
 

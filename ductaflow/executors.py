@@ -1,134 +1,33 @@
-"""Where instances execute: threads of this process, any ``concurrent.futures`` executor, or Dask.
+"""Executors: where a conductor's tasks run. Threads of this process, any process pool, or Dask.
 
-The conductor's one scheduling loop hands each instance to an executor as a
-:class:`Task`: everything the instance needs, picklable, so it can cross to
-a worker process or another machine. The task runs under the instance's lock
-(a file lock in the runs folder, so processes on several machines sharing
-that folder agree), decides again whether the instance must run, and runs it
-in its own kernel process. It never raises: every outcome is an
-:class:`InstanceRow`, or ``None`` when another process holds the instance.
-
-Threads of this process see the conductor's stop event directly. Tasks sent
-elsewhere watch a stop file in the runs folder instead, which the conductor
-creates on Ctrl-C.
+:func:`as_executor` turns what a user passes as ``executor=`` into a
+``concurrent.futures.Executor``; :func:`dask_client` gives a Dask client for
+``--scheduler``: a LocalCluster for one sweep, or a running scheduler.
+``distributed`` is optional (``pip install 'ductaflow[dask]'``) and imported
+only here, when a scheduler is asked for.
 """
 
 from __future__ import annotations
 
-import socket
+import contextlib
+import os
+import signal
 import threading
-import time
+from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .config import JSONValue
-from .exceptions import DuctaflowError, FlowExecutionError, InstanceBusyError
-from .fingerprint import Fingerprint, why_run
-from .flow import Flow
-from .instance import STATE_DIR, _Options, current_status, lock_instance, prepare_attempt
-from .progress import InstanceRow
-from .runrecord import RunStatus, read_record
-from .status import error_line
+from .exceptions import SchedulerError
 
-STOP_POLL_S = 0.25  # how often a task sent elsewhere looks for the stop file
-START_GRACE_S = 2.0  # after Ctrl-C, how long a held instance may take to show this call's record
-SHARE_WAIT_S = 30.0  # how long a worker looks for the conductor's marker before giving up
-
-
-@dataclass
-class Task:
-    """One instance to execute, with everything a worker anywhere needs to run it."""
-
-    flow: Flow
-    step: str
-    name: str
-    config: dict[str, JSONValue]
-    fingerprint: Fingerprint
-    run_dir: Path
-    reason: str
-    options: _Options
-    force: bool
-    sweep_id: str
-    started_at: str  # when the conductor call began (ISO, UTC)
-    git: Any
-    wait_for_lock: bool = False
-    stop_file: Path | None = None  # tasks sent elsewhere stop when this file exists
-
-
-def decide(
-    run_dir: Path,
-    fingerprint: Fingerprint,
-    config: dict[str, JSONValue],
-    *,
-    force: bool,
-    lock_held: bool,
-) -> str | None:
-    """Why the instance must run, or ``None`` when its last success is up to date."""
-    record = read_record(run_dir)
-    status = current_status(record, run_dir, lock_held=lock_held)
-    if force:
-        return "forced"
-    old_config = None
-    if record and (record.get("fingerprint_parts") or {}).get("config_hash") != fingerprint.config_hash:
-        old_config = record.get("config")
-    return why_run(record, status, fingerprint, old_config, config)
-
-
-def execute(task: Task, stop: threading.Event) -> InstanceRow | None:
-    """Run one instance under its lock; ``None`` when another process holds it. Never raises."""
-    try:
-        return _execute_locked(task, stop)
-    except BaseException as exc:  # one instance's trouble (an unwritable folder...) never stops the others
-        return _row(task, "failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-
-
-def execute_remote(task: Task) -> InstanceRow | None:
-    """:func:`execute` in a worker process, maybe on another machine: the stop event is a file."""
-    stop = threading.Event()
-    watcher = _StopWatcher(task.stop_file, stop)
-    try:
-        if stop.is_set():
-            return not_started(task)
-        problem = _unshared(task)
-        if problem:
-            return _row(task, "failed", error=problem)
-        return execute(task, stop)
-    finally:
-        watcher.close()
-
-
-def _unshared(task: Task) -> str | None:
-    """Why this worker cannot work on the conductor's runs folder, or ``None``.
-
-    The conductor writes a marker for each call (:func:`sweep_marker`); a
-    worker that cannot see it has another folder at that path (a node's own
-    disk, an unshared copy). A filesystem's cache may hide a new file for a
-    while, so the worker looks for up to :data:`SHARE_WAIT_S`, once per call.
-    """
-    known = _SEEN.get(task.sweep_id)
-    if known is None:
-        marker = sweep_marker(task.options.runs_dir, task.step, task.sweep_id)
-        deadline = time.monotonic() + SHARE_WAIT_S
-        while not (known := marker.exists()) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        _SEEN[task.sweep_id] = known
-    if known:
-        return None
-    return (f"worker host {socket.gethostname()} cannot see {task.options.runs_dir}/ as the conductor "
-            "does: the project and its runs folder must be on a filesystem shared by the conductor "
-            "and every worker, at the same path.")  # fmt: skip
-
-
-_SEEN: dict[str, bool] = {}  # per conductor call: whether this worker process sees its runs folder
+CONNECT_TIMEOUT_S = 10
 
 
 def as_executor(executor: Any) -> tuple[Executor, bool]:
     """The ``concurrent.futures`` executor for ``executor`` and whether tasks leave this process.
 
-    ``executor`` is ``None`` (the conductor makes its own threads), a
-    ``concurrent.futures.Executor`` or a ``dask.distributed.Client``.
+    ``executor`` is a ``concurrent.futures.Executor`` (a thread pool keeps
+    tasks in this process; any other sends them elsewhere) or a
+    ``dask.distributed.Client``.
     """
     if isinstance(executor, ThreadPoolExecutor):
         return executor, False
@@ -142,147 +41,113 @@ def as_executor(executor: Any) -> tuple[Executor, bool]:
     )
 
 
-def settle_cancelled(task: Task, deadline: float) -> InstanceRow:
-    """The outcome of a task stopped on Ctrl-C, read from the instance's record.
+@contextlib.contextmanager
+def dask_client(scheduler: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
+    """A ``dask.distributed.Client`` for ``scheduler``, closed (with its cluster) on exit.
 
-    A task already running elsewhere goes on until it sees the stop file; its
-    record says how it ended. Waits until ``deadline`` (``time.monotonic``)
-    for it to let go of the instance.
+    ``scheduler`` is ``local:N`` (a LocalCluster of N single-threaded worker
+    processes on this machine, started now and stopped on exit; ``local``
+    alone uses one per CPU), or the address of a running scheduler
+    (``tcp://host:8786``; a bare ``host:8786`` means tcp). The client is not
+    made Dask's default client. Pass it as ``run_instances(..., executor=client)``.
+
+    >>> base = load_config("config/make_data.json", ["n_days=60"])
+    >>> with dask_client("local:2") as client:
+    ...     frame = run_instances("flow/make_data.py", [{"noise": 1.0}, {"noise": 3.0}],
+    ...                           base_config=base, executor=client, progress=False)
+    >>> frame[["instance", "status", "reason"]]
+        instance   status     reason
+    0  noise=1.0  skipped  unchanged
+    1  noise=3.0  success        new
     """
-    grace = min(deadline, time.monotonic() + START_GRACE_S)  # a task may be about to write its record
-    while True:
-        record = read_record(task.run_dir) or {}
-        ours = record.get("sweep_id") == task.sweep_id
-        status = current_status(record, task.run_dir) if ours else None
-        busy = status == RunStatus.RUNNING.value or (not ours and _locked(task.run_dir))
-        if not busy or time.monotonic() > (deadline if ours else grace):
-            break
-        time.sleep(0.2)
-    if not ours:
-        return not_started(task)
-    if status == RunStatus.RUNNING.value:
-        return _row(task, "interrupted", error="interrupted; still stopping on its worker")
-    return _from_record(task, record, str(status))
-
-
-def _from_record(task: Task, record: dict[str, Any], status: str) -> InstanceRow:
-    """The row for an attempt of this conductor call that has ended, as its record tells."""
-    outcome = {"success": "success", "failed": "failed"}.get(status, "interrupted")
-    error = {"success": None, "interrupted": "interrupted by the user"}.get(status, "")
-    error = error if error != "" else error_line(record) or f"the instance ended {status}"
-    html = (record.get("outputs") or {}).get("html") if outcome != "interrupted" else None
-    html = str(task.run_dir / html) if html and (task.run_dir / html).exists() else None
-    return _row(task, outcome, duration=record.get("duration_s"), error=error, html=html)
-
-
-def _locked(run_dir: Path) -> bool:
-    try:
-        with lock_instance(run_dir):
-            return False
-    except DuctaflowError:
-        return True
-
-
-def not_started(task: Task) -> InstanceRow:
-    """The row of an instance Ctrl-C stopped before it began."""
-    return InstanceRow(task.name, "interrupted", "not started", None, str(task.run_dir))
-
-
-def stop_file(runs_dir: Path, step: str, sweep_id: str) -> Path:
-    """Where a conductor call signals its tasks elsewhere to stop."""
-    return runs_dir / step / STATE_DIR / f"stop-{sweep_id}"
-
-
-def sweep_marker(runs_dir: Path, step: str, sweep_id: str) -> Path:
-    """The file a conductor call writes so that its workers can check they share its runs folder."""
-    return runs_dir / step / STATE_DIR / f"sweep-{sweep_id}"
-
-
-class _StopWatcher:
-    """Sets ``stop`` once ``path`` exists; checks at once, then every :data:`STOP_POLL_S`."""
-
-    def __init__(self, path: Path | None, stop: threading.Event) -> None:
-        self.path, self.stop, self.done = path, stop, threading.Event()
-        if path is None:
-            return
-        if path.exists():
-            stop.set()
-            return
-        threading.Thread(target=self._watch, name="ductaflow-stop-watch", daemon=True).start()
-
-    def _watch(self) -> None:
-        while not self.done.wait(STOP_POLL_S):
-            if self.path is not None and self.path.exists():
-                self.stop.set()
-                return
-
-    def close(self) -> None:
-        self.done.set()
-
-
-def _execute_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
-    if stop.is_set():
-        return not_started(task)
-    lock = _lock(task, stop)
-    if lock is None:
-        return None if not stop.is_set() else not_started(task)
-    with lock:
-        record = read_record(task.run_dir) or {}
-        if record.get("sweep_id") == task.sweep_id:  # an executor's retry (its worker died): not again
-            status = str(record.get("status"))
-            return (
-                _died(task, record)
-                if status == RunStatus.RUNNING.value
-                else _from_record(task, record, status)
-            )
-        reason = decide(task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
-        if reason is None or (task.force and _done_since_start(task, record)):
-            return _row(task, "skipped", reason="done by another process")
-        return _attempt(task, reason, stop)
-
-
-def _lock(task: Task, stop: threading.Event) -> Any:
-    while True:
+    workers = _local_workers(scheduler)
+    distributed = _import_distributed(scheduler)
+    if workers is not None:
         try:
-            return lock_instance(task.run_dir)
-        except InstanceBusyError:
-            if not task.wait_for_lock or stop.is_set():
-                return None
-            time.sleep(0.2)
-
-
-def _died(task: Task, record: dict[str, Any]) -> InstanceRow:
-    where = f"host {record.get('host')}, pid {record.get('pid')}"
-    return _row(task, "failed", error=(
-        f"the worker running it ({where}) died mid-instance, so it reads as crashed. "
-        "Run the sweep again to retry it."))  # fmt: skip
-
-
-def _done_since_start(task: Task, record: dict[str, Any]) -> bool:
-    return record.get("status") == "success" and str(record.get("started_at", "")) >= task.started_at
-
-
-def _attempt(task: Task, reason: str, stop: threading.Event) -> InstanceRow:
+            cluster = _local_cluster(distributed, workers)
+        except Exception as exc:  # the workers died starting: most often a script without a main guard
+            raise SchedulerError(
+                f"could not start a local Dask cluster of {workers} worker processes "
+                f"({type(exc).__name__}: {exc}). A script that starts one must keep its work under "
+                '`if __name__ == "__main__":`, since each worker process imports the script again.',
+                scheduler=scheduler,
+            ) from exc
+        with cluster, distributed.Client(cluster, set_as_default=False) as client:
+            yield client
+        return
+    address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
+    try:  # checked first: a Client made from a bad address hangs on its way out
+        distributed.comm.get_address_host_port(address)
+    except ValueError as exc:  # an unknown protocol, a port that is not a number...
+        raise SchedulerError(
+            f"scheduler {scheduler!r} is not a Dask scheduler address ({exc}). "
+            "Use tcp://HOST:PORT (tls://HOST:PORT with TLS), or local:N for workers on this machine.",
+            scheduler=scheduler,
+        ) from None
     try:
-        attempt = prepare_attempt(task.flow.path, task.config, task.run_dir, task.step, task.name,
-                                  task.options, flow=task.flow, fingerprint=task.fingerprint,
-                                  stop=stop, git=task.git, sweep_id=task.sweep_id)  # fmt: skip
-        result = attempt.run()
-    except FlowExecutionError as exc:
-        error = f"{exc.error_name}: {exc.error_message}".splitlines()[0]
-        return _row(task, "failed", reason, _duration(task), error, exc.html)
-    except KeyboardInterrupt:
-        return _row(task, "interrupted", reason, _duration(task), "interrupted by the user")
-    except (DuctaflowError, OSError) as exc:
-        return _row(task, "failed", reason, error=str(exc).splitlines()[0])
-    html = str(result.html) if result.html else None
-    return _row(task, "success", reason, result.duration, html=html)
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({type(exc).__name__}). "
+            "Check the address, that `dask scheduler` runs there and that its port is open, "
+            "or use --scheduler local:N for workers on this machine.",
+            scheduler=scheduler,
+        ) from None
+    with client:
+        yield client
 
 
-def _duration(task: Task) -> float | None:
-    return (read_record(task.run_dir) or {}).get("duration_s")
+def _local_workers(scheduler: str) -> int | None:
+    """N for ``local:N`` (``local``: one per CPU), ``None`` for an address."""
+    kind, _, count = scheduler.strip().partition(":")
+    if kind != "local":
+        if not scheduler.strip() or " " in scheduler.strip():
+            raise SchedulerError(f"scheduler {scheduler!r} is not an address. Use local:N (N worker "
+                                 "processes here) or tcp://HOST:PORT.", scheduler=scheduler)  # fmt: skip
+        return None
+    if not count:
+        return os.cpu_count() or 1
+    if not count.isdigit() or int(count) < 1:
+        raise SchedulerError(f"scheduler {scheduler!r}: N in local:N must be a whole number of worker "
+                             "processes, at least 1 (local:4).", scheduler=scheduler)  # fmt: skip
+    return int(count)
 
 
-def _row(task: Task, status: str, reason: str | None = None, duration: float | None = None,
-         error: str | None = None, html: str | None = None) -> InstanceRow:  # fmt: skip
-    return InstanceRow(task.name, status, reason or task.reason, duration, str(task.run_dir), error, html)
+def _import_distributed(scheduler: str) -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise SchedulerError(
+            f"scheduler {scheduler!r} needs Dask's distributed package: pip install 'ductaflow[dask]'.",
+            scheduler=scheduler,
+        ) from None
+    return distributed
+
+
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """N single-threaded worker processes: one instance each at a time, as with ``jobs=N``."""
+    return distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                    dashboard_address="127.0.0.1:0", preload=[__name__])  # fmt: skip
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload hook of the local cluster's worker processes: Ctrl-C is the sweep's, not theirs.
+
+    A terminal's Ctrl-C reaches every process of the sweep. The conductor
+    answers it by stopping the running instances (the stop file), then the
+    cluster; a worker dying of the signal first would only add tracebacks.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_warm_up, name="ductaflow-warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    """Import what an instance needs while the sweep is still being planned."""
+    import jupyter_client.manager  # noqa: F401
+    import nbclient  # noqa: F401
+
+    from . import tasks  # noqa: F401
+    from .notebook import warm_up
+
+    warm_up().join()

@@ -13,13 +13,15 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import canonical_json, flatten
 from .exceptions import ConfigError
+from .files import shown_path
+from .runrecord import RunStatus
 
 _GLOB_CHARS = set("*?[")
 _SHOWN_CHANGES = 3
@@ -68,7 +70,8 @@ class InputHasher:
         hashes: dict[str, str] = {}
         for spec in map(str, specs):
             if spec not in self._specs:
-                self._specs[spec] = [(self._shown(p), self._hash(p)) for p in self._expand(spec, where)]
+                expanded = self._expand(spec, where)
+                self._specs[spec] = [(shown_path(p, self.root), self._hash(p)) for p in expanded]
             hashes.update(self._specs[spec])
         return hashes
 
@@ -87,12 +90,6 @@ class InputHasher:
                 key=spec,
             )
         return [path]
-
-    def _shown(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            return str(path)
 
     def _hash(self, path: Path) -> str:
         if not path.is_dir():
@@ -129,7 +126,7 @@ def why_run(
     """
     if record is None:
         return "new"
-    if status != "success":
+    if status != RunStatus.SUCCESS:
         return f"previous attempt {status}"
     if record.get("fingerprint") == fingerprint.digest:
         return None
@@ -181,3 +178,38 @@ def _input_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
 def _short(value: Any, limit: int = 40) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def row_inputs(specs: Sequence[Any], config: Mapping[str, Any], where: str) -> list[str]:
+    """Paths for one row: an entry naming a config key stands for the path(s) it holds.
+
+    A key holding null or an empty string declares no input for that row.
+    """
+    paths: list[str] = []
+    for spec in specs:
+        value = _dotted(config, spec) if isinstance(spec, str) else _ABSENT
+        if value is _ABSENT:
+            paths.append(os.fspath(spec))
+        elif value is None or value == "":
+            continue
+        elif isinstance(value, str):
+            paths.append(value)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            paths.extend(value)
+        else:
+            raise ConfigError(
+                f"input key {spec!r}{where} holds {value!r}, not a path or list of paths.", key=spec
+            )
+    return paths
+
+
+_ABSENT = object()
+
+
+def _dotted(config: Mapping[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node

@@ -46,7 +46,7 @@ def display_config_summary(config: Mapping[str, Any], title: str = "Configuratio
     >>> display_config_summary({"n": 3, "model": {"alpha": 0.5}}, "Run")
     Run
     ===
-      n : 3
+      n     : 3
     <BLANKLINE>
     model
       alpha : 0.5

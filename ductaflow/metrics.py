@@ -24,6 +24,7 @@ from typing import Any
 
 from .config import normalise_config
 from .exceptions import ConfigError, MetricError
+from .files import read_json, write_json_atomic
 
 METRICS_NAME = "metrics.json"
 JOURNAL_NAME = ".metrics.jsonl"
@@ -152,12 +153,7 @@ def read_metrics(run_dir: str | os.PathLike[str], journal: bool = True) -> dict[
     A finished attempt has no journal left: ``journal=False`` skips looking for one.
     """
     folder = os.fspath(run_dir)
-    values: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        with open(os.path.join(folder, METRICS_NAME), "rb") as fh:
-            loaded = json.loads(fh.read())
-        if isinstance(loaded, dict):
-            values.update(loaded)
+    values = read_metrics_file(Path(folder))
     if not journal:
         return values
     with contextlib.suppress(OSError), open(os.path.join(folder, JOURNAL_NAME), "rb") as fh:
@@ -181,10 +177,7 @@ def fold(run_dir: Path, *, final: bool = False) -> None:
                 for entry in _entries(data):
                     values.update(entry)
                 if values or (run_dir / METRICS_NAME).exists():
-                    tmp = run_dir / f".{METRICS_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
-                    tmp.write_text(json.dumps(values, indent=1 if final else None, ensure_ascii=False) + "\n",
-                                   encoding="utf-8")  # fmt: skip
-                    os.replace(tmp, run_dir / METRICS_NAME)
+                    write_json_atomic(run_dir / METRICS_NAME, values, indent=1 if final else None)
                 os.ftruncate(fd, 0)
             if final:
                 journal.unlink(missing_ok=True)
@@ -194,10 +187,7 @@ def fold(run_dir: Path, *, final: bool = False) -> None:
 
 def read_metrics_file(run_dir: Path) -> dict[str, Any]:
     """``metrics.json`` alone (an empty dict when absent or unreadable)."""
-    try:
-        loaded = json.loads((run_dir / METRICS_NAME).read_bytes())
-    except (OSError, ValueError):
-        return {}
+    loaded, _ = read_json(run_dir / METRICS_NAME)
     return loaded if isinstance(loaded, dict) else {}
 
 

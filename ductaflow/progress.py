@@ -10,13 +10,15 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .runrecord import RunStatus
+
 
 @dataclass
 class InstanceRow:
     """One instance's outcome in a conductor's results."""
 
     instance: str
-    status: str  # success | failed | skipped | interrupted
+    status: RunStatus  # success | failed | skipped | interrupted (pending in a dry run)
     reason: str
     duration: float | None
     run_dir: str
@@ -126,7 +128,7 @@ class _Bar(_Lines):
 
     def finished(self, row: InstanceRow) -> None:
         self.counts["running"] -= 1
-        if row.status == "failed":
+        if row.status is RunStatus.FAILED:
             self.counts["failed"] += 1
             self.bar.console.print(f"[red]failed[/red] {row.instance}: {row.error}")
         self.bar.update(self.task, advance=1, **self.counts)
@@ -144,10 +146,10 @@ def summary(rows: list[InstanceRow], step: str, elapsed: float) -> str:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    order = ["success", "skipped", "failed", "interrupted"]
+    order = [RunStatus.SUCCESS, RunStatus.SKIPPED, RunStatus.FAILED, RunStatus.INTERRUPTED]
     parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
     lines = [f"{step}: {len(rows)} instances in {elapsed:.1f} s: {', '.join(parts) or 'nothing to do'}"]
-    failed = [row for row in rows if row.status == "failed"]
+    failed = [row for row in rows if row.status is RunStatus.FAILED]
     for row in failed[:20]:
         lines.append(f"  failed {row.instance}: {row.error}")
         lines.append(f"         {row.html or row.run_dir}")

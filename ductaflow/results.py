@@ -1,17 +1,16 @@
-"""``collect``: every instance's record, config and metrics as one DataFrame row."""
+"""Results: ``collect`` gathers every instance's record, config and metrics as one DataFrame row."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .config import flatten
-from .instance import CONFIG_NAME, current_status
+from .files import read_json
 from .metrics import read_metrics
-from .runrecord import RECORD_NAME
-from .status import error_line, find_instances
+from .rundir import CONFIG_NAME, current_status, find_instances
+from .runrecord import RECORD_NAME, RunStatus, error_line, is_record
 
 BASE_COLUMNS = ["step", "instance", "status", "started", "duration", "run_dir", "error", "note"]
 
@@ -26,7 +25,14 @@ def collect(path: str | os.PathLike[str] = "runs", step: str | None = None) -> A
     ``run.json`` is missing or corrupt appears with status ``unknown`` and a
     note. Raises :class:`ConfigError` when ``path`` is not a directory.
 
-    >>> collect("runs", step="make_data")[["instance", "status", "metric.rmse"]]  # doctest: +SKIP
+    >>> collect("runs", step="make_data")[["instance", "status", "config.noise", "config.seed"]]
+        instance   status  config.noise  config.seed
+    0  noise=1.0  success           1.0            1
+    1  noise=9.0  success           9.0            1
+    2     seed=1  success           5.0            1
+    3     seed=2  success           5.0            2
+    4      short  success           5.0            1
+    5       try1  success           5.0            1
     """
     import pandas as pd
 
@@ -51,33 +57,24 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
                            "started": None, "duration": None, "run_dir": os.fspath(run_dir), "error": None,
                            "note": None}  # fmt: skip
     folder = str(run_dir)
-    record, problem = _read_json(os.path.join(folder, RECORD_NAME))
-    if not isinstance(record, dict) or "ductaflow_record" not in record:
+    record, problem = read_json(os.path.join(folder, RECORD_NAME))
+    if not is_record(record):
         row["note"] = f"{RECORD_NAME} {problem or 'is not a ductaflow run record'}"
         return row
-    row.update(step=str(record.get("step", row["step"])), status=current_status(record, run_dir),
+    status = current_status(record, run_dir)
+    row.update(step=str(record.get("step", row["step"])), status=str(status),
                instance=str(record.get("instance", row["instance"])), started=record.get("started_at"),
                duration=record.get("duration_s"), error=error_line(record))  # fmt: skip
     html = (record.get("outputs") or {}).get("html")
     row["_html"] = html if isinstance(html, str) else None  # the instance's own report, for build_report
     config = record.get("config")
     if not isinstance(config, dict):  # script-mode records keep the config in config.json only
-        config, _ = _read_json(os.path.join(folder, CONFIG_NAME))
+        config, _ = read_json(os.path.join(folder, CONFIG_NAME))
     row.update(flatten(config if isinstance(config, dict) else {}, "config"))
-    unfinished = row["status"] in ("running", "crashed")  # a journal may be left only then
+    unfinished = status in (RunStatus.RUNNING, RunStatus.CRASHED)  # a journal may be left only then
     row.update(flatten(read_metrics(folder, journal=unfinished), "metric"))
-    if row["status"] == "crashed":
+    if status is RunStatus.CRASHED:
         row["note"] = (
             "the process running it stopped without recording an end (killed, or the machine went down)"
         )
     return row
-
-
-def _read_json(path: str) -> tuple[Any, str | None]:
-    try:
-        with open(path, "rb") as fh:
-            return json.loads(fh.read()), None
-    except FileNotFoundError:
-        return None, "is missing"
-    except (OSError, ValueError) as exc:
-        return None, f"is unreadable ({type(exc).__name__})"

@@ -1,24 +1,23 @@
-"""The run record (``run.json``): states, contents and atomic writes.
+"""The run record (``run.json``): states, the error it holds, reading and writing, environment capture.
 
 ``run.json`` is the single source of truth about an instance. It is written
 when an attempt starts (``running``) and rewritten when it ends; every write
-goes to a temporary file in the same directory, is flushed to disk and then
-renamed over the old record, so a reader never sees half a record.
+is atomic and durable (:func:`ductaflow.files.write_atomic`), so a reader
+never sees half a record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import enum
-import getpass
-import json
 import os
-import platform
-import socket
-import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from .files import read_json, write_json_atomic
 
 RECORD_NAME = "run.json"
 RECORD_SCHEMA = 1
@@ -42,38 +41,73 @@ class RunStatus(enum.StrEnum):
     SKIPPED = "skipped"  # up to date, not executed
 
 
+@dataclasses.dataclass(frozen=True)
+class RunError:
+    """Why an attempt did not succeed, as stored under ``error`` in ``run.json``.
+
+    A flow executed by an engine names the failing cell (``cell_index`` in the
+    flow, ``execution_count``, ``cell_source``); a script run names the
+    script's ``line``. Fields that do not apply are ``None``.
+    """
+
+    name: str  # the exception's type, or what stopped the run (KeyboardInterrupt, DeadKernelError...)
+    message: str
+    cell_index: int | None = None
+    execution_count: int | None = None
+    cell_source: str | None = None
+    line: int | None = None
+    traceback: str = ""
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON-native dict stored in ``run.json`` (the traceback cut to its last 20,000 characters)."""
+        return {**dataclasses.asdict(self), "traceback": self.traceback[-20000:]}
+
+    @classmethod
+    def from_record(cls, data: Any) -> RunError | None:
+        """The error of a record's ``error`` field; ``None`` when it holds none (or not a mapping)."""
+        if not isinstance(data, Mapping):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        return cls(**{"name": str(values.pop("name", "")), "message": str(values.pop("message", "")),
+                      **values})  # fmt: skip
+
+    @property
+    def first_line(self) -> str:
+        """``KeyError: 'x'``: the name and the message's first line."""
+        return f"{self.name}: {self.message}".strip().splitlines()[0]
+
+
+def error_line(record: Mapping[str, Any]) -> str | None:
+    """The first line of a record's error (``KeyError: 'x'``), or ``None``."""
+    error = RunError.from_record(record.get("error"))
+    return error.first_line if error is not None else None
+
+
 def now_iso() -> str:
     """Return the current time as an ISO-8601 string with UTC offset."""
     return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="milliseconds")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def write_record(run_dir: Path, record: Mapping[str, Any]) -> None:
+    """Write ``record`` as ``run_dir/run.json``, atomically and durably."""
+    write_json_atomic(run_dir / RECORD_NAME, record, durable=True)
 
 
-def read_record(run_dir: Path) -> dict[str, Any] | None:
+def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """Return the run record in ``run_dir``, or ``None`` when absent, unreadable or not ductaflow's."""
-    try:
-        with open(os.path.join(run_dir, RECORD_NAME), encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "ductaflow_record" in data else None
+    data, _ = read_json(os.path.join(run_dir, RECORD_NAME))
+    return data if is_record(data) else None
+
+
+def is_record(data: Any) -> bool:
+    """True when ``data`` (a parsed ``run.json``) was written by ductaflow."""
+    return isinstance(data, dict) and "ductaflow_record" in data
 
 
 def versions() -> dict[str, str | None]:
     """Versions of Python and the packages that shape a run, without importing them."""
+    import platform
     from importlib import metadata
 
     found: dict[str, str | None] = {"python": platform.python_version()}
@@ -87,6 +121,9 @@ def versions() -> dict[str, str | None]:
 
 def host_info() -> dict[str, Any]:
     """Host name, user and process id of this attempt."""
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except Exception:  # no user name in some containers
@@ -101,6 +138,8 @@ def git_info(directory: Path) -> dict[str, Any] | None:
     installed. Untracked files do not make the tree dirty. Takes no lock, so
     the user's own git commands are never blocked by a run.
     """
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],

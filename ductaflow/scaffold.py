@@ -22,8 +22,10 @@ def new_project(directory: str | os.PathLike[str]) -> Path:
     :class:`RunDirectoryError` when ``directory`` exists and is not empty, or
     cannot be created; nothing is overwritten.
 
-    >>> new_project("my-study")  # doctest: +SKIP
+    >>> new_project("my-study")
     PosixPath('my-study')
+    >>> sorted(p.name for p in Path("my-study").iterdir())
+    ['.gitignore', 'README.md', 'conductor.py', 'config', 'flow', 'scenarios.csv']
     """
     target = Path(directory)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):

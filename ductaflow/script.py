@@ -23,9 +23,9 @@ from typing import Any, NoReturn
 
 from .config import apply_overrides, load_config_file
 from .exceptions import ConfigError, DuctaflowError
+from .inflow import _kernel_shell, is_notebook_execution
+from .supervisor import child_config_path, run_script
 
-_CHILD_ENV = "DUCTAFLOW_SCRIPT_CONFIG"
-_ERROR_ENV = "DUCTAFLOW_SCRIPT_ERROR"
 _child_config: str | None = None  # set in the supervised child process
 
 _EPILOG = """\
@@ -74,13 +74,9 @@ def load_cli_config(
             config = load_cli_config("config/base.json", "Run my analysis")
     """
     global _child_config
-    if _CHILD_ENV in os.environ:  # the supervised re-execution: the config is already resolved
-        _child_config = os.environ.pop(_CHILD_ENV)  # not inherited by processes the flow starts
-        _report_errors_to(os.environ.pop(_ERROR_ENV, None))
+    _child_config = child_config_path() or _child_config  # the supervised re-execution: config resolved
     if _child_config is not None:
         return json.loads(Path(_child_config).read_text(encoding="utf-8"))
-    from .inflow import _kernel_shell, is_notebook_execution
-
     shell = _kernel_shell()
     if shell is not None:
         if is_notebook_execution():  # called without the guard: keep the injected config
@@ -141,32 +137,4 @@ def _script_config(default: Any, description: str | None, argv: list[str]) -> di
 
 
 def _supervise(out_dir: Path, config: dict[str, Any], argv: list[str]) -> NoReturn:
-    from .supervisor import run_script
-
     raise SystemExit(run_script(out_dir, config, argv))
-
-
-def _report_errors_to(path: str | None) -> None:
-    """In the supervised child: save an uncaught exception where the supervisor will read it."""
-    if not path:
-        return
-    previous = sys.excepthook
-
-    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        import traceback
-
-        frames = traceback.extract_tb(tb)
-        script = os.path.abspath(sys.argv[0]) if sys.argv else ""
-        lines = [f.lineno for f in frames if os.path.abspath(f.filename) == script]
-        error = {
-            "name": kind.__name__,
-            "message": str(value),
-            "line": lines[-1] if lines else None,
-            "traceback": "".join(traceback.format_exception(kind, value, tb))[-20000:],
-        }
-        try:
-            Path(path).write_text(json.dumps(error), encoding="utf-8")
-        finally:
-            previous(kind, value, tb)
-
-    sys.excepthook = hook

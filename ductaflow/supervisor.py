@@ -6,26 +6,39 @@ directory, copies the child's stdout/stderr to the terminal and to
 ``log.txt`` as they arrive, and writes the final record from the child's exit
 status (and the error the child saved, if any). A child that crashes or is
 killed is still recorded, because the record is not the child's to write.
+
+Both ends of the protocol are here: the supervisor tells the child where its
+config is and where to save an uncaught error through two environment
+variables, which the child reads with :func:`child_config_path`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from .config import config_hash
 from .exceptions import DuctaflowError
-from .instance import CONFIG_NAME, LOG_NAME, STATE_DIR, close_attempt, lock_instance, open_attempt
+from .files import read_json, shown_path
 from .names import check_name
-from .runrecord import RunStatus, base_record, git_info, now_iso
+
+if TYPE_CHECKING:
+    from .runrecord import RunError, RunStatus
+
+# Flows import this module (through load_cli_config): the supervising side's imports of the run
+# folder and the record are deferred into its functions, so that importing ductaflow stays light.
+
+#: Set by the supervisor for the child: the path of the config.json the child runs with.
+CHILD_CONFIG_ENV = "DUCTAFLOW_SCRIPT_CONFIG"
+#: Set by the supervisor for the child: where the child saves an uncaught exception as JSON.
+CHILD_ERROR_ENV = "DUCTAFLOW_SCRIPT_ERROR"
 
 _FORWARD_SIGINT_AFTER = 1.0  # seconds; a terminal's Ctrl-C reaches the child directly
 _QUIET = 0.2  # seconds without output after which an ended child's pipes are done
@@ -33,7 +46,8 @@ _QUIET = 0.2  # seconds without output after which an ended child's pipes are do
 
 def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
     """Run the current script under supervision in ``out_dir``; return its exit code."""
-    from .script import _CHILD_ENV, _ERROR_ENV
+    from .rundir import CONFIG_NAME, close_attempt, lock_instance, open_attempt, state_file
+    from .runrecord import RunStatus
 
     check_name(out_dir.name, "output directory name")
     command, env = _child_command()
@@ -42,12 +56,12 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
         record = _start_record(out_dir, script, config, command)
         started = time.monotonic()
         open_attempt(out_dir, config, record)
-        error_file = out_dir.parent / STATE_DIR / f"error-{out_dir.name}-{os.getpid()}.json"
+        error_file = state_file(out_dir, f"error-{out_dir.name}-{os.getpid()}.json")
         error_file.unlink(missing_ok=True)
         env.update(
             {
-                _CHILD_ENV: str(out_dir / CONFIG_NAME),
-                _ERROR_ENV: str(error_file),
+                CHILD_CONFIG_ENV: str(out_dir / CONFIG_NAME),
+                CHILD_ERROR_ENV: str(error_file),
                 "PYTHONUNBUFFERED": "1",
                 "DUCTAFLOW_RUN_DIR": str(out_dir),
             }
@@ -57,11 +71,47 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
         status = _status(code, interrupted, error)
         record["exit_code"] = code
         if status is not RunStatus.SUCCESS:
-            record["error"] = error or _exit_error(code, status)
+            record["error"] = (error or _exit_error(code, status)).as_record()
         close_attempt(out_dir, record, status, started)
     if status is RunStatus.INTERRUPTED:
         return 130
     return code if code >= 0 else 128 - code
+
+
+def child_config_path() -> str | None:
+    """In the supervised child: the path of its config, and from now on its uncaught error is saved.
+
+    ``None`` in any other process. The variables are removed from the
+    environment, so processes the flow starts do not take them for theirs.
+    """
+    if CHILD_CONFIG_ENV not in os.environ:
+        return None
+    _report_errors_to(os.environ.pop(CHILD_ERROR_ENV, None))
+    return os.environ.pop(CHILD_CONFIG_ENV)
+
+
+def _report_errors_to(path: str | None) -> None:
+    """In the supervised child: save an uncaught exception where the supervisor will read it."""
+    if not path:
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        import traceback
+
+        from .runrecord import RunError
+
+        frames = traceback.extract_tb(tb)
+        script = os.path.abspath(sys.argv[0]) if sys.argv else ""
+        lines = [f.lineno for f in frames if os.path.abspath(f.filename) == script]
+        error = RunError(kind.__name__, str(value), line=lines[-1] if lines else None,
+                         traceback="".join(traceback.format_exception(kind, value, tb)))  # fmt: skip
+        try:
+            Path(path).write_text(json.dumps(error.as_record()), encoding="utf-8")
+        finally:
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
 
 
 def _child_command() -> tuple[list[str], dict[str, str]]:
@@ -78,16 +128,16 @@ def _child_command() -> tuple[list[str], dict[str, str]]:
 
 
 def _start_record(out_dir: Path, script: Path, config: dict[str, Any], command: list[str]) -> dict[str, Any]:
+    from .config import config_hash
+    from .rundir import CONFIG_NAME, LOG_NAME
+    from .runrecord import base_record, git_info, now_iso
+
     cwd = Path.cwd()
-    try:
-        shown = str(script.relative_to(cwd))
-    except ValueError:
-        shown = str(script)
     return base_record(
         step=out_dir.parent.name,
         instance=out_dir.name,
         mode="script",
-        flow=shown,
+        flow=shown_path(script, cwd),
         flow_sha256=hashlib.sha256(script.read_bytes()).hexdigest(),
         config_hash=config_hash(config),
         run_dir=str(out_dir),
@@ -103,6 +153,10 @@ def _start_record(out_dir: Path, script: Path, config: dict[str, Any], command: 
 
 
 def _run_child(command: list[str], env: dict[str, str], out_dir: Path) -> tuple[int, bool]:
+    import subprocess
+
+    from .rundir import LOG_NAME
+
     with open(out_dir / LOG_NAME, "ab") as log:
         proc = subprocess.Popen(command, cwd=out_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         lock, child_ended = threading.Lock(), threading.Event()
@@ -159,7 +213,7 @@ def _echo(terminal: Any, chunk: bytes) -> bool:
     return True
 
 
-def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, bool]:
+def _wait(proc: Any) -> tuple[int, bool]:
     """Wait for the child; Ctrl-C and SIGTERM go to the child, which the record then reports."""
     stopped: list[int] = []
 
@@ -182,7 +236,9 @@ def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, bool]:
             signal.signal(signal.SIGTERM, restore)
 
 
-def _forward_interrupt(proc: subprocess.Popen[bytes]) -> None:
+def _forward_interrupt(proc: Any) -> None:
+    import subprocess
+
     try:
         proc.wait(timeout=_FORWARD_SIGINT_AFTER)
     except subprocess.TimeoutExpired:
@@ -191,34 +247,31 @@ def _forward_interrupt(proc: subprocess.Popen[bytes]) -> None:
         proc.terminate()
 
 
-def _read_error(path: Path) -> dict[str, Any] | None:
-    import json
+def _read_error(path: Path) -> RunError | None:
+    from .runrecord import RunError
 
     try:
-        error = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        return RunError.from_record(read_json(path)[0])
     finally:
         path.unlink(missing_ok=True)
-    return error if isinstance(error, dict) else None
 
 
-def _status(code: int, interrupted: bool, error: dict[str, Any] | None) -> RunStatus:
+def _status(code: int, interrupted: bool, error: RunError | None) -> RunStatus:
+    from .runrecord import RunStatus
+
     if code == 0:
         return RunStatus.SUCCESS
-    if interrupted or (error or {}).get("name") == "KeyboardInterrupt" or code == -signal.SIGINT:
+    if interrupted or (error is not None and error.name == "KeyboardInterrupt") or code == -signal.SIGINT:
         return RunStatus.INTERRUPTED
     return RunStatus.FAILED
 
 
-def _exit_error(code: int, status: RunStatus) -> dict[str, Any]:
+def _exit_error(code: int, status: RunStatus) -> RunError:
+    from .runrecord import RunError, RunStatus
+
     if status is RunStatus.INTERRUPTED:
-        return {
-            "name": "KeyboardInterrupt",
-            "message": "interrupted by the user (Ctrl-C or SIGTERM)",
-            "line": None,
-        }
+        return RunError("KeyboardInterrupt", "interrupted by the user (Ctrl-C or SIGTERM)")
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-        return {"name": "Killed", "message": f"the script was killed by signal {name}", "line": None}
-    return {"name": "SystemExit", "message": f"the script exited with code {code}", "line": None}
+        return RunError("Killed", f"the script was killed by signal {name}")
+    return RunError("SystemExit", f"the script exited with code {code}")

@@ -139,9 +139,9 @@ class _UnsharedExecutor(ThreadPoolExecutor.__base__):  # an Executor whose "work
 
 def test_a_worker_that_does_not_share_the_runs_folder_fails_its_instances(project, tally_flow, monkeypatch):
     """A worker that cannot see the conductor's marker says so, and writes no instance."""
-    from ductaflow import executors
+    from ductaflow import tasks
 
-    monkeypatch.setattr(executors, "SHARE_WAIT_S", 1.0)  # instead of waiting 30 s for a slow filesystem
+    monkeypatch.setattr(tasks, "SHARE_WAIT_S", 1.0)  # instead of waiting 30 s for a slow filesystem
     frame = run(tally_flow, [{"instance_name": "a"}], project, executor=_UnsharedExecutor())
     assert list(frame.status) == ["failed"]
     assert "cannot see" in frame.error[0] and "shared by the conductor and every worker" in frame.error[0]
@@ -151,13 +151,13 @@ def test_a_worker_that_does_not_share_the_runs_folder_fails_its_instances(projec
 def test_a_retried_task_reports_the_attempt_it_already_made(project, tally_flow):
     """An executor retrying a finished task (its worker died on the way back) gets the first outcome."""
     from ductaflow.conductor import _Conductor
-    from ductaflow.executors import execute
+    from ductaflow.tasks import run_task
 
     conductor = _Conductor(tally_flow, None, None, False, project, None, {"export_html": False})
     table = [{"instance_name": "a", "tally": str(project / "tally.txt"), "fail": "once"}]
     (task,) = conductor.plan(table, "instance_name", None, [])
-    first = execute(task, threading.Event())
-    again = execute(task, threading.Event())
+    first = run_task(task, threading.Event())
+    again = run_task(task, threading.Event())
     assert (first.status, again.status) == ("failed", "failed")
     assert again.error == "RuntimeError: asked to fail: once"
     assert tally(project) == ["a"]
@@ -166,7 +166,7 @@ def test_a_retried_task_reports_the_attempt_it_already_made(project, tally_flow)
 def test_instance_locks_hold_between_threads_of_one_process(project):
     """Two sweeps sharing a worker process: its threads exclude each other whatever the filesystem."""
     from ductaflow import InstanceBusyError
-    from ductaflow.instance import current_status, lock_instance
+    from ductaflow.rundir import current_status, lock_instance
 
     run_dir = project / RUNS / "a"
     errors = []

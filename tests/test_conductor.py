@@ -139,7 +139,7 @@ def test_dotted_columns_and_base_config(project, flows):
 
 def test_derived_names_are_safe_short_and_stable():
     """Derived names replace unsafe characters and cut long names with a stable hash suffix."""
-    from ductaflow.table import instances_from_table
+    from ductaflow.sources import instances_from_table
 
     rows = [{"path": "a/b c", "k": 1}, {"path": "x" * 200, "k": 1}]
     names = [name for name, _ in instances_from_table(rows)]
@@ -339,7 +339,7 @@ def test_empty_dataframe_cells_leave_the_base_config(project, flows):
 
 def test_names_differing_only_in_case_are_duplicates():
     """'A' and 'a' would share a folder on macOS and Windows: refused as duplicates."""
-    from ductaflow.table import instances_from_table
+    from ductaflow.sources import instances_from_table
 
     with pytest.raises(ConfigError, match="differ only in case"):
         instances_from_table([{"instance_name": "A"}, {"instance_name": "a"}])

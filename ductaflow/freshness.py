@@ -1,4 +1,7 @@
-"""Status: is each instance up to date with today's flow, config and inputs, and if not, why.
+"""Freshness: is each instance up to date with today's flow, config and inputs, and if not, why.
+
+What ``ductaflow status`` and ``ductaflow why`` show (:func:`check_instance`,
+:func:`check_instances`).
 
 An instance is compared with its last successful run (the instance itself,
 or the attempt kept in ``.ductaflow/previous/`` when the latest one failed):
@@ -20,8 +23,9 @@ from typing import Any
 from .config import config_hash
 from .exceptions import ConfigError, DuctaflowError
 from .fingerprint import InputHasher, config_changes
-from .instance import STATE_DIR, current_status, layout_root, previous_attempt_dir
-from .runrecord import RECORD_NAME, read_record
+from .rundir import current_status, find_instances, layout_root, previous_attempt_dir
+from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
+from .sources import rebuild_configs
 
 UNCHECKED_CONFIG = (
     "config not checked: it was given from Python or a script, not read from files by ductaflow"
@@ -52,7 +56,11 @@ def check_instance(run_dir: str | os.PathLike[str]) -> InstanceCheck:
     ``details`` lists each part (flow, config, every input, kernel) and how it
     compares with the last successful run; ``reason`` joins what changed.
 
-    >>> check_instance("runs/make_data/baseline").reason  # doctest: +SKIP
+    >>> check_instance("runs/make_data/seed=2").reason
+    'up to date'
+    >>> _ = Path("config/make_data.json").write_text('{"seed": 1, "start": "2025-01-01", "n_days": 730, '
+    ...     '"base_level": 100.0, "trend_per_day": 0.05, "season_amplitude": 20.0, "noise": 7.5}')
+    >>> check_instance("runs/make_data/seed=2").reason
     'config changed (noise: 5.0 -> 7.5)'
     """
     return _check(Path(run_dir).absolute(), _Cache())
@@ -64,19 +72,20 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
         note = "run.json is unreadable or not a ductaflow record" if (path / RECORD_NAME).exists() else (
             "no run.json: not a ductaflow instance, or its first attempt never started")  # fmt: skip
         return InstanceCheck(path.parent.name, path.name, path, "unknown", None, None, None, note)
-    status = current_status(record, path) or "unknown"
+    status = str(current_status(record, path) or "unknown")
     fields = {"step": str(record.get("step", path.parent.name)), "run_dir": path, "status": status,
               "instance": str(record.get("instance", path.name)), "started_at": record.get("started_at"),
               "duration_s": record.get("duration_s"), "error": error_line(record)}  # fmt: skip
-    if status == "running":
+    if status == RunStatus.RUNNING:
         where = f"pid {record.get('pid')} on {record.get('host')}"
         return InstanceCheck(**fields, outdated=None, reason=f"running ({where})")
-    basis_dir = path if status == "success" else previous_attempt_dir(path)
-    basis = record if status == "success" else read_record(basis_dir)
-    if basis is None or basis.get("status") != "success":
+    succeeded = status == RunStatus.SUCCESS
+    basis_dir = path if succeeded else previous_attempt_dir(path)
+    basis = record if succeeded else read_record(basis_dir)
+    if basis is None or basis.get("status") != RunStatus.SUCCESS:
         return InstanceCheck(**fields, outdated=True, reason=f"last attempt {status}, no successful run")
     details, changes = _compare(basis, _root(basis, path, cache), fields["instance"], cache)
-    if status != "success":
+    if not succeeded:
         changes.insert(0, f"last attempt {status}")
     unchecked = ("config", UNCHECKED_CONFIG) in details
     reason = "; ".join(changes) or (
@@ -104,36 +113,6 @@ def check_instances(paths: Iterable[str | os.PathLike[str]] = ("runs",)) -> Any:
     return frame
 
 
-def find_instances(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Instance directories under each path: itself, a step folder's children, or a runs folder's."""
-    found: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        if not path.is_dir():
-            raise ConfigError(f"{str(path)!r} is not a directory. Give a runs folder, a step folder "
-                              "(runs/<step>) or an instance directory (runs/<step>/<instance>).",
-                              path=str(path))  # fmt: skip
-        if (path / RECORD_NAME).exists():
-            found.append(path)
-        elif _is_step_folder(path):
-            found += _children(path)
-        else:
-            for step in _children(path):
-                found += _children(step)
-    return list(dict.fromkeys(p.absolute() for p in found))
-
-
-def _is_step_folder(path: Path) -> bool:
-    return (path / STATE_DIR).is_dir() or any((child / RECORD_NAME).exists() for child in _children(path))
-
-
-def _children(path: Path) -> list[Path]:
-    """Sub-directories not starting with a dot, by name (``os.scandir``: no stat per entry)."""
-    with os.scandir(path) as entries:
-        names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
-    return [path / name for name in names]
-
-
 class _Cache:
     """What many checks share: flow hashes, input hashes, rebuilt sweeps."""
 
@@ -156,8 +135,6 @@ class _Cache:
 
     def config(self, source: Mapping[str, Any], root: Path, instance: str) -> Any:
         """Today's config for ``instance``, or the ConfigError that prevents building it."""
-        from .sweeps import rebuild_configs
-
         key = json.dumps([str(root), source], sort_keys=True, default=str)
         if key not in self.sweeps:
             try:
@@ -250,11 +227,3 @@ def _describe(source: Mapping[str, Any]) -> str:
     if source.get("grid"):
         bits.append(f"grid over {', '.join(source['grid'])}")
     return " + ".join(bits)
-
-
-def error_line(record: Mapping[str, Any]) -> str | None:
-    """The first line of a record's error (``KeyError: 'x'``), or ``None``."""
-    error = record.get("error")
-    if not isinstance(error, Mapping):
-        return None
-    return f"{error.get('name')}: {error.get('message')}".strip().splitlines()[0]

@@ -17,19 +17,16 @@ Built directly on nbclient. Compared with calling papermill it:
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, ClassVar
 
-from .exceptions import KernelNotFoundError
+from .base import Execution, ExecutionError, Outcome
+from .kernels import CURRENT_PYTHON, CURRENT_PYTHON_LABEL, check_kernel, client_class, kernel_manager
 
-#: Default kernel: the interpreter ductaflow itself runs in.
-CURRENT_PYTHON = None
 #: For IPython kernels: no history database, and low-level output (subprocesses, C code) written
 #: straight to the run's log rather than also forwarded, which would log it twice.
 _IPYTHON_ARGUMENTS = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.capture_fd_output=False"]
@@ -39,80 +36,37 @@ _CLEAN_EXIT_VALUES = {"", "0", "None"}
 SHUTDOWN_GRACE = 0.5
 
 
-@dataclass
-class ExecutionError:
-    """What went wrong: the error's name and message, where, and its traceback."""
+class KernelEngine:
+    """The ``kernel`` engine: each notebook in a new Jupyter kernel started in its working directory."""
 
-    name: str
-    message: str
-    cell_index: int | None = None  # index in the executed notebook
-    execution_count: int | None = None
-    traceback: str = ""
-    interrupted: bool = False
-    stop_now: bool = False  # the kernel may be busy: kill it rather than ask it to exit
+    name: ClassVar[str] = "kernel"
 
+    def check(self, kernel_name: str | None) -> None:
+        """Raise :class:`KernelNotFoundError` when ``kernel_name`` is not installed."""
+        check_kernel(kernel_name)
 
-@dataclass
-class Outcome:
-    """The result of executing one notebook."""
+    def label(self, kernel_name: str | None) -> str:
+        """The kernel's name, or ``ductaflow-python`` for the Python ductaflow runs in."""
+        return kernel_name or CURRENT_PYTHON_LABEL
 
-    error: ExecutionError | None = None
-    exited_early: bool = False  # the flow called sys.exit(0)
-    interrupt_received: bool = False  # Ctrl-C reached the caller: re-raise it once recorded
+    def execute(self, execution: Execution) -> Outcome:
+        """Execute the notebook in place in a new kernel started in ``execution.cwd``.
 
+        ``log`` receives the flow's stdout/stderr as it happens (it must be a
+        real file: the kernel process writes to it too). ``on_progress(nb)`` is
+        called before the first cell and after each cell. ``on_finish(outcome)``
+        is called once when execution is over, while the kernel shuts down, so
+        finishing work (the HTML report) overlaps the kernel's exit.
 
-def check_kernel(kernel_name: str | None) -> None:
-    """Raise :class:`KernelNotFoundError` when ``kernel_name`` is not installed."""
-    if kernel_name is CURRENT_PYTHON:
-        return
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    available = sorted(KernelSpecManager().find_kernel_specs())
-    if kernel_name not in available:
-        raise KernelNotFoundError(
-            f"kernel {kernel_name!r} is not installed. "
-            f"Installed kernels: {', '.join(available) or '(none)'}. "
-            "Leave kernel_name unset to use the Python ductaflow runs in.",
-            kernel_name=kernel_name,
-            available=available,
-        )
-
-
-def execute(
-    nb: Any,
-    *,
-    cwd: str,
-    log: IO[str],
-    kernel_name: str | None = CURRENT_PYTHON,
-    timeout: float | None = None,
-    startup_timeout: float = 60,
-    echo: bool = False,
-    on_progress: Callable[[Any], None] | None = None,
-    on_finish: Callable[[Outcome], None] | None = None,
-    env: dict[str, str] | None = None,
-    stop: threading.Event | None = None,
-) -> Outcome:
-    """Execute ``nb`` in place in a new kernel started in ``cwd``.
-
-    ``log`` receives the flow's stdout/stderr as it happens (it must be a real
-    file: the kernel process writes to it too). ``on_progress(nb)`` is called
-    before the first cell and after each cell. ``on_finish(outcome)`` is called
-    once when execution is over, while the kernel shuts down, so finishing
-    work (the HTML report) overlaps the kernel's exit.
-
-    Cell errors, timeouts, kernel death and a kernel that cannot start are
-    returned in :attr:`Outcome.error`; so is a ``KeyboardInterrupt`` (Ctrl-C)
-    received while the kernel runs, with ``interrupted=True``, after the
-    kernel has been stopped: the caller records it, then re-raises. Setting
-    ``stop`` (from any thread) interrupts the same way.
-    """
-    runner = _Runner(
-        nb, cwd, log, kernel_name, timeout, startup_timeout, echo, env,
-        on_progress or (lambda nb: None), on_finish or (lambda outcome: None),
-    )  # fmt: skip
-    outcome, interrupted = _run_in_own_loop(runner.run, stop)
-    outcome.interrupt_received = interrupted
-    return outcome
+        Cell errors, timeouts, kernel death and a kernel that cannot start are
+        returned in :attr:`Outcome.error`; so is a ``KeyboardInterrupt``
+        (Ctrl-C) received while the kernel runs, with ``interrupted=True``,
+        after the kernel has been stopped: the caller records it, then
+        re-raises. Setting ``stop`` (from any thread) interrupts the same way.
+        """
+        outcome, interrupted = _run_in_own_loop(_Runner(execution).run, execution.stop)
+        outcome.interrupt_received = interrupted
+        return outcome
 
 
 def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = None) -> tuple[Any, bool]:
@@ -158,32 +112,28 @@ def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = Non
 
 @dataclass
 class _Runner:
-    nb: Any
-    cwd: str
-    log: IO[str]
-    kernel_name: str | None
-    timeout: float | None
-    startup_timeout: float
-    echo: bool
-    env: dict[str, str] | None
-    on_progress: Callable[[Any], None]
-    on_finish: Callable[[Outcome], None]
+    job: Execution
     index: int | None = None  # the cell being executed
     finished: bool = False  # on_finish has been called
 
+    @property
+    def nb(self) -> Any:
+        return self.job.notebook
+
     async def run(self) -> Outcome:
-        client = _client_class()(
+        job = self.job
+        client = client_class()(
             self.nb,
-            km=_kernel_manager(self.kernel_name),
-            timeout=self.timeout,
-            startup_timeout=self.startup_timeout,
+            km=kernel_manager(job.kernel_name),
+            timeout=job.timeout,
+            startup_timeout=job.startup_timeout,
             allow_errors=False,
             record_timing=True,
         )
-        client.ductaflow_log, client.ductaflow_echo = self.log, self.echo
+        client.ductaflow_log, client.ductaflow_echo = job.log, job.echo
         client.reset_execution_trackers()
-        outcome = Outcome()
-        self.on_progress(self.nb)
+        outcome = Outcome(notebook=self.nb)
+        job.on_progress(self.nb)
         try:
             await self._start(client, outcome)
             if outcome.error is None:
@@ -211,14 +161,14 @@ class _Runner:
                 await client.km.shutdown_kernel(now=True)
 
     async def _start(self, client: Any, outcome: Outcome) -> None:
-        env = dict(os.environ if self.env is None else self.env)
+        env = dict(self.job.env)
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         try:
             try:
                 reply = await self._start_kernel(client, env)
             except _KernelExited:  # most often another process took a port first: try once more
                 await _discard(client)
-                client.km = _kernel_manager(self.kernel_name)
+                client.km = kernel_manager(self.job.kernel_name)
                 reply = await self._start_kernel(client, env)
         except Exception as exc:  # the kernel did not start or did not answer
             message = f"the kernel could not start: {type(exc).__name__}: {exc}"
@@ -228,15 +178,15 @@ class _Runner:
         self.nb.metadata["language_info"] = reply["content"].get("language_info", {})
 
     async def _start_kernel(self, client: Any, env: dict[str, str]) -> dict[str, Any]:
-        km = client.km
-        arguments = _IPYTHON_ARGUMENTS if self.kernel_name is CURRENT_PYTHON or km.ipykernel else []
+        job, km = self.job, client.km
+        arguments = _IPYTHON_ARGUMENTS if job.kernel_name is CURRENT_PYTHON or km.ipykernel else []
         await km.start_kernel(
-            cwd=self.cwd, env=env, stdout=self.log, stderr=self.log, extra_arguments=arguments
+            cwd=str(job.cwd), env=env, stdout=job.log, stderr=job.log, extra_arguments=arguments
         )
         client.kc = km.client()
         await _ensure(client.kc.start_channels())
         client.kc.allow_stdin = False
-        return await _wait_ready(km, client.kc, self.startup_timeout)
+        return await _wait_ready(km, client.kc, job.startup_timeout)
 
     async def _cells(self, client: Any, outcome: Outcome) -> None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -251,7 +201,7 @@ class _Runner:
                 else:
                     outcome.error = _cell_error(cell, index, exc.ename, exc.evalue, _last_traceback(cell))
             except CellTimeoutError:
-                message = f"the cell did not finish within the per-cell timeout of {self.timeout} s"
+                message = f"the cell did not finish within the per-cell timeout of {self.job.timeout} s"
                 outcome.error = _cell_error(cell, index, "CellTimeoutError", message, "")
                 outcome.error.stop_now = True
             except DeadKernelError:
@@ -262,20 +212,21 @@ class _Runner:
             except Exception as exc:  # e.g. an output that is not valid nbformat; the cell may still run
                 outcome.error = _cell_error(cell, index, type(exc).__name__, str(exc).split("\n")[0], "")
                 outcome.error.stop_now = True
-            self.on_progress(self.nb)
+            self.job.on_progress(self.nb)
             if outcome.error is not None:
                 self._log_error(outcome.error)
             if outcome.error is not None or outcome.exited_early:
                 return
 
     def _log_error(self, error: ExecutionError) -> None:
-        self.log.write(f"\n[ductaflow] {error.name}: {error.message}\n")
-        self.log.write(error.traceback + ("\n" if error.traceback else ""))
-        self.log.flush()
+        log = self.job.log
+        log.write(f"\n[ductaflow] {error.name}: {error.message}\n")
+        log.write(error.traceback + ("\n" if error.traceback else ""))
+        log.flush()
 
     def _finish(self, outcome: Outcome) -> None:
         self.finished = True
-        self.on_finish(outcome)
+        self.job.on_finish(outcome)
 
     async def _stop(self, client: Any, outcome: Outcome) -> None:
         """Ask the kernel to exit (it runs atexit and flushes files), finish outputs meanwhile, then kill."""
@@ -412,86 +363,3 @@ def _last_traceback(cell: Any) -> str:
 
 async def _ensure(value: Any) -> Any:
     return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
-
-
-#: ipykernel's launcher, minus the import of debugpy (about 0.1 s of every kernel start): the
-#: frontend debugger it serves is never attached to a batch run. Flows can still import debugpy.
-_LAUNCHER = """\
-import sys
-if sys.path and sys.path[0] == "":
-    del sys.path[0]
-sys.modules["debugpy"] = None
-try:
-    import ipykernel.debugger
-except Exception:
-    pass
-finally:
-    del sys.modules["debugpy"]
-from ipykernel import kernelapp
-kernelapp.launch_new_instance()
-"""
-
-_CLIENT_CLASS: type | None = None
-_SPEC_MANAGER: Any = None
-
-
-def _client_class() -> type:
-    """The nbclient client that also streams outputs to the run's log (built once)."""
-    global _CLIENT_CLASS
-    if _CLIENT_CLASS is None:
-        from nbclient import NotebookClient
-
-        class StreamingClient(NotebookClient):  # type: ignore[misc]
-            ductaflow_log: IO[str]
-            ductaflow_echo: bool
-
-            def output(self, outs: list, msg: dict, display_id: str, cell_index: int) -> Any:
-                if msg["msg_type"] == "stream":
-                    text = msg["content"].get("text", "")
-                    self.ductaflow_log.write(text)
-                    self.ductaflow_log.flush()
-                    if self.ductaflow_echo:
-                        stream = sys.stderr if msg["content"].get("name") == "stderr" else sys.stdout
-                        stream.write(text)
-                        stream.flush()
-                return super().output(outs, msg, display_id, cell_index)
-
-        _CLIENT_CLASS = StreamingClient
-    return _CLIENT_CLASS
-
-
-def _kernel_manager(kernel_name: str | None) -> Any:
-    from jupyter_client.manager import AsyncKernelManager
-
-    kwargs: dict[str, Any] = {}
-    if "transport_encryption" in AsyncKernelManager.class_trait_names() and _has_curve():
-        kwargs["transport_encryption"] = "auto"  # encrypt where the kernel supports it (ipykernel >= 7)
-    if kernel_name is not CURRENT_PYTHON:
-        return AsyncKernelManager(kernel_name=kernel_name, **kwargs)
-    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_current_python_specs(), **kwargs)
-
-
-def _has_curve() -> bool:
-    import zmq
-
-    return bool(zmq.has("curve"))
-
-
-def _current_python_specs() -> Any:
-    """A kernelspec manager whose every spec is an ipykernel on ``sys.executable``."""
-    global _SPEC_MANAGER
-    if _SPEC_MANAGER is None:
-        from ipykernel.kernelspec import RESOURCES, get_kernel_dict
-        from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-
-        spec_dict = get_kernel_dict()
-        spec_dict["argv"] = [sys.executable, "-c", _LAUNCHER, "-f", "{connection_file}"]
-        spec_dict["metadata"] = {**spec_dict.get("metadata", {}), "debugger": False}
-        spec = KernelSpec(resource_dir=RESOURCES, **spec_dict)
-
-        class CurrentPythonSpecs(KernelSpecManager):  # type: ignore[misc]
-            def get_kernel_spec(self, kernel_name: str, *args: Any, **kwargs: Any) -> Any:
-                return spec
-
-        _SPEC_MANAGER = CurrentPythonSpecs()
-    return _SPEC_MANAGER

@@ -1,0 +1,85 @@
+"""The engine interface: what an engine receives to execute one notebook, and what it returns.
+
+An engine executes the cells of a notebook (the flow with its config
+injected) with the instance directory as working directory, streams the
+flow's output to the live log as it happens, calls back after every cell so
+the notebook can be saved, and returns an :class:`Outcome`. Everything around
+it (the run folder, the record, the HTML report) is the instance's, so an
+engine is only this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar, Protocol
+
+
+@dataclass
+class ExecutionError:
+    """What went wrong: the error's name and message, where, and its traceback."""
+
+    name: str
+    message: str
+    cell_index: int | None = None  # index in the executed notebook
+    execution_count: int | None = None
+    traceback: str = ""
+    interrupted: bool = False  # Ctrl-C, SIGTERM or Execution.stop
+    stop_now: bool = False  # the flow may be busy: stop it at once rather than ask it to exit
+
+
+@dataclass
+class Outcome:
+    """What executing one notebook gave: the executed notebook and how it ended."""
+
+    notebook: Any = None  # the notebook, executed in place, every output in it
+    error: ExecutionError | None = None
+    exited_early: bool = False  # the flow called sys.exit(0): a success
+    interrupt_received: bool = False  # Ctrl-C reached the caller: re-raise it once recorded
+
+
+def _nothing(value: Any) -> None:
+    pass
+
+
+@dataclass
+class Execution:
+    """What an engine receives to execute one notebook."""
+
+    notebook: Any  # an nbformat notebook, executed in place
+    cwd: Path  # the flow's working directory: its instance directory
+    log: IO[str]  # log.txt, a real file: the flow's output goes there as it happens
+    env: dict[str, str]  # the environment of the process executing the flow
+    timeout: float | None = None  # limit on each cell, seconds
+    startup_timeout: float = 60  # limit on getting ready to execute the first cell, seconds
+    kernel_name: str | None = None  # an installed Jupyter kernel; None: the Python ductaflow runs in
+    echo: bool = False  # also copy the flow's output to this process's stdout and stderr
+    on_progress: Callable[[Any], None] = _nothing  # with the notebook, before the first cell and after each
+    on_finish: Callable[[Outcome], None] = _nothing  # once the cells are over, while the engine winds down
+    stop: threading.Event | None = field(default=None)  # set from any thread: stop as Ctrl-C would
+
+
+class Engine(Protocol):
+    """How a notebook executes. One module per engine in ``ductaflow/engines/``, one registry entry."""
+
+    name: ClassVar[str]  # the name users select it by, recorded in run.json as ``engine``
+
+    def check(self, kernel_name: str | None) -> None:
+        """Raise a ductaflow error for a choice this engine cannot honour, before anything is written."""
+        ...
+
+    def label(self, kernel_name: str | None) -> str:
+        """What executes the flow, as named in run records and fingerprints (``ductaflow-python``)."""
+        ...
+
+    def execute(self, execution: Execution) -> Outcome:
+        """Execute ``execution.notebook``; never raises for the flow's own failures.
+
+        Cell errors, timeouts and a flow process that dies or cannot start
+        are returned in :attr:`Outcome.error`; so is a Ctrl-C received while
+        the cells run (``interrupted=True``, ``interrupt_received``), after
+        the flow has been stopped: the caller records it, then re-raises.
+        """
+        ...

@@ -1,0 +1,71 @@
+"""Small file helpers every module shares: atomic writes, tolerant JSON reads, paths as shown.
+
+Standard library only, so the light in-flow modules (``record()``) can use it.
+
+A file written with :func:`write_atomic` is whole or absent: the bytes go to
+a temporary file in the same directory (unique to the writing process and
+thread), and :func:`rename` puts it in place in one step, so a reader never
+sees half a file and two writers never share a temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def rename(source: Path, target: Path) -> None:
+    """Move ``source`` (a file or a directory) to ``target`` in one step, replacing a file there."""
+    os.replace(source, target)
+
+
+def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` whole or not at all; ``durable`` also waits until it is on disk.
+
+    The temporary file is removed when the write fails (a full disk, Ctrl-C).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(content)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any, *, indent: int | None = 2, durable: bool = False) -> None:
+    """Write ``data`` as UTF-8 JSON (non-ASCII kept as is, a final newline) with :func:`write_atomic`."""
+    write_atomic(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n", durable=durable)
+
+
+def read_json(path: str | os.PathLike[str]) -> tuple[Any, str | None]:
+    """Return ``(value, None)``, or ``(None, problem)`` when the file is missing, unreadable or not JSON.
+
+    ``problem`` completes a sentence naming the file: ``is missing`` or
+    ``is unreadable (JSONDecodeError)``.
+    """
+    try:
+        with open(path, "rb") as fh:
+            return json.loads(fh.read()), None
+    except FileNotFoundError:
+        return None, "is missing"
+    except (OSError, ValueError) as exc:
+        return None, f"is unreadable ({type(exc).__name__})"
+
+
+def shown_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> str:
+    """``path`` as a person reads it: relative to ``base`` (default: the working directory) when
+    inside it, else absolute."""
+    absolute = Path(path).absolute()
+    try:
+        return absolute.relative_to(Path(base).absolute() if base is not None else Path.cwd()).as_posix()
+    except ValueError:
+        return str(absolute)

@@ -1,0 +1,256 @@
+"""The run folder: its layout, the instance lock, and each attempt's fresh directory.
+
+Layout of a runs folder::
+
+    runs/<step>/<instance>/        the instance directory (one attempt, never mixed)
+        config.json  run.json  log.txt  <flow>.ipynb  <flow>.html  ... the flow's own files
+    runs/<step>/.ductaflow/        ductaflow's own state for the step:
+        <instance>.lock            held while an attempt runs
+        previous/<instance>/       the last successful attempt, kept while a
+                                   newer attempt runs or after it failed
+
+An attempt starts in a directory that holds only its ``config.json`` and
+``run.json`` (:func:`open_attempt`) and ends by writing its final record
+(:func:`close_attempt`); both are called with the instance lock held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError, InstanceBusyError, RunDirectoryError
+from .files import rename, write_json_atomic
+from .metrics import fold as fold_metrics
+from .runrecord import RECORD_NAME, RunStatus, now_iso, read_record, write_record
+
+RUNS_DIR = "runs"
+STATE_DIR = ".ductaflow"
+CONFIG_NAME = "config.json"
+LOG_NAME = "log.txt"
+
+
+def layout_root(run_dir: Path) -> Path:
+    """The project root that ``<root>/runs/<step>/<instance>`` implies for ``run_dir``."""
+    return run_dir.parents[2] if len(run_dir.parents) > 2 else run_dir.parent
+
+
+def previous_attempt_dir(run_dir: Path) -> Path:
+    """Where the last successful attempt of ``run_dir`` is kept while a new one runs."""
+    return run_dir.parent / STATE_DIR / "previous" / run_dir.name
+
+
+def state_dir(step_dir: Path) -> Path:
+    """The folder of ductaflow's own files for a step folder (``runs/<step>/.ductaflow``)."""
+    return step_dir / STATE_DIR
+
+
+def state_file(run_dir: Path, name: str) -> Path:
+    """A file of ductaflow's own for the instance ``run_dir``, in its step's state folder."""
+    return state_dir(run_dir.parent) / name
+
+
+# Instance locks held by this process. On NFS a file lock belongs to the process, not to one
+# open file, so two threads (two sweeps sharing a Dask worker) would both get it: they check here.
+_HELD: set[str] = set()
+_HELD_GUARD = threading.Lock()
+
+
+def _lock_path(run_dir: Path) -> Path:
+    return state_file(run_dir, f"{run_dir.name}.lock")
+
+
+def lock_instance(run_dir: Path) -> Any:
+    """Hold the instance's lock (a context manager); raise if another process, or thread, holds it."""
+    from filelock import FileLock, Timeout
+
+    path = _lock_path(run_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _HELD_GUARD:
+            if str(path) in _HELD:
+                raise Timeout(str(path))
+            lock = FileLock(path, timeout=0)
+            lock.acquire()
+            _HELD.add(str(path))
+        return _HeldLock(lock, str(path))
+    except Timeout:
+        raise InstanceBusyError(
+            f"instance {run_dir.name!r} ({run_dir}) is being executed by another process. "
+            "Wait for it to finish, or run a different instance.",
+            run_dir=str(run_dir),
+        ) from None
+    except OSError as exc:
+        raise RunDirectoryError(
+            f"cannot create ductaflow's lock for {run_dir} ({type(exc).__name__}: {exc}). "
+            "Check that the folder is writable and that no file stands where a folder should be.",
+            run_dir=str(run_dir),
+        ) from None
+
+
+class _HeldLock:
+    """An acquired instance lock; leaving the ``with`` block releases it."""
+
+    def __init__(self, lock: Any, key: str) -> None:
+        self.lock, self.key = lock, key
+
+    def __enter__(self) -> _HeldLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with _HELD_GUARD:
+            self.lock.release()
+            _HELD.discard(self.key)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """True while a process (or a thread of this one) holds the instance's lock."""
+    try:
+        with lock_instance(run_dir):
+            return False
+    except InstanceBusyError:
+        return True
+
+
+def current_status(
+    record: Mapping[str, Any] | None, run_dir: Path, *, lock_held: bool = False
+) -> RunStatus | None:
+    """The instance's state: its record's status, or ``crashed`` for a stale ``running`` record.
+
+    A ``running`` record is stale when nobody holds the instance lock (the
+    process that wrote it is gone). Pass ``lock_held=True`` when the caller
+    holds the lock itself. A status this version does not know is returned
+    as it is written.
+    """
+    if record is None:
+        return None
+    status = record.get("status")
+    if status != RunStatus.RUNNING:
+        return _as_status(status)
+    if lock_held:
+        return RunStatus.CRASHED
+    from filelock import FileLock, Timeout
+
+    path = _lock_path(run_dir)
+    with _HELD_GUARD:
+        if str(path) in _HELD:  # held by a thread of this process: probing the file could release it
+            return RunStatus.RUNNING
+        probe = FileLock(path, timeout=0)
+        try:
+            with probe.acquire():
+                return RunStatus.CRASHED
+        except Timeout:
+            return RunStatus.RUNNING
+
+
+def _as_status(value: Any) -> Any:
+    try:
+        return RunStatus(value)
+    except ValueError:
+        return str(value)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Raise :class:`RunDirectoryError` when ``run_dir`` cannot hold a ductaflow run; writes nothing."""
+    for parent in run_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirectoryError(f"{parent} is a file, so {run_dir} cannot be created. "
+                                        "Pick another output directory.", run_dir=str(run_dir))  # fmt: skip
+            break
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise RunDirectoryError(
+            f"{run_dir} exists and is not a directory. Remove it or pick another name.", run_dir=str(run_dir)
+        )
+    if read_record(run_dir) is None and any(run_dir.iterdir()):
+        raise RunDirectoryError(
+            f"{run_dir} already holds files that ductaflow did not write (no ductaflow {RECORD_NAME}). "
+            "ductaflow will not mix its output with them or delete them: choose another output directory "
+            "or move those files away.",
+            run_dir=str(run_dir),
+        )
+
+
+def open_attempt(run_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> None:
+    """Give ``run_dir`` a fresh directory holding only ``config.json`` and ``run.json``.
+
+    A previous successful attempt is moved to :func:`previous_attempt_dir`; the
+    remains of an unsuccessful one are removed; a directory holding files that
+    ductaflow did not write is refused. The new directory is assembled under
+    a temporary name and renamed into place, so it never exists without its
+    record. Call with the instance lock held.
+    """
+    _set_aside(run_dir)
+    staging = state_file(run_dir, f"new-{run_dir.name}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_json_atomic(staging / CONFIG_NAME, config, durable=True)
+    write_record(staging, record)
+    rename(staging, run_dir)
+
+
+def close_attempt(run_dir: Path, record: dict[str, Any], status: RunStatus, started: float) -> None:
+    """Fold recorded metrics, write the final record; after a success, drop the kept previous attempt."""
+    with contextlib.suppress(OSError):  # the flow's process may have died before folding its journal
+        fold_metrics(run_dir, final=True)
+    record["status"] = status.value
+    record["ended_at"] = now_iso()
+    record["duration_s"] = round(time.monotonic() - started, 3)
+    write_record(run_dir, record)
+    if status is RunStatus.SUCCESS:
+        shutil.rmtree(previous_attempt_dir(run_dir), ignore_errors=True)
+
+
+def _set_aside(run_dir: Path) -> None:
+    check_run_dir(run_dir)  # again, under the lock
+    if not run_dir.exists():
+        return
+    old = read_record(run_dir)
+    if old is not None and old.get("status") == RunStatus.SUCCESS:
+        previous = previous_attempt_dir(run_dir)
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.parent.mkdir(parents=True, exist_ok=True)
+        rename(run_dir, previous)
+    else:  # an empty directory or the evidence of an unsuccessful attempt
+        shutil.rmtree(run_dir)
+
+
+def find_instances(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Instance directories under each path: itself, a step folder's children, or a runs folder's.
+
+    Raises :class:`ConfigError` for a path that is not a directory.
+    """
+    found: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            raise ConfigError(f"{str(path)!r} is not a directory. Give a runs folder, a step folder "
+                              "(runs/<step>) or an instance directory (runs/<step>/<instance>).",
+                              path=str(path))  # fmt: skip
+        if (path / RECORD_NAME).exists():
+            found.append(path)
+        elif _is_step_folder(path):
+            found += _children(path)
+        else:
+            for step in _children(path):
+                found += _children(step)
+    return list(dict.fromkeys(p.absolute() for p in found))
+
+
+def _is_step_folder(path: Path) -> bool:
+    return (path / STATE_DIR).is_dir() or any((child / RECORD_NAME).exists() for child in _children(path))
+
+
+def _children(path: Path) -> list[Path]:
+    """Sub-directories not starting with a dot, by name (``os.scandir``: no stat per entry)."""
+    with os.scandir(path) as entries:
+        names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    return [path / name for name in names]

@@ -1,0 +1,258 @@
+"""Sources: where instances come from. Control tables, grids and config files become named configs.
+
+Columns of a table (a DataFrame, a list of dicts, or a table file read by
+:func:`ductaflow.table.read_table`) become config keys; a dotted column
+(``processing.param1``) becomes a nested dict; the base config lies under
+every row. Instance names come from a name column, or are derived from the
+columns whose values vary across rows (``param1=100,mode=A``). A grid
+multiplies every row by every combination of its values.
+
+A sweep records where its configs came from (``config_source`` in
+``run.json``) so that :func:`rebuild_configs` can build them again from
+today's files and tell whether they changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    JSONValue,
+    apply_overrides,
+    canonical_json,
+    flatten,
+    is_missing,
+    load_config,
+    normalise_config,
+)
+from .exceptions import ConfigError
+from .names import check_name
+from .table import read_table
+
+_MAX_DERIVED = 80
+_UNSAFE_CHARS = re.compile(r'[\\/:*?"<>|\s\x00-\x1f\x7f]+')
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp", "Zs"}  # control, format (zero-width...), separators
+
+
+def instances_from_table(
+    table: Any, *, name_column: str = "instance_name", base_config: Mapping[str, Any] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Return ``(instance name, normalised config)`` for each row of ``table``.
+
+    Raises :class:`ConfigError` or :class:`UnsafeNameError` naming the row for
+    bad values, conflicting dotted columns, missing, unsafe or duplicate names.
+    """
+    rows = table_rows(table)
+    base = normalise_config(base_config)
+    given = [row.pop(name_column, None) for row in rows]
+    configs = [_merge(base, _nest(row, index)) for index, row in enumerate(rows)]
+    if any(name is not None for name in given):
+        names = [_given_name(name, index, name_column) for index, name in enumerate(given)]
+    else:
+        names = _derived_names([normalise_config(row) for row in rows])
+    _check_unique(names)
+    return list(zip(names, configs, strict=True))
+
+
+def table_rows(table: Any) -> list[dict[str, Any]]:
+    """The rows of a DataFrame or list of dicts as dicts; an empty DataFrame cell is left out."""
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame
+        # an empty cell means "not given": base_config or the flow's default applies
+        return [{k: v for k, v in row.items() if not is_missing(v)} for row in table.to_dict("records")]
+    if isinstance(table, Sequence) and not isinstance(table, (str, bytes)):
+        rows = []
+        for index, row in enumerate(table):
+            if not isinstance(row, Mapping):
+                kind = type(row).__name__
+                raise ConfigError(f"row {index} of the table is a {kind}, not a dict.", key=index)
+            rows.append(dict(row))
+        return rows
+    raise ConfigError(
+        f"the table must be a pandas DataFrame or a list of dicts, got {type(table).__name__}.", key=None
+    )
+
+
+def _nest(row: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """Turn dotted keys into nested dicts, refusing a key that is both a value and a section."""
+    nested: dict[str, Any] = {}
+    for key, value in row.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"column {key!r} is not a string; name the table's columns with text.", key=key)
+        node = nested
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise _conflict(index, ".".join(parts[: depth + 1]), key)
+        if parts[-1] in node and isinstance(node[parts[-1]], dict):
+            raise _conflict(index, key, key)
+        node[parts[-1]] = value
+    return normalise_config(nested)
+
+
+def _conflict(index: int, section: str, key: str) -> ConfigError:
+    return ConfigError(
+        f"row {index}: column {key!r} conflicts with {section!r}, which is both a value and a section. "
+        "Rename one of the columns.",
+        key=key,
+    )
+
+
+def _merge(base: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in row.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _given_name(name: Any, index: int, column: str) -> str:
+    if name is None or (isinstance(name, float) and name != name):
+        raise ConfigError(f"row {index} has no value in the {column!r} column; name every row.", key=column)
+    text = str(name) if not isinstance(name, str) else name
+    return check_name(text, f"instance name in row {index}")
+
+
+def _derived_names(rows: list[dict[str, Any]]) -> list[str]:
+    flat = [dict(flatten(row)) for row in rows]
+    columns = list(dict.fromkeys(k for row in flat for k in row))
+    varying = [c for c in columns if len({canonical_json({"v": row.get(c)}) for row in flat}) > 1]
+    shown = varying or (columns if len(rows) == 1 else [])
+    return [
+        check_name(instance_label({c: row.get(c) for c in shown}), "derived instance name") for row in flat
+    ]
+
+
+def instance_label(values: Mapping[str, Any]) -> str:
+    """A safe instance name from values: ``param1=100,mode=A`` (long ones cut, with a hash suffix)."""
+    if not values:
+        return "default"
+    text = ",".join(f"{key}={_text(value)}" for key, value in values.items())
+    visible = "".join("_" if unicodedata.category(ch) in _INVISIBLE else ch for ch in text)
+    safe = _UNSAFE_CHARS.sub("_", visible).lstrip(".").rstrip(" .") or "default"
+    if len(safe) <= _MAX_DERIVED:
+        return safe
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{safe[: _MAX_DERIVED - 11].rstrip(' .')}-{digest}"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _check_unique(names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    duplicates = []
+    for index, name in enumerate(names):
+        key = name.casefold()  # 'A' and 'a' are one folder on macOS and Windows
+        if key in seen:
+            duplicates.append(f"{name!r} (rows {seen[key]} and {index})")
+        seen.setdefault(key, index)
+    if duplicates:
+        raise ConfigError(
+            f"duplicate instance names: {', '.join(duplicates[:5])}. Each row must name a different "
+            "instance (names that differ only in case count as the same): give distinct names in the "
+            "name column, or make the rows differ.",
+            key=None,
+        )
+
+
+def rebuild_configs(source: Mapping[str, Any], root: Path) -> dict[str, dict[str, JSONValue]]:
+    """Instance name -> the config it would get today from a recorded ``config_source``.
+
+    Raises :class:`ConfigError` when a file it came from is gone or broken.
+    """
+    base, rows = source_rows(source, root)
+    name_column = source.get("name_column") or "instance_name"
+    return dict(instances_from_table(rows, name_column=name_column, base_config=base))
+
+
+def source_rows(
+    source: Mapping[str, Any], root: Path, table: Any = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The base config and the table rows (times the grid) a ``config_source`` describes.
+
+    ``source`` holds ``config_file``, ``overrides``, ``table`` (a file, read
+    now), ``grid``, ``instance_name`` and ``name_column``, paths relative to
+    ``root``; ``table`` gives the rows of an in-memory table instead.
+    """
+    config_file = source.get("config_file")
+    base = load_config(_absolute(config_file, root), source.get("overrides") or ())
+    name_column = source.get("name_column") or "instance_name"
+    grid = source.get("grid") or {}
+    if source.get("table"):
+        table = read_table(_absolute(source["table"], root))
+    if table is None:
+        rows: list[dict[str, Any]] = [{}] if grid else [{name_column: _single_name(source, base)}]
+    else:
+        rows = table_rows(table)
+        if name_column != "instance_name" and not any(name_column in row for row in rows):
+            columns = ", ".join(dict.fromkeys(k for row in rows for k in row))
+            raise ConfigError(f"the name column {name_column!r} is not a column of the table "
+                              f"(columns: {columns}).", key=name_column)  # fmt: skip
+    if grid and config_file is not None:
+        _check_grid_keys(grid, base, config_file)
+    return base, _times_grid(rows, grid, name_column)
+
+
+def _single_name(source: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    """The one instance's name: as given, else the config's instance_name, else the config file's stem."""
+    config_file = source.get("config_file")
+    if source.get("instance_name") is not None:
+        return check_name(str(source["instance_name"]), "instance name (--instance)")
+    if base.get("instance_name"):
+        return check_name(str(base["instance_name"]), f"instance_name in {config_file}")
+    if config_file:
+        return check_name(Path(config_file).stem, f"instance name taken from the config file {config_file} "
+                          "(name the instance with --instance)")  # fmt: skip
+    return "default"
+
+
+def _check_grid_keys(grid: Mapping[str, Sequence[Any]], base: dict[str, Any], config_file: str) -> None:
+    """A grid key must exist in the config file, as an override's must: a typo is an error."""
+    for key, values in grid.items():
+        try:
+            apply_overrides(base, [(key, values[0] if values else None)])
+        except ConfigError as exc:
+            message = str(exc).replace("override key", "grid key", 1)
+            raise ConfigError(message.replace("does not exist in the config", f"is not in {config_file}", 1),
+                              key=key) from None  # fmt: skip
+
+
+def _times_grid(rows: list[dict[str, Any]], grid: Mapping[str, Sequence[Any]],
+                name_column: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Every row times every grid combination; a named row's name gets the combination appended."""
+    if not grid:
+        return rows
+    for key, values in grid.items():
+        if not isinstance(values, Sequence) or isinstance(values, str) or not values:
+            raise ConfigError(f"grid key {key!r} needs a non-empty list of values, got {values!r}.", key=key)
+        seen = [canonical_json({"v": v}) for v in normalise_config({key: list(values)})[key]]
+        if len(set(seen)) < len(seen):
+            raise ConfigError(f"grid key {key!r} lists a value twice ({values!r}); list each value once.",
+                              key=key)  # fmt: skip
+    combos = [
+        normalise_config(dict(zip(grid, values, strict=True))) for values in itertools.product(*grid.values())
+    ]
+    out = []
+    for row in rows:
+        for combo in combos:
+            merged = {**row, **combo}
+            if name_column in row:
+                merged[name_column] = f"{row[name_column]},{instance_label(combo)}"
+            out.append(merged)
+    return out
+
+
+def _absolute(path: str | None, root: Path) -> Path | None:
+    return None if path is None else root / path
