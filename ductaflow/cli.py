@@ -3,13 +3,16 @@
 Exit codes: 0 every instance succeeded or was up to date; 1 an instance
 failed; 2 a usage or input error (a message names the file or argument and
 the fix; ``--debug`` adds the traceback); 130 interrupted (Ctrl-C, SIGTERM).
+The group maps what a command returns or raises to these codes and messages
+itself, so ``click.testing.CliRunner().invoke(cli, args)`` gives what the
+real command gives; only :func:`main`, a process of its own, handles SIGTERM.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
-import os
 import signal
 import sys
 import traceback
@@ -21,39 +24,29 @@ import click
 
 import ductaflow
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_DEBUG = "ductaflow.debug"  # ctx.meta key: --debug was given
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the command line and exit with its code (the ``ductaflow`` console script)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    sys.exit(run_cli(args))
+    """Run the command line and exit with its code (the ``ductaflow`` console script).
 
-
-def run_cli(args: list[str]) -> int:
-    """Run the command line with ``args`` in this process; return the exit code."""
-    if hasattr(signal, "SIGTERM") and _in_main_thread():  # a scheduler cancelling the job: stop like Ctrl-C
+    The process is the command's own, so SIGTERM (a scheduler cancelling the
+    job) is made to stop it like Ctrl-C.
+    """
+    if hasattr(signal, "SIGTERM") and _in_main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+    sys.exit(run_cli(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run_cli(args: Sequence[str]) -> int:
+    """Run the command line with ``args`` in this process; return the exit code."""
     try:
-        code = cli.main(args, prog_name="ductaflow", standalone_mode=False)
-    except click.exceptions.Abort:
-        return _interrupted()
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
-    except ductaflow.DuctaflowError as exc:
-        _error(exc, "--debug" in args)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return _interrupted()
-    except BrokenPipeError:  # `ductaflow status | head`: the reader left, nothing more to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
-    except OSError as exc:  # a folder that cannot be read or written, a full disk: say which
-        _error(exc, "--debug" in args)
-        return EXIT_USAGE
-    return code if isinstance(code, int) else EXIT_OK
+        cli.main(list(args), prog_name="ductaflow")
+    except SystemExit as exit_:
+        return EXIT_OK if exit_.code is None else exit_.code if isinstance(exit_.code, int) else EXIT_FAILED
+    return EXIT_OK
 
 
 def _in_main_thread() -> bool:
@@ -64,6 +57,32 @@ def _in_main_thread() -> bool:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+class _Ductaflow(click.Group):
+    """The command group: turns a command's return value or exception into its exit code and message."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_DEBUG] = "--debug" in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            code = super().invoke(ctx)
+        except click.exceptions.Abort:
+            raise click.exceptions.Exit(_interrupted()) from None
+        except (KeyboardInterrupt, EOFError):  # as click's own main: a blank line ends the terminal's ^C
+            click.echo(err=True)
+            raise click.exceptions.Exit(_interrupted()) from None
+        except ductaflow.DuctaflowError as exc:
+            _error(exc, ctx.meta.get(_DEBUG, False))
+            raise click.exceptions.Exit(EXIT_USAGE) from None
+        except OSError as exc:  # a folder that cannot be read or written, a full disk: say which
+            if exc.errno == errno.EPIPE:  # `ductaflow status | head`: click's main exits 1 quietly
+                raise
+            _error(exc, ctx.meta.get(_DEBUG, False))
+            raise click.exceptions.Exit(EXIT_USAGE) from None
+        raise click.exceptions.Exit(code if isinstance(code, int) else EXIT_OK)
 
 
 def _interrupted() -> int:
@@ -84,7 +103,7 @@ def _debug_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return option(function)
 
 
-@click.group(context_settings=_CONTEXT)
+@click.group(name="ductaflow", cls=_Ductaflow, context_settings=_CONTEXT)
 @click.version_option(ductaflow.__version__, "-V", "--version", prog_name="ductaflow")
 def cli() -> None:
     """Run notebook-style flows as recorded instances in runs/<step>/<instance>/.
@@ -215,21 +234,22 @@ def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: s
 
 
 def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
+    Status = ductaflow.RunStatus
     dry_run = options.pop("dry_run")
     export_html = not options.pop("no_html")
     frame = ductaflow.sweep(flow, **options, **kwargs, export_html=export_html, dry_run=dry_run,
                             progress=not dry_run)  # fmt: skip
     if dry_run:
-        rows = [{"instance": r.instance, "action": "run" if r.status == "pending" else "skip",
+        rows = [{"instance": r.instance, "action": "run" if r.status == Status.PENDING else "skip",
                  "reason": r.reason, "run_dir": _shown(r.run_dir)} for r in frame.itertuples()]  # fmt: skip
         _print_table(rows, f"{_count(len(rows))}, {sum(r['action'] == 'run' for r in rows)} would run")
         return EXIT_OK
     for row in frame.itertuples():
-        if row.status in ("success", "failed"):
+        if row.status in (Status.SUCCESS, Status.FAILED):
             click.echo(f"{row.status}: {_shown(row.run_dir)}")
-    if (frame.status == "interrupted").any():
+    if (frame.status == Status.INTERRUPTED).any():
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if (frame.status == "failed").any() else EXIT_OK
+    return EXIT_FAILED if (frame.status == Status.FAILED).any() else EXIT_OK
 
 
 def _parse_grids(grids: Sequence[str]) -> dict[str, list[Any]]:
@@ -333,7 +353,7 @@ def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, runs_dir: Pat
 
 
 def _status_row(r: dict[str, Any]) -> dict[str, str]:
-    failure = f" ({r['error']})" if r["error"] and r["status"] != "success" else ""
+    failure = f" ({r['error']})" if r["error"] and r["status"] != ductaflow.RunStatus.SUCCESS else ""
     outdated = {True: "yes", False: "no"}.get(r["outdated"], "?")
     return {"step": r["step"], "instance": r["instance"], "status": r["status"],
             "started": _when(r["started_at"]), "took": _took(r["duration_s"]), "outdated": outdated,
@@ -370,7 +390,7 @@ def why(run_dir: Path, as_json: bool) -> int:
         return EXIT_OK
     click.echo(f"{_shown(check.run_dir)}: {check.status}, started {_when(check.started_at)}, "
                f"took {_took(check.duration_s)}")  # fmt: skip
-    if check.error and check.status != "success":
+    if check.error and check.status != ductaflow.RunStatus.SUCCESS:
         click.echo(f"last error: {check.error}")
     if check.outdated is None:
         click.echo(f"cannot tell: {check.reason}")
@@ -477,12 +497,13 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
 
 
 def _styled(column: str, value: str) -> str:
+    Status = ductaflow.RunStatus
     colours = {
-        "success": "green",
-        "failed": "red",
-        "crashed": "red",
-        "interrupted": "yellow",
-        "yes": "yellow",
+        Status.SUCCESS: "green",
+        Status.FAILED: "red",
+        Status.CRASHED: "red",
+        Status.INTERRUPTED: "yellow",
+        "yes": "yellow",  # outdated
     }
     colour = colours.get(value) if column in ("status", "outdated", "action") else None
     return f"[{colour}]{value}[/{colour}]" if colour else value.replace("[", r"\[")

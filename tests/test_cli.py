@@ -1,4 +1,13 @@
-"""The ductaflow command, always through a real subprocess: exit codes, output, files written."""
+"""The ductaflow command: exit codes, output, files written.
+
+Most tests drive the command in this process through click's CliRunner, in
+the current directory (the ``project`` fixture's): the command group itself
+maps results and errors to exit codes and messages, so this gives what the
+real command gives. Real processes are kept where a process is under test:
+the installed console script, ``python -m ductaflow run`` end to end, a
+failing run's exit code, a terminal (pty), Ctrl-C and SIGTERM, and the
+scaffolded project's ``python conductor.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +21,26 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from conftest import listing, record, run_in_terminal
+
+import ductaflow.cli
 
 COMMANDS = ["run", "sweep", "status", "why", "open", "new", "report"]
 
 
-def cli(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """``python -m ductaflow ARGS`` in ``cwd`` with piped output."""
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``ductaflow ARGS`` in this process and the current directory, output captured as from a pipe.
+
+    An exception the command does not handle is raised here, where the real
+    command would print its traceback and exit 1.
+    """
+    done = CliRunner().invoke(ductaflow.cli.cli, args, catch_exceptions=False)
+    return subprocess.CompletedProcess(["ductaflow", *args], done.exit_code, done.stdout, done.stderr)
+
+
+def process(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``python -m ductaflow ARGS`` as a real process in ``cwd`` with piped output."""
     return subprocess.run([sys.executable, "-m", "ductaflow", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
 
@@ -45,11 +67,11 @@ def test_version_and_help_of_every_command_show_a_real_example(project: Path) ->
     """--version prints the version; --help of the group and of every command shows an example."""
     import ductaflow
 
-    version = cli("--version", cwd=project)
+    version = cli("--version")
     assert version.returncode == 0 and ductaflow.__version__ in version.stdout
-    assert "Examples:" in cli("--help", cwd=project).stdout
+    assert "Examples:" in cli("--help").stdout
     for command in COMMANDS:
-        shown = cli(command, "--help", cwd=project)
+        shown = cli(command, "--help")
         assert shown.returncode == 0, shown.stderr
         assert f"ductaflow {command} " in shown.stdout.split("Examples:")[1], command
 
@@ -61,9 +83,17 @@ def test_console_script_is_installed(project: Path) -> None:
     assert done.returncode == 0 and "ductaflow" in done.stdout
 
 
+def test_in_process_the_command_installs_no_signal_handler(proj: Path) -> None:
+    """In this process (CliRunner or run_cli) the command leaves SIGTERM alone: only main() handles it."""
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli("status").returncode == 0
+    assert ductaflow.cli.run_cli(["status", "--json"]) == 0
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_run_executes_once_then_skips_until_forced(proj: Path) -> None:
     """run names the instance after its config file, applies overrides, skips unchanged; --force re-runs."""
-    first = cli(
+    first = process(
         "run", "flow/ok.py", "--config", "config/ok.json", "-o", "n=3", "-o", "model.alpha=0.5", cwd=proj
     )
     assert first.returncode == 0, first.stderr
@@ -73,14 +103,12 @@ def test_run_executes_once_then_skips_until_forced(proj: Path) -> None:
     assert (run_dir / "ok.html").exists() and record(run_dir)["status"] == "success"
     started = record(run_dir)["started_at"]
 
-    again = cli(
-        "run", "flow/ok.py", "--config", "config/ok.json", "-o", "n=3", "-o", "model.alpha=0.5", cwd=proj
-    )
+    again = cli("run", "flow/ok.py", "--config", "config/ok.json", "-o", "n=3", "-o", "model.alpha=0.5")
     assert again.returncode == 0 and "1 skipped" in again.stdout
     assert record(run_dir)["started_at"] == started
 
     forced = cli("run", "flow/ok.py", "--config", "config/ok.json", "-o", "n=3", "-o", "model.alpha=0.5",
-                 "--force", cwd=proj)  # fmt: skip
+                 "--force")  # fmt: skip
     assert forced.returncode == 0 and "(forced)" in forced.stdout
     assert record(run_dir)["started_at"] != started
 
@@ -88,7 +116,7 @@ def test_run_executes_once_then_skips_until_forced(proj: Path) -> None:
 def test_run_options_name_step_runs_dir_and_html(proj: Path) -> None:
     """--instance, --step, --runs-dir and --no-html decide where the run goes and what it writes."""
     done = cli("run", "flow/ok.py", "-o", "n=2", "--instance", "trial", "--step", "checks",
-               "--runs-dir", "out", "--no-html", "--timeout", "60", cwd=proj)  # fmt: skip
+               "--runs-dir", "out", "--no-html", "--timeout", "60")  # fmt: skip
     assert done.returncode == 0, done.stderr
     run_dir = proj / "out" / "checks" / "trial"
     assert seen(run_dir)["config"] == {"n": 2}
@@ -99,7 +127,7 @@ def test_run_options_name_step_runs_dir_and_html(proj: Path) -> None:
 
 def test_run_of_a_failing_flow_exits_1_and_keeps_the_evidence(proj: Path) -> None:
     """A flow that raises: exit code 1, the error on the terminal, the record and report on disk."""
-    done = cli("run", "flow/broken.py", cwd=proj)
+    done = process("run", "flow/broken.py", cwd=proj)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "KeyError" in done.stdout and "failed: runs/broken/default" in done.stdout
     run_dir = proj / "runs" / "broken" / "default"
@@ -157,7 +185,7 @@ def test_user_errors_exit_2_with_one_clear_message_and_write_nothing(proj: Path,
     (proj / "twins.csv").write_text("instance_name,n\ntwin,1\ntwin,2\n")
     (proj / "semi.csv").write_text("instance_name;n\na;1\n")
     (proj / "config" / "con.json").write_text("{}")
-    done = cli(*args, cwd=proj)
+    done = cli(*args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert named in done.stderr
     assert "Traceback" not in done.stderr
@@ -166,7 +194,7 @@ def test_user_errors_exit_2_with_one_clear_message_and_write_nothing(proj: Path,
 
 def test_debug_flag_shows_the_traceback(proj: Path) -> None:
     """--debug adds the traceback to a user error's message, and the exit code stays 2."""
-    done = cli("run", "flow/nope.py", "--debug", cwd=proj)
+    done = cli("run", "flow/nope.py", "--debug")
     assert done.returncode == 2
     assert "Traceback" in done.stderr and "flow/nope.py" in done.stderr
 
@@ -177,7 +205,7 @@ def test_sweep_table_with_dotted_columns_over_a_base_config(proj: Path) -> None:
         proj / "scenarios.csv", index=False
     )
     done = cli("sweep", "flow/ok.py", "--config", "config/ok.json", "--table", "scenarios.csv", "-j", "2",
-               "--report", "-o", "label=swept", cwd=proj)  # fmt: skip
+               "--report", "-o", "label=swept")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert seen(proj / "runs/ok/a")["config"] == {"n": 5, "label": "swept", "model": {"alpha": 0.2}}
     assert '"report": "./ok/b/ok.html"' in (proj / "runs" / "index.html").read_text()  # --report
@@ -186,16 +214,14 @@ def test_sweep_table_with_dotted_columns_over_a_base_config(proj: Path) -> None:
 
 def test_sweep_grid_takes_every_combination(proj: Path) -> None:
     """Two --grid options give their cartesian product; values parse as JSON, names show what varies."""
-    done = cli("sweep", "flow/ok.py", "--grid", "n=1,2", "--grid", "label=x,[1,2]", "--no-html", cwd=proj)
+    done = cli("sweep", "flow/ok.py", "--grid", "n=1,2", "--grid", "label=x,[1,2]", "--no-html")
     assert done.returncode == 0, done.stdout + done.stderr
     names = sorted(p.name for p in (proj / "runs" / "ok").iterdir() if not p.name.startswith("."))
     assert names == sorted(["n=1,label=x", "n=1,label=[1,2]", "n=2,label=x", "n=2,label=[1,2]"])
     assert seen(proj / "runs/ok/n=2,label=[1,2]")["config"] == {"n": 2, "label": [1, 2]}
-    listed = cli("sweep", "flow/ok.py", "--grid", "n=[1,2]", "--grid", "label=x,[1,2]", "--dry-run", cwd=proj)
+    listed = cli("sweep", "flow/ok.py", "--grid", "n=[1,2]", "--grid", "label=x,[1,2]", "--dry-run")
     assert listed.stdout.count(" skip ") == 4
-    quoted = cli(
-        "sweep", "flow/ok.py", "--grid", 'city=Val d\'Or,"Oslo, Norway",Quebec', "--dry-run", cwd=proj
-    )
+    quoted = cli("sweep", "flow/ok.py", "--grid", 'city=Val d\'Or,"Oslo, Norway",Quebec', "--dry-run")
     assert [line.split("  ")[0] for line in quoted.stdout.splitlines()[2:]] == [
         "city=Val_d'Or", "city=Oslo,_Norway", "city=Quebec"]  # fmt: skip
 
@@ -203,7 +229,7 @@ def test_sweep_grid_takes_every_combination(proj: Path) -> None:
 def test_sweep_named_table_times_grid_names_each_combination(proj: Path) -> None:
     """A named table times a grid: each instance is the row's name plus the grid values."""
     (proj / "named.csv").write_text("instance_name,n\nnorth,1\nsouth,2\n")
-    done = cli("sweep", "flow/ok.py", "--table", "named.csv", "--grid", "label=a,b", "--dry-run", cwd=proj)
+    done = cli("sweep", "flow/ok.py", "--table", "named.csv", "--grid", "label=a,b", "--dry-run")
     assert done.returncode == 0, done.stderr
     names = [line.split()[0] for line in done.stdout.splitlines()[2:]]
     assert names == ["north,label=a", "north,label=b", "south,label=a", "south,label=b"]
@@ -213,12 +239,12 @@ def test_sweep_dry_run_against_a_partly_run_table(proj: Path) -> None:
     """--dry-run lists every instance with what would run and why, and runs nothing."""
     table = pd.DataFrame({"instance_name": ["keep", "change"], "n": [1, 2]})
     table.to_csv(proj / "t.csv", index=False)
-    assert cli("sweep", "flow/ok.py", "--table", "t.csv", "--no-html", cwd=proj).returncode == 0
+    assert cli("sweep", "flow/ok.py", "--table", "t.csv", "--no-html").returncode == 0
     before = listing(proj / "runs")
     pd.DataFrame({"instance_name": ["keep", "change", "added"], "n": [1, 3, 4]}).to_csv(
         proj / "t.csv", index=False
     )
-    done = cli("sweep", "flow/ok.py", "--table", "t.csv", "--dry-run", cwd=proj)
+    done = cli("sweep", "flow/ok.py", "--table", "t.csv", "--dry-run")
     assert done.returncode == 0, done.stderr
     lines = {line.split()[0]: line for line in done.stdout.splitlines()[2:]}
     assert " skip " in lines["keep"] and "unchanged" in lines["keep"]
@@ -237,10 +263,10 @@ def test_sweep_reads_json_excel_and_parquet_tables(proj: Path) -> None:
     frame.to_parquet(proj / "t.parquet", index=False)
     frame.to_csv(proj / "t.tsv", sep="\t", index=False)
     for table in ("t.json", "t.tsv", "t.xlsx", "t.parquet"):
-        done = cli("sweep", "flow/ok.py", "--table", table, "--dry-run", cwd=proj)
+        done = cli("sweep", "flow/ok.py", "--table", table, "--dry-run")
         assert done.returncode == 0, done.stderr
         assert [line.split()[0] for line in done.stdout.splitlines()[2:]] == ["x", "y"], table
-    done = cli("sweep", "flow/ok.py", "--table", "t.xlsx", "--no-html", cwd=proj)
+    done = cli("sweep", "flow/ok.py", "--table", "t.xlsx", "--no-html")
     assert done.returncode == 0, done.stderr
     assert seen(proj / "runs/ok/x")["config"] == {"n": 7, "label": "a"}
     assert seen(proj / "runs/ok/y")["config"] == {"n": 8}  # an empty cell is not given
@@ -249,10 +275,10 @@ def test_sweep_reads_json_excel_and_parquet_tables(proj: Path) -> None:
 def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
     """status: a row per instance; a changed flow, config file or table row shows as outdated with why."""
     pd.DataFrame({"instance_name": ["a", "b"], "n": [1, 2]}).to_csv(proj / "t.csv", index=False)
-    assert cli("sweep", "flow/ok.py", "--table", "t.csv", "--no-html", cwd=proj).returncode == 0
-    assert cli("run", "flow/ok.py", "--config", "config/ok.json", "--no-html", cwd=proj).returncode == 0
-    assert cli("run", "flow/broken.py", "--no-html", cwd=proj).returncode == 1
-    fresh = {r["instance"]: r for r in json.loads(cli("status", "--json", cwd=proj).stdout)}
+    assert cli("sweep", "flow/ok.py", "--table", "t.csv", "--no-html").returncode == 0
+    assert cli("run", "flow/ok.py", "--config", "config/ok.json", "--no-html").returncode == 0
+    assert cli("run", "flow/broken.py", "--no-html").returncode == 1
+    fresh = {r["instance"]: r for r in json.loads(cli("status", "--json").stdout)}
     assert {k: (r["status"], r["outdated"]) for k, r in fresh.items()} == {
         "a": ("success", False),
         "b": ("success", False),
@@ -263,7 +289,7 @@ def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
 
     pd.DataFrame({"instance_name": ["a", "b"], "n": [1, 5]}).to_csv(proj / "t.csv", index=False)
     (proj / "config" / "ok.json").write_text(json.dumps({"n": 1, "label": "new", "model": {"alpha": 0.1}}))
-    later = {r["instance"]: r for r in json.loads(cli("status", "--json", "runs/ok", cwd=proj).stdout)}
+    later = {r["instance"]: r for r in json.loads(cli("status", "--json", "runs/ok").stdout)}
     assert later["a"]["outdated"] is False
     assert later["b"]["reason"] == "config changed (n: 2 -> 5)"
     assert later["ok"]["reason"] == "config changed (label: base -> new)"
@@ -272,7 +298,7 @@ def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
     (proj / "t.csv").write_text(
         "instance_name,n\na,1\nb/c,2\n"
     )  # an unsafe name: those rows cannot be rebuilt
-    spoiled = cli("status", "--json", "runs/ok", cwd=proj)
+    spoiled = cli("status", "--json", "runs/ok")
     assert spoiled.returncode == 0, spoiled.stderr
     rows = {r["instance"]: r for r in json.loads(spoiled.stdout)}
     assert rows["a"]["outdated"] is True and "config cannot be rebuilt" in rows["a"]["reason"]
@@ -280,36 +306,36 @@ def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
     pd.DataFrame({"instance_name": ["a", "b"], "n": [1, 5]}).to_csv(proj / "t.csv", index=False)
 
     (proj / "flow" / "ok.py").write_text((proj / "flow" / "ok.py").read_text() + "\n# edited\n")
-    plain = cli("status", cwd=proj)
+    plain = cli("status")
     assert plain.returncode == 0 and "\x1b[" not in plain.stdout
     assert plain.stdout.splitlines()[0] == "4 instances: 3 success, 1 failed"
     row_a = next(line for line in plain.stdout.splitlines() if line.startswith("ok ") and " a " in line)
     assert " yes " in row_a and "flow changed (flow/ok.py)" in row_a
-    only = cli("status", "--outdated", "--json", cwd=proj)
+    only = cli("status", "--outdated", "--json")
     assert len(json.loads(only.stdout)) == 4
 
 
 def test_status_without_runs_says_so(proj: Path) -> None:
     """status where nothing has run yet: a message and exit code 0; --json gives an empty list."""
-    done = cli("status", cwd=proj)
+    done = cli("status")
     assert done.returncode == 0 and "no instances" in done.stdout and "runs" in done.stdout
-    assert json.loads(cli("status", "--json", cwd=proj).stdout) == []
+    assert json.loads(cli("status", "--json").stdout) == []
 
 
 def test_status_shows_a_corrupt_record_as_unknown(proj: Path) -> None:
     """An instance directory whose run.json is corrupt is listed as unknown with a note, not a crash."""
-    assert cli("run", "flow/ok.py", "--instance", "fine", "--no-html", cwd=proj).returncode == 0
+    assert cli("run", "flow/ok.py", "--instance", "fine", "--no-html").returncode == 0
     broken = proj / "runs" / "ok" / "hurt"
     broken.mkdir()
     (broken / "run.json").write_text("{not json")
-    rows = {r["instance"]: r for r in json.loads(cli("status", "--json", cwd=proj).stdout)}
+    rows = {r["instance"]: r for r in json.loads(cli("status", "--json").stdout)}
     assert rows["hurt"]["status"] == "unknown" and rows["hurt"]["outdated"] is None
     assert "unreadable" in rows["hurt"]["reason"] and rows["fine"]["status"] == "success"
 
 
 def test_status_on_a_terminal_draws_a_rich_table(proj: Path) -> None:
     """With a terminal attached, status prints a rich table (box drawing), not plain columns."""
-    assert cli("run", "flow/ok.py", "--instance", "tty", "--no-html", cwd=proj).returncode == 0
+    assert cli("run", "flow/ok.py", "--instance", "tty", "--no-html").returncode == 0
     code, text = run_in_terminal([sys.executable, "-m", "ductaflow", "status"], cwd=proj)
     assert code == 0, text
     assert "━" in text and "tty" in text and "success" in text
@@ -319,18 +345,18 @@ def test_why_explains_each_part_and_compares_with_the_last_success(proj: Path) -
     """why: up to date part by part; then an input change; after a failure, the kept success is compared."""
     (proj / "data.csv").write_text("x\n1\n")
     args = ["run", "flow/ok.py", "--config", "config/ok.json", "--input", "data.csv", "--no-html"]
-    assert cli(*args, cwd=proj).returncode == 0
-    fresh = cli("why", "runs/ok/ok", cwd=proj)
+    assert cli(*args).returncode == 0
+    fresh = cli("why", "runs/ok/ok")
     assert fresh.returncode == 0
     assert "up to date: nothing changed" in fresh.stdout and "data.csv unchanged" in fresh.stdout
     assert "flow/ok.py unchanged" in fresh.stdout
 
     (proj / "data.csv").write_text("x\n2\n")
-    changed = json.loads(cli("why", "runs/ok/ok", "--json", cwd=proj).stdout)
+    changed = json.loads(cli("why", "runs/ok/ok", "--json").stdout)
     assert changed["outdated"] is True and changed["reason"] == "input changed (data.csv)"
 
-    assert cli(*args, "-o", 'n={"a": 1}', cwd=proj).returncode == 1  # n * 2 fails for a dict
-    failed = cli("why", "runs/ok/ok", cwd=proj).stdout
+    assert cli(*args, "-o", 'n={"a": 1}').returncode == 1  # n * 2 fails for a dict
+    failed = cli("why", "runs/ok/ok").stdout
     assert "last error: TypeError" in failed
     assert "outdated, it would run again: last attempt failed; input changed (data.csv)" in failed
     assert "kept in runs/ok/.ductaflow/previous/ok" in failed
@@ -341,14 +367,11 @@ def test_open_writes_a_notebook_that_reproduces_the_run(proj: Path, tmp_path: Pa
     import nbclient
     import nbformat
 
-    assert (
-        cli("run", "flow/ok.py", "-o", "n=4", "-o", "label=dbg", "--instance", "dbg", cwd=proj).returncode
-        == 0
-    )
+    assert cli("run", "flow/ok.py", "-o", "n=4", "-o", "label=dbg", "--instance", "dbg").returncode == 0
     run_dir = proj / "runs" / "ok" / "dbg"
     original = seen(run_dir)
     (run_dir / "seen.json").unlink()
-    done = cli("open", "runs/ok/dbg", cwd=proj)
+    done = cli("open", "runs/ok/dbg")
     assert done.returncode == 0, done.stderr
     notebook = run_dir / "debug_ok.ipynb"
     assert f"code {notebook.relative_to(proj)}" in done.stdout
@@ -364,9 +387,12 @@ def test_open_writes_a_notebook_that_reproduces_the_run(proj: Path, tmp_path: Pa
     assert nb.cells[-1].outputs[0]["data"]["text/plain"] == "8"
 
 
-def test_new_scaffolds_a_project_whose_conductor_runs(tmp_path: Path) -> None:
+def test_new_scaffolds_a_project_whose_conductor_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """new: a project that `python conductor.py` runs at once; a second `new` into it is refused."""
-    made = cli("new", "study", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    made = cli("new", "study")
     assert made.returncode == 0, made.stderr
     study = tmp_path / "study"
     assert "runs/" in (study / ".gitignore").read_text().split()
@@ -375,24 +401,26 @@ def test_new_scaffolds_a_project_whose_conductor_runs(tmp_path: Path) -> None:
     assert conducted.returncode == 0, conducted.stdout + conducted.stderr
     for name in ("calm", "wild", "falling"):
         assert record(study / "runs" / "simulate" / name)["status"] == "success"
-    status = json.loads(cli("status", "--json", cwd=study).stdout)
+    monkeypatch.chdir(study)
+    status = json.loads(cli("status", "--json").stdout)
     assert [r["outdated"] for r in status] == [False, False, False]
     config = json.loads((study / "config" / "simulate.json").read_text())
     (study / "config" / "simulate.json").write_text(json.dumps({**config, "n_steps": 20}))
-    status = json.loads(cli("status", "--json", cwd=study).stdout)
+    status = json.loads(cli("status", "--json").stdout)
     assert {r["reason"] for r in status} == {f"config changed (n_steps: {config['n_steps']} -> 20)"}
 
     command = [sys.executable, "flow/simulate.py", "--config", "config/simulate.json", "--output-dir",
                "runs/simulate/by_hand"]  # fmt: skip
     script = subprocess.run(command, cwd=study, capture_output=True, text=True, timeout=120)
     assert script.returncode == 0, script.stderr
-    why = cli("why", "runs/simulate/by_hand", cwd=study)
+    why = cli("why", "runs/simulate/by_hand")
     assert "flow/simulate.py unchanged" in why.stdout and "cannot tell" in why.stdout
-    assert cli("open", "runs/simulate/by_hand", cwd=study).returncode == 0
+    assert cli("open", "runs/simulate/by_hand").returncode == 0
     debug = json.loads((study / "runs/simulate/by_hand/debug_simulate.ipynb").read_text())
     injected = next(c for c in debug["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
     assert "'n_steps': 20" in "".join(injected["source"])  # the script run's config, from config.json
-    refused = cli("new", "study", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    refused = cli("new", "study")
     assert refused.returncode == 2 and "not an empty folder" in refused.stderr
 
 
