@@ -10,9 +10,10 @@ real command gives; only :func:`main`, a process of its own, handles SIGTERM.
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
 import errno
 import json
+import os
 import signal
 import sys
 import traceback
@@ -24,7 +25,9 @@ import click
 
 import ductaflow
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .console import UNKNOWN, explanation, print_plan, print_status, shown
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _DEBUG = "ductaflow.debug"  # ctx.meta key: --debug was given
 
@@ -78,8 +81,10 @@ class _Ductaflow(click.Group):
             _error(exc, ctx.meta.get(_DEBUG, False))
             raise click.exceptions.Exit(EXIT_USAGE) from None
         except OSError as exc:  # a folder that cannot be read or written, a full disk: say which
-            if exc.errno == errno.EPIPE:  # `ductaflow status | head`: click's main exits 1 quietly
-                raise
+            if exc.errno == errno.EPIPE:  # `ductaflow status | head`: the reader left, nothing more to say
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
             _error(exc, ctx.meta.get(_DEBUG, False))
             raise click.exceptions.Exit(EXIT_USAGE) from None
         raise click.exceptions.Exit(code if isinstance(code, int) else EXIT_OK)
@@ -240,13 +245,11 @@ def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
     frame = ductaflow.sweep(flow, **options, **kwargs, export_html=export_html, dry_run=dry_run,
                             progress=not dry_run)  # fmt: skip
     if dry_run:
-        rows = [{"instance": r.instance, "action": "run" if r.status == Status.PENDING else "skip",
-                 "reason": r.reason, "run_dir": _shown(r.run_dir)} for r in frame.itertuples()]  # fmt: skip
-        _print_table(rows, f"{_count(len(rows))}, {sum(r['action'] == 'run' for r in rows)} would run")
+        print_plan(frame)
         return EXIT_OK
     for row in frame.itertuples():
         if row.status in (Status.SUCCESS, Status.FAILED):
-            click.echo(f"{row.status}: {_shown(row.run_dir)}")
+            click.echo(f"{row.status}: {shown(row.run_dir)}")
     if (frame.status == Status.INTERRUPTED).any():
         return EXIT_INTERRUPTED
     return EXIT_FAILED if (frame.status == Status.FAILED).any() else EXIT_OK
@@ -341,23 +344,8 @@ def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, runs_dir: Pat
     if as_json:
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
         return EXIT_OK
-    rows = [_status_row(r) for r in records]
-    counts = frame.status.value_counts().to_dict()
-    title = (
-        f"{len(rows)} instances: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-        if rows
-        else "no instances"
-    )
-    _print_table(rows, title)
+    print_status(records, frame.status.value_counts().to_dict())
     return EXIT_OK
-
-
-def _status_row(r: dict[str, Any]) -> dict[str, str]:
-    failure = f" ({r['error']})" if r["error"] and r["status"] != ductaflow.RunStatus.SUCCESS else ""
-    outdated = {True: "yes", False: "no"}.get(r["outdated"], "?")
-    return {"step": r["step"], "instance": r["instance"], "status": r["status"],
-            "started": _when(r["started_at"]), "took": _took(r["duration_s"]), "outdated": outdated,
-            "why": r["reason"] + failure}  # fmt: skip
 
 
 @cli.command(context_settings=_CONTEXT)
@@ -379,7 +367,7 @@ def why(run_dir: Path, as_json: bool) -> int:
                                           "directory such as runs/<step>/<instance>.",
                                           run_dir=str(run_dir))  # fmt: skip
     check = ductaflow.check_instance(run_dir)
-    if check.status == "unknown":
+    if check.status == UNKNOWN:
         raise ductaflow.RunDirectoryError(f"{run_dir}: {check.reason}", run_dir=str(run_dir))
     if as_json:
         data = {k: getattr(check, k) for k in ("step", "instance", "status", "started_at", "duration_s",
@@ -388,20 +376,8 @@ def why(run_dir: Path, as_json: bool) -> int:
                     compared_with=str(check.compared_with) if check.compared_with else None)  # fmt: skip
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return EXIT_OK
-    click.echo(f"{_shown(check.run_dir)}: {check.status}, started {_when(check.started_at)}, "
-               f"took {_took(check.duration_s)}")  # fmt: skip
-    if check.error and check.status != ductaflow.RunStatus.SUCCESS:
-        click.echo(f"last error: {check.error}")
-    if check.outdated is None:
-        click.echo(f"cannot tell: {check.reason}")
-    elif check.outdated:
-        click.echo(f"outdated, it would run again: {check.reason}")
-    else:
-        click.echo("up to date: nothing changed since its last successful run")
-    if check.compared_with and check.compared_with != check.run_dir:
-        click.echo(f"compared with the last successful run, kept in {_shown(check.compared_with)}")
-    for part, state in check.details:
-        click.echo(f"  {part:<7} {state}")
+    for line in explanation(check):
+        click.echo(line)
     return EXIT_OK
 
 
@@ -428,7 +404,7 @@ def report(path: Path | None, output: Path | None) -> int:
       ductaflow report runs --output /shared/study/report.html
     """
     written = ductaflow.build_report(path or Path("runs"), output)
-    click.echo(f"wrote {_shown(written)}")
+    click.echo(f"wrote {shown(written)}")
     return EXIT_OK
 
 
@@ -446,7 +422,7 @@ def open_(run_dir: Path) -> int:
     Examples:
       ductaflow open runs/simulate/calm
     """
-    notebook = _shown(ductaflow.debug_notebook(run_dir))
+    notebook = shown(ductaflow.debug_notebook(run_dir))
     click.echo(f"wrote {notebook}\n"
                f"  VS Code: code {notebook}\n"
                f"  Jupyter: jupyter lab {notebook}\n"
@@ -472,64 +448,3 @@ def new(directory: Path) -> int:
     click.echo(f"created {created}/: flow/simulate.py, config/simulate.json, scenarios.csv, conductor.py\n"
                f"next: cd {created} && python conductor.py")  # fmt: skip
     return EXIT_OK
-
-
-def _print_table(rows: list[dict[str, Any]], title: str) -> None:
-    """A rich table on a terminal; aligned plain text when piped."""
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title, title_justify="left")
-        for column in rows[0] if rows else []:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*(_styled(k, str(v)) for k, v in row.items()))
-        Console().print(table)
-        return
-    click.echo(title)
-    if not rows:
-        return
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    for line in [{c: c for c in columns}, *rows]:
-        click.echo("  ".join(str(line[c]).ljust(widths[c]) for c in columns).rstrip())
-
-
-def _styled(column: str, value: str) -> str:
-    Status = ductaflow.RunStatus
-    colours = {
-        Status.SUCCESS: "green",
-        Status.FAILED: "red",
-        Status.CRASHED: "red",
-        Status.INTERRUPTED: "yellow",
-        "yes": "yellow",  # outdated
-    }
-    colour = colours.get(value) if column in ("status", "outdated", "action") else None
-    return f"[{colour}]{value}[/{colour}]" if colour else value.replace("[", r"\[")
-
-
-def _shown(path: Any) -> str:
-    try:
-        return str(Path(path).absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _count(n: int) -> str:
-    return f"{n} instance" if n == 1 else f"{n} instances"
-
-
-def _when(iso: str | None) -> str:
-    if not iso:
-        return "-"
-    try:
-        return dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return iso
-
-
-def _took(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -218,7 +218,7 @@ class _Conductor:
     def plan(self, table: Any, name_column: str, base: Any, inputs: Sequence[Any]) -> list[Task]:
         """Validate every row and decide what runs, writing nothing."""
         hasher = InputHasher(self.options.project_root)
-        kernel = self.options.executor_label
+        kernel = self.options.kernel_label
         step_dir = self.options.runs_dir / self.step
         plans = []
         for name, config in instances_from_table(table, name_column=name_column, base_config=base):

@@ -69,7 +69,7 @@ class RunOptions:
     engine: str = DEFAULT_ENGINE
 
     @property
-    def executor_label(self) -> str:
+    def kernel_label(self) -> str:
         """What executes the flows, as records and fingerprints name it (``ductaflow-python``)."""
         return get_engine(self.engine).label(self.kernel_name)
 
@@ -222,7 +222,7 @@ def prepare_attempt(
         get_engine(options.engine).check(options.kernel_name)
     rundir.check_run_dir(run_dir)
     if fingerprint is None:
-        fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, options.executor_label)
+        fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, options.kernel_label)
     attempt = Attempt(flow, normalised, run_dir, step, instance, options, fingerprint, stop)
     attempt.git = git
     attempt.sweep_id = sweep_id
@@ -292,7 +292,7 @@ class Attempt:
             started_at=now_iso(),
             ended_at=None,
             duration_s=None,
-            kernel=options.executor_label,
+            kernel=options.kernel_label,
             options={"timeout": options.timeout, "export_html": options.export_html},
             fingerprint=self.fingerprint.digest,
             fingerprint_parts=self.fingerprint.parts,
