@@ -198,8 +198,11 @@ def test_log_and_notebook_are_written_while_running(project, flows):
     """While a cell runs, the log and the notebook of the completed cells are already on disk."""
     import threading
 
+    hold = project / "hold"
+    hold.write_text("")
     thread = threading.Thread(
-        target=ductaflow.run_step_flow, args=(flows / "slow.py", "slow", "live", {"sleep": 6})
+        target=ductaflow.run_step_flow,
+        args=(flows / "slow.py", "slow", "live", {"sleep": 0, "hold": str(hold)}),
     )
     thread.start()
     run_dir = project / "runs" / "slow" / "live"
@@ -211,11 +214,14 @@ def test_log_and_notebook_are_written_while_running(project, flows):
         outputs = [c.get("outputs", []) for c in json.loads(notebook.read_text())["cells"]]
         return "first cell done" in json.dumps(outputs)
 
-    _wait_for(first_cell_saved)
-    partial = nbformat.read(run_dir / "slow.ipynb", as_version=4)
-    running_record = record(run_dir)
-    log_while_running = (run_dir / "log.txt").read_text()
-    thread.join()
+    try:
+        _wait_for(first_cell_saved)
+        partial = nbformat.read(run_dir / "slow.ipynb", as_version=4)
+        running_record = record(run_dir)
+        log_while_running = (run_dir / "log.txt").read_text()
+    finally:
+        hold.unlink()  # the held cell may finish now
+        thread.join()
     assert running_record["status"] == "running"
     assert "first cell done" in log_while_running
     assert partial.cells[-1].get("outputs") == []  # the sleeping cell had not finished
@@ -335,10 +341,12 @@ def test_two_instances_in_one_process_at_once(project, flows):
 
 def test_same_instance_in_another_process_is_refused(project, flows):
     """While another process executes an instance, running it here is refused and changes nothing."""
+    hold = project / "hold"
+    hold.write_text("")
+    config = {"sleep": 0, "hold": str(hold)}  # it runs until the test removes the hold file
     code = (
         "import ductaflow, sys; "
-        f"ductaflow.run_step_flow({str(flows / 'slow.py')!r}, 'slow', 'busy', {{'sleep': 8}}, "
-        "export_html=False)"
+        f"ductaflow.run_step_flow({str(flows / 'slow.py')!r}, 'slow', 'busy', {config!r}, export_html=False)"
     )
     other = subprocess.Popen([sys.executable, "-c", code], cwd=project)
     try:
@@ -350,6 +358,7 @@ def test_same_instance_in_another_process_is_refused(project, flows):
             ductaflow.run_step_flow(flows / "ok.py", "slow", "busy", {})
         assert record(run_dir)["status"] == "running"
     finally:
+        hold.unlink()  # the other process may finish now
         assert other.wait(timeout=120) == 0
     assert record(run_dir)["status"] == "success"
     assert (run_dir / "slept.txt").exists()
