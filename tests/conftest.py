@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,18 +65,52 @@ def listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
-def interrupt_after(code: str, cwd: Path, delay: float) -> tuple[str, str]:
-    """Run ``code`` in a fresh interpreter, send it SIGINT after ``delay`` seconds; return stdout, stderr."""
+def interrupt_when(
+    code: str, cwd: Path, moment: Callable[[str, str], bool], timeout: float = 120
+) -> tuple[str, str]:
+    """Run ``code`` in a fresh interpreter and send it SIGINT at ``moment``; return its stdout, stderr.
+
+    ``moment(stdout, stderr)`` is asked every 10 ms with the child's output so
+    far (it may also look at files) until it holds; the child must not end
+    before. A child that has ended by then gets no signal.
+    """
     import signal
     import subprocess
+    import threading
     import time
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    return proc.communicate(timeout=60)
+    out: list[str] = []
+    err: list[str] = []
+
+    def read(stream: Any, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    with subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        readers = [
+            threading.Thread(target=read, args=pair) for pair in ((proc.stdout, out), (proc.stderr, err))
+        ]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + timeout
+        try:
+            while not moment("".join(out), "".join(err)):
+                if proc.poll() is not None:  # ended: take all it wrote, then ask once more
+                    for reader in readers:
+                        reader.join()
+                    assert moment("".join(out), "".join(err)), f"the child ended first: {out=}, {err=}"
+                    break
+                assert time.monotonic() < deadline, f"the moment did not come in {timeout} s: {out=}, {err=}"
+                time.sleep(0.01)
+        except BaseException:
+            proc.kill()  # a no-op once the child has ended
+            raise
+        proc.send_signal(signal.SIGINT)  # a no-op once the child has ended
+        proc.wait(timeout=60)
+        for reader in readers:
+            reader.join(timeout=60)
+    return "".join(out), "".join(err)
 
 
 def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str]:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import (
     conductor_script,
-    interrupt_after,
+    interrupt_when,
     listing,
     record,
     result_rows,
@@ -314,12 +314,34 @@ def test_directory_and_glob_inputs(project, tally_flow):
         run(tally_flow, [{"instance_name": "i"}], project, inputs=["data/*.parquet"])
 
 
-@pytest.mark.parametrize("delay", [1.3, 1.9, 2.5, 3.1])
-def test_ctrl_c_at_any_moment_returns_a_result(project, tally_flow, delay):
+def _statuses_on_disk(project: Path) -> list[str]:
+    """The status in each instance record under runs/tally ('?' for one being replaced)."""
+    found = []
+    for path in (project / "runs" / "tally").glob("[!.]*/run.json"):
+        try:
+            found.append(record(path.parent)["status"])
+        except (OSError, ValueError, KeyError):
+            found.append("?")
+    return found
+
+
+CONDUCTOR_MOMENTS = {  # of 12 instances, 4 at a time, the last held until the Ctrl-C
+    "first record says running": lambda project: "running" in _statuses_on_disk(project),
+    "first flow started": lambda project: len(tally(project)) >= 1,
+    "some finished, others running": lambda project: {"success", "running"} <= {*_statuses_on_disk(project)},
+    "all but the last finished": lambda project: _statuses_on_disk(project).count("success") >= 11,
+}
+
+
+@pytest.mark.parametrize("moment", CONDUCTOR_MOMENTS, ids=CONDUCTOR_MOMENTS)
+def test_ctrl_c_at_any_moment_returns_a_result(project, tally_flow, moment):
     """Ctrl-C at any moment of a busy conductor returns its result frame with a summary, no traceback."""
-    rows = [{"instance_name": f"i{i}"} for i in range(12)]
+    (project / "hold").write_text("")
+    rows = [{"instance_name": f"i{i}"} for i in range(11)] + [
+        {"instance_name": "i11", "hold": str(project / "hold")}
+    ]
     script = conductor_script(project, tally_flow, rows, jobs=4)
-    out, err = interrupt_after(script, project, delay)
+    out, err = interrupt_when(script, project, lambda out, err: CONDUCTOR_MOMENTS[moment](project))
     assert "Traceback" not in err, err
     statuses = {r["status"] for r in result_rows(out)}
     assert statuses <= {"success", "interrupted"}

@@ -13,7 +13,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import interrupt_after, listing, record
+from conftest import interrupt_when, listing, record
 
 import ductaflow
 from ductaflow import FlowExecutionError, RunStatus
@@ -198,8 +198,11 @@ def test_log_and_notebook_are_written_while_running(project, flows):
     """While a cell runs, the log and the notebook of the completed cells are already on disk."""
     import threading
 
+    hold = project / "hold"
+    hold.write_text("")
     thread = threading.Thread(
-        target=ductaflow.run_step_flow, args=(flows / "slow.py", "slow", "live", {"sleep": 6})
+        target=ductaflow.run_step_flow,
+        args=(flows / "slow.py", "slow", "live", {"sleep": 0, "hold": str(hold)}),
     )
     thread.start()
     run_dir = project / "runs" / "slow" / "live"
@@ -211,11 +214,14 @@ def test_log_and_notebook_are_written_while_running(project, flows):
         outputs = [c.get("outputs", []) for c in json.loads(notebook.read_text())["cells"]]
         return "first cell done" in json.dumps(outputs)
 
-    _wait_for(first_cell_saved)
-    partial = nbformat.read(run_dir / "slow.ipynb", as_version=4)
-    running_record = record(run_dir)
-    log_while_running = (run_dir / "log.txt").read_text()
-    thread.join()
+    try:
+        _wait_for(first_cell_saved)
+        partial = nbformat.read(run_dir / "slow.ipynb", as_version=4)
+        running_record = record(run_dir)
+        log_while_running = (run_dir / "log.txt").read_text()
+    finally:
+        hold.unlink()  # the held cell may finish now
+        thread.join()
     assert running_record["status"] == "running"
     assert "first cell done" in log_while_running
     assert partial.cells[-1].get("outputs") == []  # the sleeping cell had not finished
@@ -335,10 +341,12 @@ def test_two_instances_in_one_process_at_once(project, flows):
 
 def test_same_instance_in_another_process_is_refused(project, flows):
     """While another process executes an instance, running it here is refused and changes nothing."""
+    hold = project / "hold"
+    hold.write_text("")
+    config = {"sleep": 0, "hold": str(hold)}  # it runs until the test removes the hold file
     code = (
         "import ductaflow, sys; "
-        f"ductaflow.run_step_flow({str(flows / 'slow.py')!r}, 'slow', 'busy', {{'sleep': 8}}, "
-        "export_html=False)"
+        f"ductaflow.run_step_flow({str(flows / 'slow.py')!r}, 'slow', 'busy', {config!r}, export_html=False)"
     )
     other = subprocess.Popen([sys.executable, "-c", code], cwd=project)
     try:
@@ -350,6 +358,7 @@ def test_same_instance_in_another_process_is_refused(project, flows):
             ductaflow.run_step_flow(flows / "ok.py", "slow", "busy", {})
         assert record(run_dir)["status"] == "running"
     finally:
+        hold.unlink()  # the other process may finish now
         assert other.wait(timeout=120) == 0
     assert record(run_dir)["status"] == "success"
     assert (run_dir / "slept.txt").exists()
@@ -488,19 +497,69 @@ def test_foreign_run_json_is_not_taken_for_a_record(project, flows):
     assert sorted(os.listdir(target)) == ["predictions.csv", "run.json"]
 
 
-@pytest.mark.parametrize("delay", [0.8, 1.1, 1.4, 1.7, 2.0])
-def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, delay):
+def _status_on_disk(run_dir: Path) -> str | None:
+    """The status in ``run_dir``'s record, or None while there is none."""
+    try:
+        return record(run_dir)["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _executed_cells(notebook: Path) -> int:
+    """How many code cells of the notebook on disk have been executed (0 while there is none)."""
+    try:
+        cells = json.loads(notebook.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(c["cell_type"] == "code" and c.get("execution_count") is not None for c in cells)
+
+
+def _log_holds(run_dir: Path, text: str) -> bool:
+    log = run_dir / "log.txt"
+    return log.exists() and text in log.read_text()
+
+
+RUN_MOMENTS = {  # from before ductaflow is called to after the run has recorded success
+    "calling ductaflow": lambda run_dir, err: "calling ductaflow" in err,
+    "record says running": lambda run_dir, err: _status_on_disk(run_dir) == "running",
+    "kernel starting": lambda run_dir, err: (run_dir / "log.txt").exists(),
+    "log holds the flow's output": lambda run_dir, err: _log_holds(run_dir, "stdout line"),
+    "notebook has every cell executed": lambda run_dir, err: _executed_cells(run_dir / "ok.ipynb") == 4,
+    "report written": lambda run_dir, err: (run_dir / "ok.html").exists(),
+    "record says success": lambda run_dir, err: _status_on_disk(run_dir) == "success",
+}
+KERNEL_START = {"record says running", "kernel starting"}  # moments a fixed delay of 0.8 s or more missed
+
+
+def _known_kernel_start_failure(err: str, run_dir: Path) -> str | None:
+    """What is known to go wrong today when Ctrl-C comes as the kernel starts, if that is what happened."""
+    if _status_on_disk(run_dir) == "running":
+        return ("a Ctrl-C between writing the 'running' record and starting the kernel (_warm_html, "
+                "with_config) leaves the record 'running'")  # fmt: skip
+    if "BaseEventLoop.__del__" in err:
+        return "a Ctrl-C as the kernel client creates its event loop prints asyncio's ignored exception"
+    return None
+
+
+@pytest.mark.parametrize("moment", RUN_MOMENTS, ids=RUN_MOMENTS)
+def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, moment):
     """Ctrl-C at any point of a short run: a recorded outcome and a KeyboardInterrupt, never a stray error."""
 
     code = (
+        "import sys\n"
         "import ductaflow\n"
         "try:\n"
+        "    print('calling ductaflow', file=sys.stderr, flush=True)\n"
         f"    ductaflow.run_step_flow({str(flows / 'ok.py')!r}, 'ok', 'c', {{}})\n"
         "    print('RETURNED')\n"
         "except KeyboardInterrupt:\n"
         "    print('KeyboardInterrupt')\n"
     )
-    out, err = interrupt_after(code, project, delay)
+    run_dir = project / "runs" / "ok" / "c"
+    out, err = interrupt_when(code, project, lambda out, err: RUN_MOMENTS[moment](run_dir, err))
+    known = _known_kernel_start_failure(err, run_dir) if moment in KERNEL_START else None
+    if known:
+        pytest.xfail(f"known, to fix in ductaflow: {known}")
     assert "Traceback" not in err, err
     rec_file = project / "runs" / "ok" / "c" / "run.json"
     if out.strip() == "RETURNED":  # the signal came after the run ended: nothing to interrupt
