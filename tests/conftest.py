@@ -27,6 +27,18 @@ def corpus_dir() -> Path | None:
     return None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Give SIGINT back its default when a shell started pytest in the background with it ignored.
+
+    An ignored SIGINT is inherited: the children that the Ctrl-C tests
+    interrupt would ignore it too and run to their end.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture
 def flows() -> Path:
     """The directory of the tiny test flows."""
@@ -72,12 +84,12 @@ def interrupt_when(
 
     ``moment(stdout, stderr)`` is asked every 10 ms with the child's output so
     far (it may also look at files) until it holds; the child must not end
-    before. A child that has ended by then gets no signal.
+    before. A child that has ended by then gets no signal; one still running
+    a minute after it is killed.
     """
     import signal
     import subprocess
     import threading
-    import time
 
     out: list[str] = []
     err: list[str] = []
@@ -93,24 +105,32 @@ def interrupt_when(
         ]
         for reader in readers:
             reader.start()
-        deadline = time.monotonic() + timeout
         try:
-            while not moment("".join(out), "".join(err)):
-                if proc.poll() is not None:  # ended: take all it wrote, then ask once more
-                    for reader in readers:
-                        reader.join()
-                    assert moment("".join(out), "".join(err)), f"the child ended first: {out=}, {err=}"
-                    break
-                assert time.monotonic() < deadline, f"the moment did not come in {timeout} s: {out=}, {err=}"
-                time.sleep(0.01)
-        except BaseException:
+            _await(lambda: moment("".join(out), "".join(err)), proc, readers, timeout)
+            proc.send_signal(signal.SIGINT)  # a no-op once the child has ended
+            proc.wait(timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; stdout: {''.join(out)!r}; stderr: {''.join(err)!r}") from None
+        finally:
             proc.kill()  # a no-op once the child has ended
-            raise
-        proc.send_signal(signal.SIGINT)  # a no-op once the child has ended
-        proc.wait(timeout=60)
         for reader in readers:
             reader.join(timeout=60)
     return "".join(out), "".join(err)
+
+
+def _await(moment: Callable[[], bool], proc: Any, readers: list[Any], timeout: float) -> None:
+    """Return once ``moment()`` holds; fail if the child ``proc`` ends first or ``timeout`` passes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not moment():
+        if proc.poll() is not None:  # ended: take all it wrote, then ask once more
+            for reader in readers:
+                reader.join()
+            assert moment(), "the child ended before the moment"
+            return
+        assert time.monotonic() < deadline, f"the moment did not come in {timeout} s"
+        time.sleep(0.01)
 
 
 def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str]:
