@@ -263,9 +263,10 @@ class Attempt:
         after the notebook, its HTML page and the record are written.
         """
         self._prepare_directory()
-        self.html_import = warm_up() if self.options.export_html else None
-        nb = self.flow.with_config(self.config)
-        try:
+        nb = None
+        try:  # from the 'running' record on, whatever stops the attempt is recorded
+            self.html_import = warm_up() if self.options.export_html else None
+            nb = self.flow.with_config(self.config)
             with open(self.log_path, "a", encoding="utf-8", buffering=1) as log:
                 outcome = self._execute(nb, log)
         except BaseException as exc:
@@ -399,8 +400,9 @@ class Attempt:
         status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
         with contextlib.suppress(OSError):  # the record first: it is small and says what happened
             rundir.close_attempt(self.run_dir, self.record, status, self.started)
-        with contextlib.suppress(OSError):
-            save_notebook(nb, self.notebook_path)
+        if nb is not None:
+            with contextlib.suppress(OSError):
+                save_notebook(nb, self.notebook_path)
 
     def _html(self) -> Path | None:
         return self.html_path if self.options.export_html and self.html_path.exists() else None

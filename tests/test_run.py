@@ -528,19 +528,6 @@ RUN_MOMENTS = {  # from before ductaflow is called to after the run has recorded
     "report written": lambda run_dir, err: (run_dir / "ok.html").exists(),
     "record says success": lambda run_dir, err: _status_on_disk(run_dir) == "success",
 }
-KERNEL_START = {"record says running", "kernel starting"}  # moments a fixed delay of 0.8 s or more missed
-
-
-def _known_kernel_start_failure(err: str, run_dir: Path) -> str | None:
-    """What is known to go wrong today when Ctrl-C comes as the kernel starts, if that is what happened."""
-    if _status_on_disk(run_dir) == "running":
-        return ("a Ctrl-C between writing the 'running' record and starting the kernel (_warm_html, "
-                "with_config) leaves the record 'running'")  # fmt: skip
-    if "BaseEventLoop.__del__" in err:
-        return "a Ctrl-C as the kernel client creates its event loop prints asyncio's ignored exception"
-    return None
-
-
 @pytest.mark.parametrize("moment", RUN_MOMENTS, ids=RUN_MOMENTS)
 def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, moment):
     """Ctrl-C at any point of a short run: a recorded outcome and a KeyboardInterrupt, never a stray error."""
@@ -557,9 +544,6 @@ def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, moment):
     )
     run_dir = project / "runs" / "ok" / "c"
     out, err = interrupt_when(code, project, lambda out, err: RUN_MOMENTS[moment](run_dir, err))
-    known = _known_kernel_start_failure(err, run_dir) if moment in KERNEL_START else None
-    if known:
-        pytest.xfail(f"known, to fix in ductaflow: {known}")
     assert "Traceback" not in err, err
     rec_file = project / "runs" / "ok" / "c" / "run.json"
     if out.strip() == "RETURNED":  # the signal came after the run ended: nothing to interrupt

@@ -17,6 +17,7 @@ Built directly on nbclient. Compared with calling papermill it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -79,14 +80,18 @@ def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = Non
     kernel and returns; a second Ctrl-C stops waiting. ``stop`` does what
     Ctrl-C does, for callers in other threads (a conductor's workers).
     """
-    loop = asyncio.new_event_loop()
-    task = loop.create_task(main())
-    watcher = loop.create_task(_cancel_when_set(stop, task)) if stop is not None else None
     box: dict[str, Any] = {}
+    ready = threading.Event()  # the loop and its task exist (or could not be made)
     done = threading.Event()  # not Thread.join: an interrupted join can return early before 3.13
 
-    def work() -> None:
+    def work() -> None:  # the loop is made here: a Ctrl-C reaches the main thread only, never half a loop
+        loop = asyncio.new_event_loop()
         try:
+            task = loop.create_task(main())
+            if stop is not None:  # cancelled with the other leftovers when the loop closes
+                box["watcher"] = loop.create_task(_cancel_when_set(stop, task))
+            box["loop"], box["task"] = loop, task
+            ready.set()
             box["result"] = loop.run_until_complete(task)
         except BaseException as exc:
             box["error"] = exc
@@ -94,6 +99,7 @@ def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = Non
             try:
                 _close(loop)
             finally:
+                ready.set()
                 done.set()
 
     threading.Thread(target=work, name="ductaflow-engine", daemon=True).start()
@@ -102,9 +108,11 @@ def _run_in_own_loop(main: Callable[[], Any], stop: threading.Event | None = Non
         done.wait()
     except KeyboardInterrupt:
         interrupted = True
-        loop.call_soon_threadsafe(task.cancel)
+        ready.wait()
+        if "task" in box and not done.is_set():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to cancel
+                box["loop"].call_soon_threadsafe(box["task"].cancel)
         done.wait()
-    del watcher  # cancelled with the other leftovers when the loop closes
     if "error" in box:
         raise box["error"]
     return box["result"], interrupted
