@@ -110,11 +110,11 @@ class _HeldLock:
 
 
 def is_locked(run_dir: Path) -> bool:
-    """True while a process (or a thread of this one) holds the instance's lock."""
+    """True while a process (or a thread of this one) holds the instance's lock, or it cannot be taken."""
     try:
         with lock_instance(run_dir):
             return False
-    except InstanceBusyError:
+    except (InstanceBusyError, RunDirectoryError):
         return True
 
 
