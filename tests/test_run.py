@@ -528,6 +528,8 @@ RUN_MOMENTS = {  # from before ductaflow is called to after the run has recorded
     "report written": lambda run_dir, err: (run_dir / "ok.html").exists(),
     "record says success": lambda run_dir, err: _status_on_disk(run_dir) == "success",
 }
+
+
 @pytest.mark.parametrize("moment", RUN_MOMENTS, ids=RUN_MOMENTS)
 def test_ctrl_c_at_any_moment_gives_a_clean_outcome(project, flows, moment):
     """Ctrl-C at any point of a short run: a recorded outcome and a KeyboardInterrupt, never a stray error."""
