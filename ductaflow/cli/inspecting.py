@@ -1,0 +1,114 @@
+"""``ductaflow status``, ``why`` and ``report``: what ran, whether it is current, and a page of it all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import ductaflow
+
+from ..console import UNKNOWN, explanation, print_status, shown
+from .common import CONTEXT, EXIT_OK, debug_option
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects) for programs.")
+@click.option("--outdated", is_flag=True, help="Only instances that would run again.")
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="The runs folder to look in when no PATHS are given (default: runs).",
+)
+@debug_option
+def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, runs_dir: Path | None) -> int:
+    """Show the instances under runs/ (or PATHS): status, when, how long, and whether outdated.
+
+    PATHS may be runs folders, step folders (runs/<step>) or instance
+    directories. An instance is outdated when today's flow source, config
+    file, table or input files differ from its last successful run, or its
+    latest attempt did not succeed.
+
+    \b
+    Examples:
+      ductaflow status
+      ductaflow status runs/simulate --outdated
+      ductaflow status --runs-dir /shared/study/runs
+      ductaflow status --json > status.json
+    """
+    if not paths and not (runs_dir or Path("runs")).exists():
+        where = (runs_dir or Path("runs")).absolute()
+        click.echo("[]" if as_json else f"no instances: {where} does not exist yet (nothing has run here)")
+        return EXIT_OK
+    frame = ductaflow.check_instances(paths or (runs_dir or Path("runs"),))
+    if outdated:
+        frame = frame[frame.outdated.eq(True)]
+    records = json.loads(frame.to_json(orient="records"))
+    if as_json:
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print_status(records, frame.status.value_counts().to_dict())
+    return EXIT_OK
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@debug_option
+def why(run_dir: Path, as_json: bool) -> int:
+    """Explain whether the instance RUN_DIR would run again, part by part.
+
+    Compares its last successful run with today's flow source, config (when
+    it came from a config file or table) and input files.
+
+    \b
+    Examples:
+      ductaflow why runs/simulate/calm
+    """
+    if not run_dir.is_dir():
+        raise ductaflow.RunDirectoryError(f"{str(run_dir)!r} is not a directory. Give an instance "
+                                          "directory such as runs/<step>/<instance>.",
+                                          run_dir=str(run_dir))  # fmt: skip
+    check = ductaflow.check_instance(run_dir)
+    if check.status == UNKNOWN:
+        raise ductaflow.RunDirectoryError(f"{run_dir}: {check.reason}", run_dir=str(run_dir))
+    if as_json:
+        data = {k: getattr(check, k) for k in ("step", "instance", "status", "started_at", "duration_s",
+                                              "outdated", "reason", "error")}  # fmt: skip
+        data.update(run_dir=str(check.run_dir), details=[{"part": p, "state": s} for p, s in check.details],
+                    compared_with=str(check.compared_with) if check.compared_with else None)  # fmt: skip
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for line in explanation(check):
+        click.echo(line)
+    return EXIT_OK
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Where to write the report (default: PATH/index.html).",
+)
+@debug_option
+def report(path: Path | None, output: Path | None) -> int:
+    """Write one self-contained HTML page of every instance under PATH (default: runs).
+
+    Per step: counts by status, a table that sorts by any column and filters
+    by text and status, links to each instance's report, config and log,
+    failures with their error, and a chart of a metric against a config
+    column. It needs no server or network: open it from disk or a share.
+
+    \b
+    Examples:
+      ductaflow report
+      ductaflow report runs --output /shared/study/report.html
+    """
+    written = ductaflow.build_report(path or Path("runs"), output)
+    click.echo(f"wrote {shown(written)}")
+    return EXIT_OK

@@ -1,0 +1,148 @@
+"""``ductaflow run`` and ``ductaflow sweep``: instances of a flow, one or from a table or grid."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+import ductaflow
+
+from ..console import print_plan, shown
+from .common import CONTEXT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, debug_option
+from .grid import parse_grids
+
+
+def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by run and sweep."""
+    options = [
+        click.argument("flow", type=click.Path(path_type=Path)),
+        click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="FILE",
+                     help="JSON config file (for sweep: the base under every row)."),
+        click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Set a config key (dotted: nested; value read as JSON if it parses). Repeatable."),
+        click.option("--step", "step_name", metavar="NAME",
+                     help="Step folder under runs/ (default: the flow's name)."),
+        click.option("--runs-dir", type=click.Path(path_type=Path), metavar="DIR",
+                     help="Where step folders go (default: runs)."),
+        click.option("--input", "inputs", multiple=True, metavar="PATH",
+                     help="A file, folder, glob or config key the flow reads: a change re-runs. Repeatable."),
+        click.option("--force", is_flag=True, help="Run even when up to date."),
+        click.option("--dry-run", is_flag=True, help="Show what would run and why; run nothing."),
+        click.option("--no-html", is_flag=True, help="Skip the HTML report."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                     help="Limit on each cell's run time."),
+        click.option("--kernel", "kernel_name", metavar="NAME",
+                     help="An installed Jupyter kernel (default: this Python)."),
+        debug_option,
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.command(context_settings=CONTEXT)
+@_instance_options
+@click.option(
+    "--instance",
+    "instance_name",
+    metavar="NAME",
+    help="Instance name (default: config's instance_name, else the config file's name, else default).",
+)
+@click.option("--echo", is_flag=True, help="Also print the flow's output as it runs.")
+@click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
+def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> int:
+    """Run one instance of FLOW, unless it is up to date.
+
+    The config is --config with the -o overrides applied (without --config,
+    the overrides make the whole config). The instance goes to
+    runs/<step>/<instance>/ and is skipped when its flow, config and --input
+    files have not changed since its last success.
+
+    \b
+    Examples:
+      ductaflow run flow/simulate.py --config config/simulate.json
+      ductaflow run flow/simulate.py --config config/simulate.json -o drift=0.3 --instance steep
+      ductaflow run flow/analyse.py -o input_csv=data/demand.csv --input input_csv --force
+    """
+    return _run_sweep(flow, options, instance_name=instance_name, jobs=1, log_output=echo)
+
+
+@click.command(context_settings=CONTEXT)
+@_instance_options
+@click.option(
+    "--table",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="Control table, one instance per row: .csv .tsv .xlsx .parquet .json.",
+)
+@click.option(
+    "--grid",
+    "grids",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Values for one key; several --grid give every combination. Repeatable.",
+)
+@click.option(
+    "--name-column", default="instance_name", show_default=True, help="Table column naming instances."
+)
+@click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Instances at once (default: number of CPUs; with --scheduler: all, the cluster queues).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on Dask: local:N (N worker processes here) or tcp://HOST:8786 (a running scheduler). "
+    "Needs ductaflow[dask].",
+)
+def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: str, jobs: int | None,
+          scheduler: str | None, **options: Any) -> int:  # fmt: skip
+    """Run FLOW for every row of a table and/or every combination of a grid.
+
+    Each row (and grid combination) is merged over the base config; dotted
+    columns or keys (model.alpha) reach into nested sections. Instances are
+    named by the --name-column, else by the values that vary (drift=0.1,seed=2).
+    Only new or changed instances run. Grid values are read as JSON when they
+    parse: --grid seed=1,2,3, --grid mode=fast,slow, --grid 'weights=[[1,2],[3,4]]'.
+
+    \b
+    Examples:
+      ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.csv --jobs 4
+      ductaflow sweep flow/simulate.py --config config/simulate.json --grid seed=1,2,3 --grid drift=0,0.5
+      ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.xlsx --dry-run
+      ductaflow sweep flow/simulate.py --table scenarios.csv --scheduler local:4
+      ductaflow sweep flow/simulate.py --table scenarios.csv --scheduler tcp://login1:8786
+    """
+    if table is None and not grids:
+        raise click.UsageError(
+            "sweep needs --table FILE or at least one --grid KEY=V1,V2 (use 'run' for one)."
+        )
+    grid = parse_grids(grids)
+    kwargs = {"table": table, "grid": grid or None, "jobs": jobs, "name_column": name_column}
+    if scheduler is None or options["dry_run"]:
+        return _run_sweep(flow, options, **kwargs)
+    with ductaflow.dask_client(scheduler) as client:
+        return _run_sweep(flow, options, executor=client, **kwargs)
+
+
+def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
+    Status = ductaflow.RunStatus
+    dry_run = options.pop("dry_run")
+    export_html = not options.pop("no_html")
+    frame = ductaflow.sweep(flow, **options, **kwargs, export_html=export_html, dry_run=dry_run,
+                            progress=not dry_run)  # fmt: skip
+    if dry_run:
+        print_plan(frame)
+        return EXIT_OK
+    for row in frame.itertuples():
+        if row.status in (Status.SUCCESS, Status.FAILED):
+            click.echo(f"{row.status}: {shown(row.run_dir)}")
+    if (frame.status == Status.INTERRUPTED).any():
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if (frame.status == Status.FAILED).any() else EXIT_OK
