@@ -22,6 +22,7 @@ from .exceptions import (
 )
 from .inflow import display_config_summary, is_notebook_execution
 from .metrics import record, recorded
+from .project import project_path, project_root
 from .script import load_cli_config
 
 TYPE_CHECKING = False
@@ -96,6 +97,8 @@ __all__ = [
     "load_cli_config",
     "load_config",
     "new_project",
+    "project_path",
+    "project_root",
     "read_table",
     "record",
     "recorded",

@@ -30,6 +30,7 @@ from .fingerprint import Fingerprint
 from .flow import Flow, read_flow
 from .names import check_name
 from .notebook import failure_banner, save_notebook, warm_up, write_html
+from .project import ROOT_ENV, find_project_root
 from .runrecord import RECORD_NAME, RunError, RunStatus, base_record, git_info, now_iso, read_record
 
 _UNKNOWN = object()  # git state not computed yet
@@ -317,6 +318,7 @@ class Attempt:
         env = dict(os.environ)
         env["DUCTAFLOW_INJECTED"] = "1"
         env["DUCTAFLOW_RUN_DIR"] = str(self.run_dir)
+        env.setdefault(ROOT_ENV, str(find_project_root(self.flow.path)))  # project_path() in the flow
         flow_dir = str(self.flow.path.absolute().parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (flow_dir, env.get("PYTHONPATH")) if p)
         execution = Execution(

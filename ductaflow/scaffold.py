@@ -25,7 +25,7 @@ def new_project(directory: str | os.PathLike[str]) -> Path:
     >>> new_project("my-study")
     PosixPath('my-study')
     >>> sorted(p.name for p in Path("my-study").iterdir())
-    ['.gitignore', 'README.md', 'conductor.py', 'config', 'flow', 'scenarios.csv']
+    ['.gitignore', 'README.md', 'conductor.py', 'config', 'data', 'flow', 'scenarios.csv']
     """
     target = Path(directory)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):

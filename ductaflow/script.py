@@ -7,9 +7,10 @@
   terminal and to ``log.txt`` as it comes, and records ``success``, ``failed``
   (with the error) or ``interrupted`` when the child ends, however it ends.
   The calling process never changes directory or replaces its streams.
-- In an interactive notebook, the default config file is loaded (searched
-  from the working directory upwards, so a flow opened from ``flow/`` finds
-  ``config/...``).
+- In an interactive notebook, the default config file is loaded.
+- A relative default config path is taken from the project root
+  (:func:`ductaflow.project_root`) in every mode, so ``python x.py`` from
+  inside ``flow/`` and a notebook opened there find ``config/...`` too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, NoReturn
 from .config import apply_overrides, load_config_file
 from .exceptions import ConfigError, DuctaflowError
 from .inflow import _kernel_shell, is_notebook_execution
+from .project import project_root
 from .supervisor import child_config_path, run_script
 
 _child_config: str | None = None  # set in the supervised child process
@@ -63,8 +65,9 @@ def load_cli_config(
     the flow's exit code. Bad input exits with status 2 and a message naming
     the file or key.
 
-    In a Jupyter kernel it loads ``default_config_path`` (searched upwards
-    from the working directory) and returns it; in a kernel that received a
+    In a Jupyter kernel it loads ``default_config_path`` and returns it; a
+    relative default is taken from the project root in both modes
+    (:func:`default_config_file`). In a kernel that received a
     config (see :func:`is_notebook_execution`) it returns that config, so a
     flow that calls it without the guard still runs with the injected config.
 
@@ -88,16 +91,32 @@ def load_cli_config(
 def _interactive_config(default_config_path: str | os.PathLike[str] | None) -> dict[str, Any]:
     if default_config_path is None:
         return {}
-    path = Path(default_config_path)
-    if not path.is_absolute():
-        for base in (Path.cwd(), *Path.cwd().parents):
-            if (base / path).is_file():
-                path = base / path
-                break
-    return load_config_file(path)
+    return load_config_file(default_config_file(default_config_path))
 
 
-def _parser(description: str | None) -> argparse.ArgumentParser:
+def default_config_file(path: str | os.PathLike[str]) -> Path:
+    """Where a flow's default config file is: relative paths are taken from the project root.
+
+    The same file is found whether the flow runs in place, from another
+    directory, or as a notebook whose working directory is its folder
+    (see :func:`ductaflow.project_root`). A file that exists only relative to
+    the working directory, or a folder above it, is used when the project
+    root does not hold it; otherwise the project root's path is returned
+    (and the error for a missing file names it).
+    """
+    given = Path(path)
+    if given.is_absolute():
+        return given
+    in_project = project_root() / given
+    if in_project.is_file():
+        return in_project
+    for base in (Path.cwd(), *Path.cwd().parents):
+        if (base / given).is_file():
+            return base / given
+    return in_project
+
+
+def _parser(description: str | None, default: Any) -> argparse.ArgumentParser:
     prog = sys.argv[0] if sys.argv and sys.argv[0] else "flow.py"
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -105,7 +124,8 @@ def _parser(description: str | None) -> argparse.ArgumentParser:
         epilog=_EPILOG.replace("{prog}", prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", metavar="FILE", help="JSON config file (default: %(default)s)")
+    shown = "none" if default is None else f"{default}, from the project root"
+    parser.add_argument("--config", metavar="FILE", help=f"JSON config file (default: {shown})")
     parser.add_argument("--output-dir", metavar="DIR", help="run inside DIR and record the run there")
     parser.add_argument(
         "-o",
@@ -119,11 +139,12 @@ def _parser(description: str | None) -> argparse.ArgumentParser:
 
 
 def _script_config(default: Any, description: str | None, argv: list[str]) -> dict[str, Any]:
-    parser = _parser(description)
-    parser.set_defaults(config=None if default is None else str(default))
+    parser = _parser(description, default)
     args = parser.parse_args(argv)
     try:
-        config = load_config_file(args.config) if args.config else {}
+        # --config is relative to where the script started; the default, to the project root
+        config_file = args.config or (default_config_file(default) if default is not None else None)
+        config = load_config_file(config_file) if config_file else {}
         config = apply_overrides(config, args.override)
     except ConfigError as exc:
         parser.error(str(exc))

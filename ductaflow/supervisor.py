@@ -46,12 +46,15 @@ _QUIET = 0.2  # seconds without output after which an ended child's pipes are do
 
 def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
     """Run the current script under supervision in ``out_dir``; return its exit code."""
-    from .rundir import CONFIG_NAME, close_attempt, lock_instance, open_attempt, state_file
+    from .project import ROOT_ENV, find_project_root
+    from .rundir import CONFIG_NAME, check_run_dir, close_attempt, lock_instance, open_attempt, state_file
     from .runrecord import RunStatus
 
     check_name(out_dir.name, "output directory name")
     command, env = _child_command()
     script = Path(sys.argv[0]).absolute()
+    check_run_dir(out_dir)  # a refusal writes nothing, not even the lock; checked again under it
+    env.setdefault(ROOT_ENV, str(find_project_root(script)))
     with lock_instance(out_dir):
         record = _start_record(out_dir, script, config, command)
         started = time.monotonic()

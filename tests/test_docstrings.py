@@ -15,7 +15,7 @@ import ductaflow
 
 # The modules whose docstrings hold examples, in the order they run: later examples use the runs
 # that earlier ones made (the step make_data of the example project), as a reader would.
-IN_ORDER = ["config", "inflow", "instance", "conductor", "freshness", "results", "report", "debug",
+IN_ORDER = ["config", "project", "inflow", "instance", "conductor", "freshness", "results", "report", "debug",
             "scaffold", "executors"]  # fmt: skip
 
 

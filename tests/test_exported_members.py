@@ -32,6 +32,8 @@ DOCUMENTED = {
     "load_cli_config",
     "load_config",
     "new_project",
+    "project_path",
+    "project_root",
     "read_table",
     "record",
     "recorded",

@@ -2,19 +2,22 @@
 # # Conductor
 # Each row of `scenarios.csv` is one scenario of `flow/simulate.py`, run with
 # `config/simulate.json` underneath into `runs/simulate/<scenario>/`. Run it
-# again and only what changed runs: edit a row, the flow or the config file.
+# again and only what changed runs: edit a row, the flow, the config file or
+# the shocks file the config names (`inputs=["shocks_csv"]`).
 # `ductaflow status` then says which scenarios are outdated, and why.
 #
 # Run it with `python conductor.py` from this folder, or open it as a notebook.
 # The same from a terminal:
-# `ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.csv`
+# `ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.csv --input shocks_csv`
 
 # %%
 import pandas as pd
 
 import ductaflow
 
-results = ductaflow.sweep("flow/simulate.py", "scenarios.csv", config_file="config/simulate.json", jobs=2)
+results = ductaflow.sweep(
+    "flow/simulate.py", "scenarios.csv", config_file="config/simulate.json", inputs=["shocks_csv"], jobs=2
+)
 if (results.status == "interrupted").any():  # Ctrl-C: stop here
     raise SystemExit(130)
 if (results.status == "failed").any():
