@@ -37,7 +37,7 @@ from .fingerprint import Fingerprint, InputHasher, row_inputs
 from .flow import Flow, read_flow
 from .instance import make_options
 from .names import check_name
-from .progress import Display, InstanceRow, make_display
+from .progress import Display, InstanceRow, count, make_display
 from .runrecord import RunStatus, git_info, now_iso
 from .sources import instances_from_table, source_rows
 from .tasks import (
@@ -374,7 +374,7 @@ def _failures(step: str, failed: list[InstanceRow]) -> InstancesFailedError:
     listed = "\n".join(f"  {row.instance}: {row.error}  ({row.html or row.run_dir})" for row in failed[:50])
     more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
     return InstancesFailedError(
-        f"{len(failed)} instance(s) of step {step!r} failed:\n{listed}{more}",
+        f"{count(len(failed))} of step {step!r} failed:\n{listed}{more}",
         step=step,
         failed=[row.instance for row in failed],
     )

@@ -12,6 +12,7 @@ import click
 import ductaflow
 
 from .files import shown_path as shown
+from .progress import count
 
 UNKNOWN = "unknown"  # the status of a folder without a readable run record
 
@@ -26,7 +27,7 @@ def print_plan(frame: Any) -> None:
 def print_status(records: list[dict[str, Any]], counts: dict[str, int]) -> None:
     """Print ``ductaflow status``: one row per instance under a title counting each status."""
     rows = [status_row(r) for r in records]
-    title = f"{len(rows)} instances: " + ", ".join(f"{n} {s}" for s, n in counts.items()) if rows else (
+    title = f"{count(len(rows))}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) if rows else (
         "no instances")  # fmt: skip
     print_table(rows, title)
 
@@ -91,11 +92,6 @@ def styled(column: str, value: str) -> str:
     }
     colour = colours.get(value) if column in ("status", "outdated", "action") else None
     return f"[{colour}]{value}[/{colour}]" if colour else value.replace("[", r"\[")
-
-
-def count(n: int) -> str:
-    """``1 instance``, ``3 instances``."""
-    return f"{n} instance" if n == 1 else f"{n} instances"
 
 
 def when(iso: str | None) -> str:

@@ -172,7 +172,7 @@ def _input_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     out += [f"input added ({p})" for p in added[:_SHOWN_CHANGES]]
     out += [f"input removed ({p})" for p in removed[:_SHOWN_CHANGES]]
     hidden = len(changed) + len(added) + len(removed) - len(out)
-    return out + ([f"+{hidden} more input changes"] if hidden > 0 else [])
+    return out + ([f"+{hidden} more input change{'s' * (hidden > 1)}"] if hidden > 0 else [])
 
 
 def _short(value: Any, limit: int = 40) -> str:

@@ -221,7 +221,7 @@ def _compare_inputs(recorded: Mapping[str, str], hasher: InputHasher) -> list[tu
 def _describe(source: Mapping[str, Any]) -> str:
     bits = [source.get("config_file") or "no config file"]
     if source.get("overrides"):
-        bits.append(f"{len(source['overrides'])} override(s)")
+        bits.append(f"{len(source['overrides'])} override{'s' * (len(source['overrides']) > 1)}")
     if source.get("table"):
         bits.append(f"table {source['table']}")
     if source.get("grid"):

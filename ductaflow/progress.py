@@ -71,14 +71,14 @@ class _Silent:
 
 
 class _Lines(_Silent):
-    """One plain line per finished instance: for logs, pipes and CI."""
+    """One plain line per finished instance, numbered among those that run: for logs, pipes and CI."""
 
     def __init__(self, step: str) -> None:
         self.step, self.total, self.done = step, 0, 0
 
     def begin(self, total: int, skipped: int) -> None:
-        self.total, self.done = total, skipped
-        print(f"{self.step}: {total} instances, {total - skipped} to run, {skipped} up to date", flush=True)
+        self.total, self.done = total - skipped, 0  # up-to-date instances are counted once, here
+        print(f"{self.step}: {count(total)}, {total - skipped} to run, {skipped} up to date", flush=True)
 
     def finished(self, row: InstanceRow) -> None:
         self.done += 1
@@ -95,7 +95,7 @@ class _Lines(_Silent):
 
 
 class _Bar(_Lines):
-    """A live rich progress bar: done/total, running, failed, skipped and time left."""
+    """A live rich progress bar: done/total of the instances that run, running, failed, skipped, time left."""
 
     def __init__(self, step: str, running_label: str = "running") -> None:
         super().__init__(step)
@@ -115,7 +115,7 @@ class _Bar(_Lines):
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(fields),
             TextColumn("· left"), TimeRemainingColumn(),
         )  # fmt: skip
-        self.task = self.bar.add_task(self.step, total=total, completed=skipped, **self.counts)
+        self.task = self.bar.add_task(self.step, total=total - skipped, **self.counts)
         self.bar.start()
 
     def started(self, name: str) -> None:
@@ -148,11 +148,16 @@ def summary(rows: list[InstanceRow], step: str, elapsed: float) -> str:
         counts[row.status] = counts.get(row.status, 0) + 1
     order = [RunStatus.SUCCESS, RunStatus.SKIPPED, RunStatus.FAILED, RunStatus.INTERRUPTED]
     parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
-    lines = [f"{step}: {len(rows)} instances in {elapsed:.1f} s: {', '.join(parts) or 'nothing to do'}"]
+    lines = [f"{step}: {count(len(rows))} in {elapsed:.1f} s: {', '.join(parts) or 'nothing to do'}"]
     failed = [row for row in rows if row.status is RunStatus.FAILED]
     for row in failed[:20]:
         lines.append(f"  failed {row.instance}: {row.error}")
         lines.append(f"         {row.html or row.run_dir}")
     if len(failed) > 20:
-        lines.append(f"  ... and {len(failed) - 20} more failed instances")
+        lines.append(f"  ... and {count(len(failed) - 20, 'more failed instance')}")
     return "\n".join(lines)
+
+
+def count(n: int, noun: str = "instance") -> str:
+    """``1 instance``, ``2 instances``: a number and its noun, singular or plural."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
