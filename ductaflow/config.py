@@ -2,7 +2,8 @@
 
 A config is normalised once, before anything else happens to it; the same
 normalised dict is then injected into the flow, saved as ``config.json`` and
-hashed, so the three always agree.
+hashed, so the three always agree. Config files (JSON, YAML, TOML) are
+parsed in :mod:`ductaflow.configfiles` and normalised here.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
+from .configfiles import read_config_file
 from .exceptions import ConfigError
 
 JSONValue = Any  # None | bool | int | float | str | list[JSONValue] | dict[str, JSONValue]
@@ -161,41 +163,25 @@ def config_hash(config: Mapping[str, JSONValue]) -> str:
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, JSONValue]:
-    """Read a JSON config file and return it normalised.
+    """Read a config file and return it normalised: JSON, YAML or TOML, chosen by the suffix.
 
-    Raises :class:`ConfigError` naming the file when it is missing, is not
-    valid JSON (with line and column), or does not hold a JSON object.
+    ``.yaml`` and ``.yml`` files are read with ``yaml.safe_load``, ``.toml``
+    files with ``tomllib``, ``.json`` and any other suffix as JSON. The same
+    settings give the same config, and the same hash, in every format.
+    Raises :class:`ConfigError` naming the file when it is missing, cannot be
+    parsed (with line and column), does not hold a mapping of settings, or
+    holds a value a config cannot (the key is named).
+
+    >>> _ = Path("settings.yaml").write_text("{seed: 7, start: 2025-01-01, model: {alpha: 0.5}}")
+    >>> load_config_file("settings.yaml")
+    {'seed': 7, 'start': '2025-01-01', 'model': {'alpha': 0.5}}
     """
-    p = Path(path)
+    data = read_config_file(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"config file {str(p)!r} does not exist. Check the path, which is relative to "
-            f"{os.getcwd()!r}, or pass --config with an existing JSON file.",
-            path=str(p),
-        ) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"config file {str(p)!r} cannot be read ({exc}). Pass a readable UTF-8 JSON file.",
-            path=str(p),
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"config file {str(p)!r} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}. Fix the file (a JSON object such as "
-            '{"param1": 100}).',
-            path=str(p),
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {str(p)!r} holds a JSON {type(data).__name__}, not an object. "
-            'Wrap the settings in an object such as {"param1": 100}.',
-            path=str(p),
-        )
-    return normalise_config(data)
+        return normalise_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {str(path)!r}: {exc.message}", path=str(path),
+                          key=exc.fields.get("key")) from None  # fmt: skip
 
 
 def parse_override(text: str) -> tuple[str, JSONValue]:
@@ -232,7 +218,7 @@ def apply_overrides(
 def load_config(
     path: str | os.PathLike[str] | None = None, overrides: Iterable[str | tuple[str, Any]] = ()
 ) -> dict[str, JSONValue]:
-    """Return a config from a JSON file and ``key=value`` overrides, normalised.
+    """Return a config from a config file (JSON, YAML or TOML) and ``key=value`` overrides, normalised.
 
     With ``path``, overrides may only replace keys the file has (a typo is an
     error listing the closest keys). Without it, the overrides build the whole
