@@ -35,7 +35,7 @@ def print_status(records: list[dict[str, Any]], counts: dict[str, int]) -> None:
 def status_row(r: dict[str, Any]) -> dict[str, str]:
     """One instance of ``ductaflow status`` (a record of check_instances' frame) as table cells."""
     failure = f" ({r['error']})" if r["error"] and r["status"] != ductaflow.RunStatus.SUCCESS else ""
-    outdated = {True: "yes", False: "no"}.get(r["outdated"], "?")
+    outdated = "orphaned" if r.get("orphaned") else {True: "yes", False: "no"}.get(r["outdated"], "?")
     return {"step": r["step"], "instance": r["instance"], "status": r["status"],
             "started": when(r["started_at"]), "took": took(r["duration_s"]), "outdated": outdated,
             "why": r["reason"] + failure}  # fmt: skip
@@ -47,7 +47,9 @@ def explanation(check: Any) -> list[str]:
              f"took {took(check.duration_s)}"]  # fmt: skip
     if check.error and check.status != ductaflow.RunStatus.SUCCESS:
         lines.append(f"last error: {check.error}")
-    if check.outdated is None:
+    if check.orphaned:
+        lines.append(check.reason)
+    elif check.outdated is None:
         lines.append(f"cannot tell: {check.reason}")
     elif check.outdated:
         lines.append(f"outdated, it would run again: {check.reason}")

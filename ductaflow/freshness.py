@@ -30,7 +30,8 @@ from .sources import rebuild_configs
 UNCHECKED_CONFIG = (
     "config not checked: it was given from Python or a script, not read from files by ductaflow"
 )
-COLUMNS = ["step", "instance", "status", "started_at", "duration_s", "outdated", "reason", "error", "run_dir"]
+COLUMNS = ["step", "instance", "status", "started_at", "duration_s", "outdated", "orphaned", "reason",
+           "error", "run_dir"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,12 @@ class InstanceCheck:
     status: str  # success | failed | interrupted | crashed | running | unknown
     started_at: str | None
     duration_s: float | None
-    outdated: bool | None  # None: cannot tell (running, no readable record, config not from files)
+    outdated: bool | None  # None: cannot tell (running, no readable record, config not from files), orphaned
     reason: str  # what changed, "up to date", or why it cannot tell
     error: str | None = None  # the latest attempt's error line
     details: list[tuple[str, str]] = field(default_factory=list)  # (part, how it compares)
     compared_with: Path | None = None  # the successful run compared against
+    orphaned: bool = False  # its table row (or grid value) is gone: the same sweep would not run it
 
 
 def check_instance(run_dir: str | os.PathLike[str]) -> InstanceCheck:
@@ -79,6 +81,9 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
     if status == RunStatus.RUNNING:
         where = f"pid {record.get('pid')} on {record.get('host')}"
         return InstanceCheck(**fields, outdated=None, reason=f"running ({where})")
+    orphan = _orphaned(record, _root(record, path, cache), fields["instance"], cache)
+    if orphan is not None:
+        return InstanceCheck(**fields, outdated=None, reason=orphan, orphaned=True)
     succeeded = status == RunStatus.SUCCESS
     basis_dir = path if succeeded else previous_attempt_dir(path)
     basis = record if succeeded else read_record(basis_dir)
@@ -133,21 +138,15 @@ class _Cache:
     def hasher(self, root: Path) -> InputHasher:
         return self.hashers.setdefault(root, InputHasher(root))
 
-    def config(self, source: Mapping[str, Any], root: Path, instance: str) -> Any:
-        """Today's config for ``instance``, or the ConfigError that prevents building it."""
+    def configs(self, source: Mapping[str, Any], root: Path) -> Any:
+        """Today's configs by instance name from ``source``, or the error that prevents building them."""
         key = json.dumps([str(root), source], sort_keys=True, default=str)
         if key not in self.sweeps:
             try:
                 self.sweeps[key] = rebuild_configs(source, root)
             except DuctaflowError as exc:  # a bad row or file spoils only the instances it produces
                 self.sweeps[key] = exc
-        built = self.sweeps[key]
-        if isinstance(built, DuctaflowError):
-            return built
-        if instance not in built:
-            where = source.get("table") or ("the sweep's grid" if source.get("grid") else "the config file")
-            return ConfigError(f"instance {instance!r} is no longer produced by {where}", key=instance)
-        return built[instance]
+        return self.sweeps[key]
 
 
 def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:
@@ -192,13 +191,32 @@ def _compare(basis: Mapping[str, Any], root: Path, instance: str,
     return details, changes
 
 
+def _orphaned(record: Mapping[str, Any], root: Path, instance: str, cache: _Cache) -> str | None:
+    """Why the sweep the instance came from would no longer run it, or ``None`` when it would."""
+    source = record.get("config_source")
+    if not isinstance(source, Mapping):
+        return None
+    built = cache.configs(source, root)
+    if isinstance(built, DuctaflowError) or instance in built:
+        return None
+    if source.get("table"):
+        return f"orphaned: no longer a row of {source['table']}, so a sweep of that table would not run it"
+    if source.get("grid"):
+        return "orphaned: no longer a combination of the sweep's grid, so the same sweep would not run it"
+    given = source.get("config_file") or "its config"
+    return f"orphaned: {given} now names another instance, so the same run would not run this one"
+
+
 def _compare_config(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache, note: Any) -> None:
     source = basis.get("config_source")
     if not isinstance(source, Mapping):
         note("config", UNCHECKED_CONFIG, False)
         return
-    now = cache.config(source, root, instance)
-    if isinstance(now, DuctaflowError):
+    built = cache.configs(source, root)
+    now = built if isinstance(built, DuctaflowError) else built.get(instance)
+    if now is None:  # the latest attempt's source still makes it, the last success's does not
+        note("config", f"config changed: {_describe(source)} no longer makes this instance", True)
+    elif isinstance(now, DuctaflowError):
         note("config", f"config cannot be rebuilt: {now}", True)
     elif config_hash(now) != (basis.get("fingerprint_parts") or {}).get("config_hash"):
         note("config", config_changes(basis.get("config"), now, limit=None), True)

@@ -77,7 +77,7 @@ def why(run_dir: Path, as_json: bool) -> int:
         raise ductaflow.RunDirectoryError(f"{run_dir}: {check.reason}", run_dir=str(run_dir))
     if as_json:
         data = {k: getattr(check, k) for k in ("step", "instance", "status", "started_at", "duration_s",
-                                              "outdated", "reason", "error")}  # fmt: skip
+                                              "outdated", "orphaned", "reason", "error")}  # fmt: skip
         data.update(run_dir=str(check.run_dir), details=[{"part": p, "state": s} for p, s in check.details],
                     compared_with=str(check.compared_with) if check.compared_with else None)  # fmt: skip
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
