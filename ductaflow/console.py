@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -34,11 +35,33 @@ def print_status(records: list[dict[str, Any]], counts: dict[str, int]) -> None:
 
 def status_row(r: dict[str, Any]) -> dict[str, str]:
     """One instance of ``ductaflow status`` (a record of check_instances' frame) as table cells."""
-    failure = f" ({r['error']})" if r["error"] and r["status"] != ductaflow.RunStatus.SUCCESS else ""
     outdated = "orphaned" if r.get("orphaned") else {True: "yes", False: "no"}.get(r["outdated"], "?")
     return {"step": r["step"], "instance": r["instance"], "status": r["status"],
             "started": when(r["started_at"]), "took": took(r["duration_s"]), "outdated": outdated,
-            "why": r["reason"] + failure}  # fmt: skip
+            "why": r["reason"] + _failure(r)}  # fmt: skip
+
+
+def print_would_run(records: list[dict[str, Any]]) -> None:
+    """Print ``ductaflow why`` of a step or runs folder: per step, each instance, would it run, and why."""
+    steps: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        steps.setdefault(str(Path(r["run_dir"]).parent), []).append(r)
+    for number, (step_dir, rows) in enumerate(steps.items()):
+        cells = [{"instance": r["instance"], "would run": would_run(r), "why": r["reason"] + _failure(r)}
+                 for r in rows]  # fmt: skip
+        if number:
+            click.echo("")
+        running = sum(cell["would run"] == "yes" for cell in cells)
+        print_table(cells, f"{shown(step_dir)}: {count(len(cells))}, {running} would run")
+
+
+def would_run(r: dict[str, Any]) -> str:
+    """``yes``, ``no`` or ``?``: whether a sweep would run the instance again (an orphan: no)."""
+    return "no" if r.get("orphaned") else {True: "yes", False: "no"}.get(r["outdated"], "?")
+
+
+def _failure(r: dict[str, Any]) -> str:
+    return f" ({r['error']})" if r["error"] and r["status"] != ductaflow.RunStatus.SUCCESS else ""
 
 
 def explanation(check: Any) -> list[str]:
@@ -92,7 +115,7 @@ def styled(column: str, value: str) -> str:
         Status.INTERRUPTED: "yellow",
         "yes": "yellow",  # outdated
     }
-    colour = colours.get(value) if column in ("status", "outdated", "action") else None
+    colour = colours.get(value) if column in ("status", "outdated", "action", "would run") else None
     return f"[{colour}]{value}[/{colour}]" if colour else value.replace("[", r"\[")
 
 

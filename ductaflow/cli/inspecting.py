@@ -9,7 +9,8 @@ import click
 
 import ductaflow
 
-from ..console import UNKNOWN, explanation, print_status, shown
+from ..console import UNKNOWN, explanation, print_status, print_would_run, shown
+from ..runrecord import RECORD_NAME
 from .common import CONTEXT, EXIT_OK, debug_option
 
 
@@ -62,16 +63,21 @@ def why(run_dir: Path, as_json: bool) -> int:
     """Explain whether the instance RUN_DIR would run again, part by part.
 
     Compares its last successful run with today's flow source, config (when
-    it came from a config file or table) and input files.
+    it came from a config file or table) and input files. Given a step folder
+    (runs/<step>) or a runs folder, lists each instance with whether it would
+    run again and why, step by step.
 
     \b
     Examples:
       ductaflow why runs/simulate/calm
+      ductaflow why runs/simulate
     """
     if not run_dir.is_dir():
         raise ductaflow.RunDirectoryError(f"{str(run_dir)!r} is not a directory. Give an instance "
-                                          "directory such as runs/<step>/<instance>.",
-                                          run_dir=str(run_dir))  # fmt: skip
+                                          "directory such as runs/<step>/<instance>, a step folder "
+                                          "or a runs folder.", run_dir=str(run_dir))  # fmt: skip
+    if not (run_dir / RECORD_NAME).exists():
+        return _why_each(run_dir, as_json)
     check = ductaflow.check_instance(run_dir)
     if check.status == UNKNOWN:
         raise ductaflow.RunDirectoryError(f"{run_dir}: {check.reason}", run_dir=str(run_dir))
@@ -84,6 +90,22 @@ def why(run_dir: Path, as_json: bool) -> int:
         return EXIT_OK
     for line in explanation(check):
         click.echo(line)
+    return EXIT_OK
+
+
+def _why_each(folder: Path, as_json: bool) -> int:
+    """``why`` of a step or runs folder: every instance under it, step by step."""
+    frame = ductaflow.check_instances([folder])
+    if frame.empty:
+        raise ductaflow.RunDirectoryError(f"{folder}: no ductaflow instance in it (no run.json there, nor in "
+                                          "its folders or theirs). Give an instance directory such as "
+                                          "runs/<step>/<instance>, a step folder or a runs folder.",
+                                          run_dir=str(folder))  # fmt: skip
+    records = json.loads(frame.to_json(orient="records"))
+    if as_json:
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        print_would_run(records)
     return EXIT_OK
 
 
