@@ -37,9 +37,10 @@ from .fingerprint import Fingerprint, InputHasher, row_inputs
 from .flow import Flow, read_flow
 from .instance import make_options
 from .names import check_name
+from .parameters import check_config
 from .progress import Display, InstanceRow, count, make_display
 from .runrecord import RunStatus, git_info, now_iso
-from .sources import instances_from_table, source_rows
+from .sources import check_replacement, instances_from_table, source_rows
 from .tasks import (
     Task,
     decide,
@@ -66,6 +67,7 @@ def run_instances(
     step_name: str | None = None,
     name_column: str = "instance_name",
     base_config: Mapping[str, Any] | None = None,
+    new_keys: bool = False,
     jobs: int | None = None,
     force: bool = False,
     inputs: Sequence[str | os.PathLike[str]] | None = None,
@@ -80,7 +82,9 @@ def run_instances(
     """Run ``flow`` once per row of ``table`` into ``runs/<step>/<instance>/``; return a DataFrame.
 
     ``table`` is a DataFrame or a list of dicts: columns become config keys
-    (dotted columns nest), merged over ``base_config``. Instance names come
+    (dotted columns nest), merged over ``base_config``; a column that is not
+    a key of ``base_config`` is refused, naming the closest keys, unless
+    ``new_keys=True`` (the table adds keys on purpose). Instance names come
     from ``name_column``, else from the columns whose values vary. Instances
     whose last success has the same fingerprint (flow, config, ``inputs``,
     kernel) are skipped unless ``force``. ``inputs`` lists files, directories
@@ -120,7 +124,7 @@ def run_instances(
     """
     started = time.monotonic()
     conductor = _Conductor(flow, step_name, jobs, force, project_root, executor, options)
-    plans = conductor.plan(table, name_column, base_config, inputs or [])
+    plans = conductor.plan(table, name_column, base_config, new_keys, inputs or [])
     if dry_run:
         rows = [InstanceRow(p.name, RunStatus.PENDING if p.reason else RunStatus.SKIPPED,
                             p.reason or "unchanged", None, str(p.run_dir)) for p in plans]  # fmt: skip
@@ -146,6 +150,8 @@ def sweep(
     overrides: Sequence[str] = (),
     instance_name: str | None = None,
     name_column: str = "instance_name",
+    new_keys: bool = False,
+    replace: bool = False,
     project_root: str | os.PathLike[str] | None = None,
     **kwargs: Any,
 ) -> Any:
@@ -154,10 +160,16 @@ def sweep(
     The base config is ``config_file`` with ``overrides`` (``"key=value"``)
     applied; each table row and grid combination is merged over it. ``table``
     is a table file (see :func:`read_table`), a DataFrame or a list of dicts.
+    With a config file, a table column that is not one of its keys is refused
+    (naming the closest keys) unless ``new_keys=True``.
+
     Without table and grid there is one instance, named ``instance_name``,
     else the config's ``instance_name``, else the config file's stem, else
-    ``default``. Other arguments pass to :func:`run_instances` (``jobs``,
-    ``force``, ``inputs``, ``dry_run``...).
+    ``default``. Unless it was named with ``instance_name``, a run of another
+    config already there is not replaced: the call raises
+    :class:`RunDirectoryError` (naming the difference) unless ``replace=True``.
+    Other arguments pass to :func:`run_instances` (``jobs``, ``force``,
+    ``inputs``, ``dry_run``...).
 
     When the table is a file (or absent), each run records where its config
     came from, so :func:`check_instance` can say when today's files would
@@ -178,13 +190,19 @@ def sweep(
         "grid": {key: list(values) for key, values in (grid or {}).items()} or None,
         "instance_name": instance_name,
         "name_column": name_column,
+        "new_keys": bool(new_keys),
     }
     if instance_name is not None and (table is not None or grid):
         raise ValueError("instance_name names the single instance of a sweep without table or grid")
     in_memory = table is not None and source["table"] is None
-    base, rows = source_rows(source, root, table if in_memory else None)
-    return run_instances(flow, rows, base_config=base, name_column=name_column, project_root=root,
-                         config_source=None if in_memory else source, **kwargs)  # fmt: skip
+    base, rows = source_rows(source, root, table if in_memory else None)  # checks the columns
+    if table is None and not grid and instance_name is None and not replace:
+        runs = make_options(root, runs_dir=kwargs.get("runs_dir")).runs_dir
+        step = check_name(kwargs.get("step_name") or Path(flow).stem, "step name")
+        check_replacement(runs / step / rows[0][name_column], source, base, root)
+    return run_instances(flow, rows, base_config=base, name_column=name_column, new_keys=True,  # checked
+                         project_root=root, config_source=None if in_memory else source,
+                         **kwargs)  # fmt: skip
 
 
 class _Conductor:
@@ -215,13 +233,17 @@ class _Conductor:
         self.deferred: list[Task] = []  # held by another process: retried when nothing else is left
         self.finished: SimpleQueue[Future[InstanceRow | None]] = SimpleQueue()  # futures as they finish
 
-    def plan(self, table: Any, name_column: str, base: Any, inputs: Sequence[Any]) -> list[Task]:
+    def plan(
+        self, table: Any, name_column: str, base: Any, new_keys: bool, inputs: Sequence[Any]
+    ) -> list[Task]:
         """Validate every row and decide what runs, writing nothing."""
         hasher = InputHasher(self.options.project_root)
         kernel = self.options.kernel_label
         step_dir = self.options.runs_dir / self.step
         plans = []
-        for name, config in instances_from_table(table, name_column=name_column, base_config=base):
+        instances = instances_from_table(table, name_column=name_column, base_config=base, new_keys=new_keys)
+        for name, config in instances:
+            check_config(self.flow.parameters, config, f"{shown_path(self.flow.path)} (instance {name!r})")
             where = f" (instance {name!r})"
             hashes = hasher.hash_inputs(row_inputs(inputs, config, where), where)
             fingerprint = Fingerprint(self.flow.sha256, config_hash(config), hashes, kernel)

@@ -1,4 +1,9 @@
-"""Flows: read a ``.py`` percent script or an ``.ipynb``, find its parameters cell, inject a config.
+"""Flows: read a text notebook or an ``.ipynb``, find its parameters cell, inject a config.
+
+A flow is any notebook jupytext reads for Python: a ``.py`` script in the
+percent or light format (or another one jupytext recognises), a Markdown or
+MyST notebook (``.md``, ``.myst``...), an R Markdown notebook (``.Rmd``), or
+an ``.ipynb``.
 
 Conversion happens in memory (jupytext); no temporary notebook is written
 beside the source. A parsed flow is cached per process by the sha256 of its
@@ -8,15 +13,16 @@ source, so executing hundreds of instances of one flow parses it once.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
-import pprint
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .exceptions import FlowError
+from .parameters import Parameters, injected_source, read_parameters
 
-SUPPORTED_SUFFIXES = (".py", ".ipynb")
+SUPPORTED_SUFFIXES = (".py", ".ipynb", ".md", ".markdown", ".myst", ".mystnb", ".mnb", ".Rmd")
 INJECTED_TAG = "injected-parameters"
 _DEFAULT_KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 _PARAMETERS_CELL_PY = '# %% tags=["parameters"]\nconfig = {}'
@@ -30,6 +36,7 @@ class Flow:
     sha256: str
     notebook: Any  # nbformat.NotebookNode, shared: use :meth:`with_config` for a private copy
     parameters_index: int
+    parameters: Parameters  # what the parameters cell declares
 
     @property
     def stem(self) -> str:
@@ -39,7 +46,7 @@ class Flow:
     def with_config(self, config: dict[str, Any]) -> Any:
         """Return a fresh notebook with ``config`` injected after the parameters cell."""
         nb = copy.deepcopy(self.notebook)
-        cell = _new_code_cell(f"# Parameters\nconfig = {pprint.pformat(config, sort_dicts=False)}\n")
+        cell = _new_code_cell(injected_source(self.parameters, config))
         cell.metadata["tags"] = [INJECTED_TAG]
         nb.cells.insert(self.parameters_index + 1, cell)
         return nb
@@ -54,14 +61,14 @@ def read_flow(path: str | Path) -> Flow:
     p = Path(path)
     if p.suffix not in SUPPORTED_SUFFIXES:
         raise FlowError(
-            f"flow {str(p)!r} has suffix {p.suffix!r}; ductaflow runs {' or '.join(SUPPORTED_SUFFIXES)} "
-            "files (a jupytext percent-format script or a notebook).",
+            f"flow {str(p)!r} has suffix {p.suffix!r}; ductaflow runs {', '.join(SUPPORTED_SUFFIXES)} "
+            "files (a script or text notebook jupytext reads, or a notebook).",
             flow=str(p),
         )
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise FlowError(f"flow file {str(p)!r} does not exist. Check the path.", flow=str(p)) from None
+        raise FlowError(f"flow file {str(p)!r} does not exist.{_did_you_mean(p)}", flow=str(p)) from None
     except OSError as exc:
         raise FlowError(f"flow file {str(p)!r} cannot be read: {exc}.", flow=str(p)) from None
     sha = hashlib.sha256(data).hexdigest()
@@ -71,7 +78,21 @@ def read_flow(path: str | Path) -> Flow:
             _PARSED.clear()
         _PARSED[key] = _parse(data, p.suffix, str(p))
     notebook, index = _PARSED[key]
-    return Flow(path=p, sha256=sha, notebook=notebook, parameters_index=index)
+    parameters = read_parameters(notebook.cells[index].source)
+    return Flow(path=p, sha256=sha, notebook=notebook, parameters_index=index, parameters=parameters)
+
+
+def _did_you_mean(path: Path) -> str:
+    """A hint naming the flows beside ``path`` whose names are close, or what the folder holds."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f" Its folder {str(folder)!r} does not exist either (paths are relative to {Path.cwd()})."
+    flows = sorted(f.name for f in folder.iterdir() if f.suffix in SUPPORTED_SUFFIXES and f.is_file())
+    close = difflib.get_close_matches(path.name, flows, n=3, cutoff=0.6)
+    if close:
+        return f" Did you mean {', '.join(repr(str(folder / c)) for c in close)}?"
+    shown = ", ".join(flows[:10]) + (" ..." if len(flows) > 10 else "")
+    return f" {str(folder)!r} holds: {shown}." if flows else f" {str(folder)!r} holds no flow files."
 
 
 _PARSED: dict[tuple[str, str, str], tuple[Any, int]] = {}
@@ -84,7 +105,7 @@ def _parse(data: bytes, suffix: str, name: str) -> tuple[Any, int]:
         nb = _reads(text, suffix)
     except Exception as exc:  # any parser error is the flow's fault
         raise FlowError(
-            f"flow {name!r} cannot be read as a {'notebook' if suffix == '.ipynb' else 'percent script'}: "
+            f"flow {name!r} cannot be read as a {'notebook' if suffix == '.ipynb' else 'text notebook'}: "
             f"{type(exc).__name__}: {exc}",
             flow=name,
         ) from None
@@ -109,7 +130,7 @@ def _reads(text: str, suffix: str) -> Any:
         return nb
     import jupytext
 
-    return jupytext.reads(text, fmt="py:percent")
+    return jupytext.reads(text, fmt=suffix.lstrip("."))  # the format (percent, light, MyST...) is detected
 
 
 def _parameters_index(nb: Any, name: str, suffix: str) -> int:

@@ -30,6 +30,7 @@ from .fingerprint import Fingerprint
 from .flow import Flow, read_flow
 from .names import check_name
 from .notebook import failure_banner, save_notebook, warm_up, write_html
+from .parameters import check_config
 from .project import ROOT_ENV, find_project_root
 from .runrecord import RECORD_NAME, RunError, RunStatus, base_record, git_info, now_iso, read_record
 
@@ -221,6 +222,7 @@ def prepare_attempt(
     if flow is None:
         flow = read_flow(notebook_file)
         get_engine(options.engine).check(options.kernel_name)
+    check_config(flow.parameters, normalised, shown_path(flow.path, options.project_root))
     rundir.check_run_dir(run_dir)
     if fingerprint is None:
         fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, options.kernel_label)

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from .config import apply_overrides, load_config_file
 from .exceptions import ConfigError, DuctaflowError
 from .inflow import _kernel_shell, is_notebook_execution
+from .parameters import check_config, script_parameters
 from .project import project_root
 from .supervisor import child_config_path, run_script
 
@@ -125,7 +126,9 @@ def _parser(description: str | None, default: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     shown = "none" if default is None else f"{default}, from the project root"
-    parser.add_argument("--config", metavar="FILE", help=f"JSON config file (default: {shown})")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"config file: .json, .yaml/.yml or .toml (default: {shown})"
+    )
     parser.add_argument("--output-dir", metavar="DIR", help="run inside DIR and record the run there")
     parser.add_argument(
         "-o",
@@ -146,6 +149,7 @@ def _script_config(default: Any, description: str | None, argv: list[str]) -> di
         config_file = args.config or (default_config_file(default) if default is not None else None)
         config = load_config_file(config_file) if config_file else {}
         config = apply_overrides(config, args.override)
+        _check_against_script(config)
     except ConfigError as exc:
         parser.error(str(exc))
     if args.output_dir is None:
@@ -155,6 +159,18 @@ def _script_config(default: Any, description: str | None, argv: list[str]) -> di
     except DuctaflowError as exc:
         parser.error(str(exc))
     raise AssertionError("unreachable")  # _supervise exits
+
+
+def _check_against_script(config: dict[str, Any]) -> None:
+    """Refuse a config that does not fit the running script's parameters cell, as a run would."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or script.suffix != ".py" or not script.is_file():
+        return
+    try:
+        text = script.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    check_config(script_parameters(text), config, sys.argv[0])
 
 
 def _supervise(out_dir: Path, config: dict[str, Any], argv: list[str]) -> NoReturn:

@@ -22,17 +22,7 @@ import pandas as pd
 
 import ductaflow
 
-
-def locate(path: str) -> Path:
-    """An absolute path, or a path relative to this directory or one above it (the project root)."""
-    p = Path(path)
-    for base in [Path.cwd(), *Path.cwd().parents]:
-        if (base / p).exists():
-            return base / p
-    raise FileNotFoundError(f"{path} not found from {Path.cwd()} or its parents: run make_data first")
-
-
-data = pd.read_csv(locate(config["input_csv"]), parse_dates=["date"])
+data = pd.read_csv(ductaflow.project_path(config["input_csv"]), parse_dates=["date"])  # from the project root
 t = np.arange(len(data))
 slope, intercept = np.polyfit(t, data.demand, 1)
 rolling = data.demand.rolling(config["window_days"], center=True).mean()

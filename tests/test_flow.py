@@ -55,7 +55,7 @@ def test_missing_and_unsupported_files(tmp_path):
         read_flow(tmp_path / "nope.py")
     other = tmp_path / "flow.txt"
     other.write_text("x")
-    with pytest.raises(FlowError, match=r"flow\.txt.*\.py or \.ipynb"):
+    with pytest.raises(FlowError, match=r"flow\.txt.*\.py, \.ipynb, \.md"):
         read_flow(other)
 
 
