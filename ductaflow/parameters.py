@@ -25,7 +25,7 @@ import ast
 import difflib
 import pprint
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,9 +175,13 @@ def _keys(missing: list[str]) -> str:
     return "key" if len(missing) == 1 else f"{len(missing)} keys"
 
 
+def _hint(key: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def _undeclared(key: str, declared: list[str], flow: str) -> ConfigError:
-    close = difflib.get_close_matches(key, declared, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = _hint(key, declared)
     listing = ", ".join(declared[:20]) + (" ..." if len(declared) > 20 else "")
     return ConfigError(
         f"config key {key!r} is not declared by the parameters cell of {flow}.{hint} "
@@ -187,8 +191,7 @@ def _undeclared(key: str, declared: list[str], flow: str) -> ConfigError:
 
 
 def _not_a_variable(key: str, variables: tuple[str, ...], flow: str) -> ConfigError:
-    close = difflib.get_close_matches(key, variables, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = _hint(key, variables)
     return ConfigError(
         f"config key {key!r} is not a parameter of {flow}.{hint} Its parameters cell assigns "
         f"{', '.join(variables)} (papermill style), and ductaflow sets each config key that names one "
