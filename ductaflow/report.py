@@ -7,7 +7,8 @@ JavaScript: no CDN, no server, so it works opened from disk, a shared drive
 or an e-mail attachment, offline. Per step: counts by status, a table that
 sorts by any column and filters by text and status, links to each
 instance's report, config and log, and a chart of a chosen metric against a
-chosen config column.
+chosen config column (at first a metric and a column that vary). The chart
+measures its labels in the page, so they stay inside it whatever the values.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ th.sorted-desc:after{content:" \\25BC"} td.num{text-align:right;font-variant-num
 .failed,.crashed{background:#f8d0d0}
 .interrupted,.running{background:#fbeec1} .unknown{background:#e4e4e4}
 .counts span{margin-right:1em} .error{color:#a00;font-size:.9em} .controls{margin:.5em 0}
-.controls input,.controls select{margin-right:1em} svg{background:#fafafa;border:1px solid #ddd}
+.controls input,.controls select{margin-right:1em}
+svg.chart{background:#fafafa;border:1px solid #ddd;max-width:100%;height:auto}
+svg.chart text{font:12px system-ui,sans-serif;fill:#333}
 </style></head><body>
 <h1>__TITLE__</h1>
 <p id="overall" class="counts"></p>
@@ -108,6 +111,7 @@ th.sorted-desc:after{content:" \\25BC"} td.num{text-align:right;font-variant-num
 const DATA = JSON.parse(document.getElementById("ductaflow-data").textContent);
 const STATUSES = ["success", "failed", "crashed", "interrupted", "running", "unknown"];
 const SUCCEEDED = STATUSES[0];
+const COLLATE = new Intl.Collator(undefined, {numeric: true}).compare;  // "run2" before "run10"
 const LIMIT = 500;  // rows drawn at first; a button draws the rest
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -138,25 +142,100 @@ function compare(a, b) {
   if (a == null) return 1;
   if (b == null) return -1;
   if (typeof a === "number" && typeof b === "number") return a - b;
-  return shown(a).localeCompare(shown(b), undefined, {numeric: true});
+  return COLLATE(shown(a), shown(b));
+}
+const W = 640, H = 320, TOP = 24, BOTTOM = 44, PAD = 10, GAP = 6, WIDEST = 160;  // the chart, in its units
+function extent(values) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  return [lo, hi];
+}
+function ticks(values, n) {  // round values (1, 2 or 5 times a power of ten) covering the values
+  const [lo, hi] = extent(values);
+  if (hi - lo <= Math.abs(lo) * 1e-14) return {lo: lo - 1, hi: hi + 1, at: [lo], labels: [shown(lo)]};
+  const raw = (hi - lo) / n, e = Math.floor(Math.log10(raw)), f = raw / 10 ** e;
+  let m = f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10, p = e;
+  if (e < 0 && values.every(Number.isInteger)) [m, p] = [1, 0];  // whole numbers: no tick between them
+  const step = m * 10 ** p, first = Math.floor(lo / step), last = Math.ceil(hi / step), at = [];
+  for (let k = first; k <= last && at.length < 50; k++) at.push(k * step);
+  return {lo: first * step, hi: last * step, at, labels: tickLabels(at, m === 10 ? p + 1 : p)};
+}
+function tickLabels(at, e) {  // as many digits as the step needs; 1.5e8 or 5e-7 when much shorter
+  const fixed = at.map(v => v.toFixed(Math.min(100, Math.max(0, -e))));
+  const exp = at.map(v => {
+    if (v === 0) return "0";
+    const digits = Math.max(0, Number(v.toExponential().split("e")[1]) - e);
+    return v.toExponential(Math.min(digits, 20)).replace(/\\.?0+e/, "e").replace("e+", "e");
+  });
+  const longest = labels => Math.max(...labels.map(s => s.length));
+  return longest(fixed) - longest(exp) >= 3 ? exp : fixed;
+}
+function text(svg, attrs, content, widest) {  // a text, shortened with "…" to at most widest units wide
+  const node = svgEl("text", attrs, content);
+  svg.append(node);
+  fit(node, content, widest);
+  return node;
+}
+function fit(node, content, widest) {
+  if (node.getComputedTextLength() <= widest) return;
+  let keep = 0, drop = content.length;
+  while (keep < drop) {
+    const mid = Math.ceil((keep + drop) / 2);
+    node.textContent = content.slice(0, mid) + "…";
+    if (node.getComputedTextLength() <= widest) keep = mid; else drop = mid - 1;
+  }
+  node.textContent = content.slice(0, keep) + "…";
+}
+const width = node => node.getComputedTextLength();
+function xAxis(svg, pts, xKey, left) {  // the tick labels placed, the axis's ends and the x scale
+  const attrs = {y: H - BOTTOM + 18, "text-anchor": "middle", "class": "tick-x"};
+  const values = pts.map(r => r[xKey]);
+  let labels = [];
+  if (values.every(v => typeof v === "number")) {
+    for (const n of [8, 5, 3, 2]) {  // fewer ticks until their labels do not touch
+      labels.forEach(t => t.remove());
+      const axis = ticks(values, n);
+      labels = axis.labels.map(s => text(svg, attrs, s, WIDEST));
+      const ws = labels.map(width);
+      const x0 = Math.max(left, ws[0] / 2 + 4 - PAD), x1 = W - Math.max(8, ws[ws.length - 1] / 2 + 4 - PAD);
+      const sx = v => x0 + PAD + (v - axis.lo) / (axis.hi - axis.lo) * (x1 - x0 - 2 * PAD);
+      labels.forEach((t, i) => t.setAttribute("x", sx(axis.at[i])));
+      const apart = (w, i) => !i || sx(axis.at[i]) - sx(axis.at[i - 1]) >= (w + ws[i - 1]) / 2 + 8;
+      if (n === 2 || ws.every(apart)) return {x0, x1, sx};
+    }
+  }
+  const cats = [...new Set(values.map(shown))].sort(compare), index = new Map(cats.map((c, i) => [c, i]));
+  const x0 = left, x1 = W - 8, band = (x1 - x0) / cats.length, at = i => x0 + (i + 0.5) * band;
+  labels = cats.map(c => svgEl("text", attrs, c));
+  svg.append(...labels);  // all measured at once, then one label in every so many categories kept
+  const every = Math.ceil((Math.min(extent(labels.map(width))[1], 96) + 8) / band);
+  labels.forEach((t, i) => {
+    if (i % every) return t.remove();
+    t.setAttribute("x", at(i));
+    fit(t, cats[i], Math.min(WIDEST, every * band - 8, 2 * (at(i) - 2), 2 * (W - 2 - at(i))));
+  });
+  return {x0, x1, sx: v => at(index.get(shown(v)))};
 }
 function chart(step, svg, xKey, yKey) {
-  const W = 640, H = 320, P = 48;
   svg.replaceChildren();
-  const pts = step.rows.filter(r => typeof r[xKey] === "number" && typeof r[yKey] === "number");
-  if (!pts.length) { svg.append(svgEl("text", {x: P, y: H / 2}, "no numeric values to plot")); return; }
-  const xs = pts.map(r => r[xKey]), ys = pts.map(r => r[yKey]);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  const sx = v => P + (x1 === x0 ? (W - 2 * P) / 2 : (v - x0) / (x1 - x0) * (W - 2 * P));
-  const sy = v => H - P - (y1 === y0 ? (H - 2 * P) / 2 : (v - y0) / (y1 - y0) * (H - 2 * P));
-  svg.append(svgEl("line", {x1: P, y1: H - P, x2: W - P, y2: H - P, stroke: "#888"}),
-             svgEl("line", {x1: P, y1: P, x2: P, y2: H - P, stroke: "#888"}),
-             svgEl("text", {x: W / 2, y: H - 8, "text-anchor": "middle"}, xKey),
-             svgEl("text", {x: 12, y: P - 16}, yKey),
-             svgEl("text", {x: P, y: H - P + 16, "text-anchor": "middle"}, shown(x0)),
-             svgEl("text", {x: W - P, y: H - P + 16, "text-anchor": "middle"}, shown(x1)),
-             svgEl("text", {x: P - 4, y: H - P, "text-anchor": "end"}, shown(y0)),
-             svgEl("text", {x: P - 4, y: P + 4, "text-anchor": "end"}, shown(y1)));
+  text(svg, {x: 4, y: 14, "class": "title-y"}, yKey, W - 8);
+  const pts = step.rows.filter(r => r[xKey] != null && typeof r[yKey] === "number");
+  if (!pts.length) {
+    text(svg, {x: W / 2, y: H / 2, "text-anchor": "middle"}, "no values to plot", W - 8);
+    return;
+  }
+  const yAt = ticks(pts.map(r => r[yKey]), 5), y0 = H - BOTTOM;
+  const sy = v => y0 - PAD - (v - yAt.lo) / (yAt.hi - yAt.lo) * (y0 - TOP - 2 * PAD);
+  const yLabels = yAt.labels.map((s, i) => text(svg, {y: sy(yAt.at[i]), dy: "0.35em", "text-anchor": "end",
+                                                       "class": "tick-y"}, s, W * 0.4));
+  const {x0, x1, sx} = xAxis(svg, pts, xKey, 4 + Math.max(...yLabels.map(width)) + GAP);
+  yLabels.forEach(t => t.setAttribute("x", x0 - GAP));
+  const title = text(svg, {y: H - 6, "text-anchor": "middle", "class": "title-x"}, xKey, W - 8);
+  const half = width(title) / 2;
+  title.setAttribute("x", Math.min(Math.max((x0 + x1) / 2, half + 4), W - half - 4));
+  svg.prepend(...yAt.at.map(v => svgEl("line", {x1: x0, y1: sy(v), x2: x1, y2: sy(v), stroke: "#e4e4e4"})),
+              svgEl("line", {x1: x0, y1: y0, x2: x1, y2: y0, stroke: "#888"}),
+              svgEl("line", {x1: x0, y1: TOP, x2: x0, y2: y0, stroke: "#888"}));
   for (const r of pts) {
     const dot = svgEl("circle", {cx: sx(r[xKey]), cy: sy(r[yKey]), r: 5, "class": "point",
                                  fill: r.status === SUCCEEDED ? "#2a7ab0" : "#c0392b"});
@@ -170,7 +249,7 @@ function svgEl(tag, attrs, text) {
   if (text != null) node.textContent = text;
   return node;
 }
-function section(step) {
+function section(step, parent) {
   const columns = ["instance", "status", "started", "duration", ...step.configs, ...step.metrics, "links"];
   const sec = el("section", {"class": "step", "data-step": step.step});
   const line = el("p", {"class": "counts"});
@@ -233,25 +312,36 @@ function section(step) {
   filter.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(render, 150); });
   select.addEventListener("change", render);
   sec.append(el("h2", {}, step.step), line, el("div", {"class": "controls"}, filter, select), table, more);
-  if (step.metrics.length) {
-    const numeric = c => step.rows.some(r => typeof r[c] === "number");
-    const varying = c => new Set(step.rows.map(r => shown(r[c]))).size > 1;
-    const xs = [...step.configs, ...step.metrics].filter(numeric)
-      .sort((a, b) => (varying(a) ? 0 : 1) - (varying(b) ? 0 : 1));  // varying columns first
-    const xSel = el("select", {"class": "chart-x"}, ...xs.map(c => el("option", {value: c}, c)));
-    const ySel = el("select", {"class": "chart-y"}, ...step.metrics.map(c => el("option", {value: c}, c)));
-    const svg = svgEl("svg", {width: 640, height: 320, "class": "chart"});
-    const draw = () => chart(step, svg, xSel.value, ySel.value);
-    xSel.addEventListener("change", draw);
-    ySel.addEventListener("change", draw);
-    sec.append(el("div", {"class": "controls"}, "chart: ", ySel, " against ", xSel), svg);
-    draw();
-  }
+  const plot = chartOf(step);
+  if (plot) sec.append(...plot.nodes);
   render();
-  return sec;
+  parent.append(sec);
+  if (plot) plot.draw();  // once on the page: the chart measures its labels
+}
+function axes(step) {  // what the chart offers, and by default a metric and a config column that vary
+  const numeric = c => step.rows.some(r => typeof r[c] === "number");
+  const varies = c => new Set(step.rows.filter(r => r[c] != null).map(r => shown(r[c]))).size > 1;
+  const ys = step.metrics.filter(numeric), xs = [...step.configs, ...step.metrics];
+  const y = ys.find(varies) || ys[0];
+  const x = [step.configs.filter(numeric), step.configs, xs.filter(c => c !== y)].map(cs => cs.find(varies))
+    .find(c => c) || step.configs.find(numeric) || step.configs[0] || xs.find(c => c !== y) || y;
+  return {xs, ys, x, y};
+}
+function chartOf(step) {
+  const {xs, ys, x, y} = axes(step);
+  if (!ys.length) return null;
+  const option = (c, chosen) => el("option", c === chosen ? {value: c, selected: ""} : {value: c}, c);
+  const options = (cs, chosen) => cs.map(c => option(c, chosen));
+  const xSel = el("select", {"class": "chart-x"}, ...options(xs, x));
+  const ySel = el("select", {"class": "chart-y"}, ...options(ys, y));
+  const svg = svgEl("svg", {width: W, height: H, viewBox: `0 0 ${W} ${H}`, "class": "chart"});
+  const draw = () => chart(step, svg, xSel.value, ySel.value);
+  xSel.addEventListener("change", draw);
+  ySel.addEventListener("change", draw);
+  return {nodes: [el("div", {"class": "controls"}, "chart: ", ySel, " against ", xSel), svg], draw};
 }
 countLine(document.getElementById("overall"), DATA.steps.flatMap(s => s.rows));
-document.getElementById("steps").append(...DATA.steps.map(section));
+for (const step of DATA.steps) section(step, document.getElementById("steps"));
 if (!DATA.steps.length) document.getElementById("steps").append(el("p", {}, "No instances yet."));
 </script></body></html>
 """
