@@ -27,6 +27,7 @@ from .script import load_cli_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .clean import clean_runs
     from .conductor import run_instances, sweep
     from .debug import debug_notebook
     from .executors import dask_client
@@ -53,6 +54,7 @@ _LAZY = {
     "check_instance": "freshness",
     "check_instances": "freshness",
     "debug_notebook": "debug",
+    "clean_runs": "clean",
     "new_project": "scaffold",
     "collect": "results",
     "build_report": "report",
@@ -89,6 +91,7 @@ __all__ = [
     "build_report",
     "check_instance",
     "check_instances",
+    "clean_runs",
     "collect",
     "dask_client",
     "debug_notebook",

@@ -362,31 +362,6 @@ def test_why_explains_each_part_and_compares_with_the_last_success(proj: Path) -
     assert "kept in runs/ok/.ductaflow/previous/ok" in failed
 
 
-def test_open_writes_a_notebook_that_reproduces_the_run(proj: Path, tmp_path: Path) -> None:
-    """open: the debug notebook, executed cell by cell from another directory, redoes the run in place."""
-    import nbclient
-    import nbformat
-
-    assert cli("run", "flow/ok.py", "-o", "n=4", "-o", "label=dbg", "--instance", "dbg").returncode == 0
-    run_dir = proj / "runs" / "ok" / "dbg"
-    original = seen(run_dir)
-    (run_dir / "seen.json").unlink()
-    done = cli("open", "runs/ok/dbg")
-    assert done.returncode == 0, done.stderr
-    notebook = run_dir / "debug_ok.ipynb"
-    assert f"code {notebook.relative_to(proj)}" in done.stdout
-    nb = nbformat.read(notebook, as_version=4)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(elsewhere)}}).execute()  # fmt: skip
-    again = seen(run_dir)
-    assert again["config"] == original["config"] == {"n": 4, "label": "dbg"}
-    assert again["cwd"] == original["cwd"] == str(run_dir)
-    assert again["is_notebook_execution"] is True
-    assert nb.cells[-1].outputs[0]["data"]["text/plain"] == "8"
-
-
 def test_new_scaffolds_a_project_whose_conductor_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,7 +391,7 @@ def test_new_scaffolds_a_project_whose_conductor_runs(
     why = cli("why", "runs/simulate/by_hand")
     assert "flow/simulate.py unchanged" in why.stdout and "cannot tell" in why.stdout
     assert cli("open", "runs/simulate/by_hand").returncode == 0
-    debug = json.loads((study / "runs/simulate/by_hand/debug_simulate.ipynb").read_text())
+    debug = json.loads((study / "runs/simulate/.debug-by_hand/debug_simulate.ipynb").read_text())
     injected = next(c for c in debug["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
     assert "'n_steps': 20" in "".join(injected["source"])  # the script run's config, from config.json
     monkeypatch.chdir(tmp_path)

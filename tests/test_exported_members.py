@@ -24,6 +24,7 @@ DOCUMENTED = {
     "build_report",
     "check_instance",
     "check_instances",
+    "clean_runs",
     "collect",
     "dask_client",
     "debug_notebook",

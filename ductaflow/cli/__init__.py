@@ -33,7 +33,7 @@ from .common import (
     EXIT_USAGE,
 )
 from .inspecting import report, status, why
-from .project import new, open_
+from .project import clean, new, open_
 from .running import run, sweep
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "cli", "main", "run_cli"]
@@ -124,5 +124,5 @@ def cli() -> None:
     """
 
 
-for _command in (run, sweep, status, why, report, open_, new):
+for _command in (run, sweep, status, why, report, open_, clean, new):
     cli.add_command(_command)
