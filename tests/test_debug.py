@@ -89,21 +89,23 @@ def test_a_rerun_of_the_instance_leaves_its_debug_copy(proj: Path) -> None:
 
 
 def test_metrics_and_upstream_files_from_a_debug_copy(proj: Path, tmp_path: Path) -> None:
-    """record() in a debug copy writes there; paths relative to the instance name the same upstream files."""
+    """record() in a debug copy writes there; relative paths and project_root() name what the run's did."""
     (proj / "flow" / "reads_upstream.py").write_text(
         '# %% tags=["parameters"]\nconfig = {}\n\n'
         "# %%\nimport ductaflow\n"
         "upstream = open('../../metrics/m/log.txt').read()\n"
-        "ductaflow.record(upstream_found='loop of record calls' in upstream, x=config['x'])\n"
+        "ductaflow.record(upstream_found='loop of record calls' in upstream, x=config['x'],\n"
+        "                 root=str(ductaflow.project_root()))\n"
     )
     ductaflow.run_step_flow("flow/metrics.py", "metrics", "m", {"x": 2, "loops": 3}, export_html=False)
     ductaflow.run_step_flow("flow/reads_upstream.py", "reader", "r", {"x": 5}, export_html=False)
     instance = proj / "runs" / "reader" / "r"
-    assert json.loads((instance / "metrics.json").read_text()) == {"upstream_found": True, "x": 5}
+    expected = {"upstream_found": True, "x": 5, "root": str(proj / "flow")}  # no marker above the flow
+    assert json.loads((instance / "metrics.json").read_text()) == expected
     before = contents(proj / "runs")
     notebook = ductaflow.debug_notebook(instance)
     execute(notebook, tmp_path / "elsewhere")
-    assert read_metrics(notebook.parent) == {"upstream_found": True, "x": 5}  # the journal counts too
+    assert read_metrics(notebook.parent) == expected  # the journal counts too
     after = contents(proj / "runs")
     assert {k: v for k, v in after.items() if not k.startswith("reader/.debug-r/")} == before
 
