@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import canonical_json, flatten
+from .config import config_hash as hash_config
 from .exceptions import ConfigError
 from .files import shown_path
 from .runrecord import RunStatus
@@ -142,6 +143,30 @@ def why_run(
     if old.get("kernel") != fingerprint.kernel:
         changes.append(f"kernel changed ({old.get('kernel')} -> {fingerprint.kernel})")
     return "; ".join(changes) or "fingerprint changed"
+
+
+def why_run_again(
+    record: Mapping[str, Any] | None,
+    status: str | None,
+    flow_sha256: str,
+    config: Mapping[str, Any],
+    old_config: Mapping[str, Any] | None = None,
+) -> str:
+    """Why an attempt asked for directly runs (a script run with ``--output-dir``), from any record.
+
+    What changed since the last success (the flow, the config, described key
+    by key from ``old_config``, else the record's), the previous attempt's
+    status, ``new``, or ``unchanged, run again``.
+    """
+    if record is None:
+        return "new"
+    if status != RunStatus.SUCCESS:
+        return f"previous attempt {status}"
+    changes = ["flow changed"] if record.get("flow_sha256") != flow_sha256 else []
+    if record.get("config_hash") != hash_config(config):
+        before = old_config if isinstance(old_config, Mapping) else record.get("config")
+        changes.append(config_changes(before, config))
+    return "; ".join(changes) or "unchanged, run again"
 
 
 def config_changes(

@@ -25,14 +25,14 @@ from . import rundir
 from .config import config_hash, normalise_config
 from .engines import DEFAULT_ENGINE, Execution, ExecutionError, Outcome, get_engine
 from .exceptions import FlowExecutionError, RunDirectoryError
-from .files import read_json, rename, shown_path, write_json_atomic
-from .fingerprint import Fingerprint
+from .files import shown_path
+from .fingerprint import Fingerprint, why_run
 from .flow import Flow, read_flow
 from .names import check_name
 from .notebook import failure_banner, save_notebook, warm_up, write_html
 from .parameters import check_config
 from .project import ROOT_ENV, find_project_root
-from .runrecord import RECORD_NAME, RunError, RunStatus, base_record, git_info, now_iso, read_record
+from .runrecord import RunError, RunStatus, base_record, git_info, now_iso, read_record
 
 _UNKNOWN = object()  # git state not computed yet
 
@@ -257,6 +257,7 @@ class Attempt:
         self.html_import: Any = None
         self.git: Any = _UNKNOWN
         self.sweep_id: str | None = None
+        self.reason: str | None = None  # why it runs, recorded; worked out under the lock when not given
 
     def run(self) -> RunResult:
         """Execute the attempt; call with the instance lock held.
@@ -286,6 +287,7 @@ class Attempt:
         self.record = base_record(
             step=self.step,
             instance=self.instance,
+            reason=self.reason or self._why(),
             mode="kernel",
             engine=options.engine,
             flow=shown_path(self.flow.path, options.project_root),
@@ -315,6 +317,13 @@ class Attempt:
         if self.sweep_id is not None:
             self.record["sweep_id"] = self.sweep_id
         rundir.open_attempt(self.run_dir, self.config, self.record)
+
+    def _why(self) -> str:
+        """Why a direct call runs the instance: what a conductor would say, else that it runs again."""
+        old = read_record(self.run_dir)
+        status = rundir.current_status(old, self.run_dir, lock_held=True)
+        reason = why_run(old, status, self.fingerprint, (old or {}).get("config"), self.config)
+        return reason or "unchanged, run again"
 
     def _execute(self, nb: Any, log: Any) -> Outcome:
         env = dict(os.environ)
@@ -356,25 +365,9 @@ class Attempt:
             return index
         return index - 1  # cells after the injected one
 
-    def _keep_flow_files(self) -> None:
-        """A flow that wrote config.json or run.json itself: keep its file as *.flow.json, ours stands."""
-        for name in (rundir.CONFIG_NAME, RECORD_NAME):
-            path = self.run_dir / name
-            ours = self._is_our_record() if name == RECORD_NAME else read_json(path)[0] == self.config
-            if path.exists() and not ours:
-                rename(path, path.with_suffix(".flow.json"))
-                self.record.setdefault("warnings", []).append(
-                    f"the flow wrote {name}, a name ductaflow uses: kept as {path.stem}.flow.json"
-                )
-        if not (self.run_dir / rundir.CONFIG_NAME).exists():
-            write_json_atomic(self.run_dir / rundir.CONFIG_NAME, self.config, durable=True)
-
-    def _is_our_record(self) -> bool:
-        on_disk = read_record(self.run_dir)
-        return on_disk is not None and on_disk.get("started_at") == self.record["started_at"]
-
     def _conclude(self, error: ExecutionError | None) -> RunResult:
-        self._keep_flow_files()
+        for warning in rundir.keep_flow_files(self.run_dir, self.config, self.record["started_at"]):
+            self.record.setdefault("warnings", []).append(warning)
         status = RunStatus.SUCCESS
         if error is not None:
             status = RunStatus.INTERRUPTED if error.interrupted else RunStatus.FAILED

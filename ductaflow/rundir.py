@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError, InstanceBusyError, RunDirectoryError
-from .files import rename, write_json_atomic
+from .files import read_json, rename, write_json_atomic
 from .metrics import fold as fold_metrics
 from .runrecord import RECORD_NAME, RunStatus, now_iso, read_record, write_record
 
@@ -207,6 +207,27 @@ def close_attempt(run_dir: Path, record: dict[str, Any], status: RunStatus, star
     write_record(run_dir, record)
     if status is RunStatus.SUCCESS:
         shutil.rmtree(previous_attempt_dir(run_dir), ignore_errors=True)
+
+
+def keep_flow_files(run_dir: Path, config: dict[str, Any], started_at: str) -> list[str]:
+    """A flow that wrote config.json or run.json itself: keep its file as ``*.flow.json``, ours stands.
+
+    ``started_at`` tells the attempt's own record from the flow's. Returns a
+    warning per file kept; ``config.json`` is written again if the flow removed it.
+    """
+    warnings = []
+    for name in (CONFIG_NAME, RECORD_NAME):
+        path = run_dir / name
+        if name == RECORD_NAME:
+            ours = (read_record(run_dir) or {}).get("started_at", object()) == started_at
+        else:
+            ours = read_json(path)[0] == config
+        if path.exists() and not ours:
+            rename(path, path.with_suffix(".flow.json"))
+            warnings.append(f"the flow wrote {name}, a name ductaflow uses: kept as {path.stem}.flow.json")
+    if not (run_dir / CONFIG_NAME).exists():
+        write_json_atomic(run_dir / CONFIG_NAME, config, durable=True)
+    return warnings
 
 
 def _set_aside(run_dir: Path) -> None:

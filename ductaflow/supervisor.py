@@ -132,16 +132,20 @@ def _child_command() -> tuple[list[str], dict[str, str]]:
 
 def _start_record(out_dir: Path, script: Path, config: dict[str, Any], command: list[str]) -> dict[str, Any]:
     from .config import config_hash
-    from .rundir import CONFIG_NAME, LOG_NAME
-    from .runrecord import base_record, git_info, now_iso
+    from .fingerprint import why_run_again
+    from .rundir import CONFIG_NAME, LOG_NAME, current_status
+    from .runrecord import base_record, git_info, now_iso, read_record
 
     cwd = Path.cwd()
+    old, flow_sha256 = read_record(out_dir), hashlib.sha256(script.read_bytes()).hexdigest()
+    status, old_config = current_status(old, out_dir, lock_held=True), read_json(out_dir / CONFIG_NAME)[0]
     return base_record(
         step=out_dir.parent.name,
         instance=out_dir.name,
+        reason=why_run_again(old, status, flow_sha256, config, old_config),
         mode="script",
         flow=shown_path(script, cwd),
-        flow_sha256=hashlib.sha256(script.read_bytes()).hexdigest(),
+        flow_sha256=flow_sha256,
         config_hash=config_hash(config),
         run_dir=str(out_dir),
         project_root=str(cwd),

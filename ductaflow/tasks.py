@@ -266,6 +266,7 @@ def _attempt(task: Task, reason: str, stop: threading.Event) -> InstanceRow:
         attempt = prepare_attempt(task.flow.path, task.config, task.run_dir, task.step, task.name,
                                   task.options, flow=task.flow, fingerprint=task.fingerprint,
                                   stop=stop, git=task.git, sweep_id=task.sweep_id)  # fmt: skip
+        attempt.reason = reason  # recorded in run.json as the reason this attempt runs
         result = attempt.run()
     except FlowExecutionError as exc:
         error = f"{exc.error_name}: {exc.error_message}".splitlines()[0]
