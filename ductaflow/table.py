@@ -7,6 +7,7 @@ a project can add its own. Turning a table's rows into instances is
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -31,8 +32,10 @@ def read_table(path: str | os.PathLike[str]) -> Any:
     Supported: ``.csv``, ``.tsv``/``.tab``, ``.xlsx`` (first sheet; needs the
     ``ductaflow[excel]`` extra), ``.parquet`` (needs ``ductaflow[parquet]``)
     and ``.json`` (a list of objects). Integer columns with empty cells stay
-    integers, and an empty cell means "not given". Raises :class:`ConfigError`
-    naming the file when it is missing, unreadable, malformed or has no rows.
+    integers, and an empty cell means "not given". In a CSV or TSV file a row
+    with more fields than the header is refused, naming its line; a row with
+    fewer has its last cells empty. Raises :class:`ConfigError` naming the
+    file when it is missing, unreadable, malformed or has no rows.
     """
     p = Path(path)
     reader = READERS.get(p.suffix.lower())
@@ -60,12 +63,52 @@ def read_table(path: str | os.PathLike[str]) -> Any:
 def _read_csv(path: Path, sep: str = ",") -> Any:
     import pandas as pd
 
-    table = pd.read_csv(path, sep=sep, dtype_backend="numpy_nullable")
-    if len(table.columns) == 1 and (";" in str(table.columns[0]) or "\t" in str(table.columns[0])):
-        raise ConfigError(f"table file {str(path)!r} has one column, {table.columns[0]!r}: it looks "
-                          f"separated by ';' or tabs, not by {sep!r}. Save it as comma-separated CSV, "
-                          "or tab-separated with the suffix .tsv.", path=str(path))  # fmt: skip
-    return table
+    _check_fields(path, sep)
+    return pd.read_csv(path, sep=sep, dtype_backend="numpy_nullable")
+
+
+def _check_fields(path: Path, sep: str) -> None:
+    """Refuse a row with more fields than the header, naming its line: pandas would misread it.
+
+    With one extra field in every row pandas takes the first column as the
+    index (names and values shift); here the row's own line says what to fix.
+    A shorter row is left to pandas: its missing last cells are empty, "not
+    given", like empty cells.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as file:
+        reader = csv.reader(file, delimiter=sep)
+        header: list[str] | None = None
+        end = 0
+        for fields in reader:
+            line, end = end + 1, reader.line_num  # a quoted value may span lines: the row starts here
+            if not fields:  # a blank line, skipped as pandas skips it
+                continue
+            if header is None:
+                header = fields
+                if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+                    raise _one_column(path, header[0], sep)
+            elif len(fields) > len(header):
+                raise ConfigError(_too_many(path, line, fields, header, sep), path=str(path), line=line)
+
+
+def _one_column(path: Path, column: str, sep: str) -> ConfigError:
+    return ConfigError(f"table file {str(path)!r} has one column, {column!r}: it looks separated by ';' "
+                       f"or tabs, not by {sep!r}. Save it as comma-separated CSV, or tab-separated with the "
+                       "suffix .tsv.", path=str(path))  # fmt: skip
+
+
+def _too_many(path: Path, line: int, fields: list[str], header: list[str], sep: str) -> str:
+    extra = fields[len(header) :]
+    mark = "tab" if sep == "\t" else repr(sep)
+    head = (f"table file {str(path)!r}: line {line} has {len(fields)} fields but the header has "
+            f"{len(header)} ({', '.join(header)})")  # fmt: skip
+    if not any(value.strip() for value in extra):
+        them = "it" if len(extra) == 1 else "them"
+        return f"{head}: it ends with {len(extra)} {mark} too many. Delete {them}."
+    example = ' ("Oslo, Norway")' if sep == "," else ""
+    return (f"{head}, so {', '.join(repr(v) for v in extra)} would belong to no column. Fix the line: "
+            f"quote a value that holds a {mark}{example}, remove the extra value, or name the extra column "
+            "in the header.")  # fmt: skip
 
 
 def _read_excel(path: Path) -> Any:

@@ -272,6 +272,15 @@ def test_sweep_reads_json_excel_and_parquet_tables(proj: Path) -> None:
     assert seen(proj / "runs/ok/y")["config"] == {"n": 8}  # an empty cell is not given
 
 
+def test_sweep_refuses_a_ragged_csv_naming_the_line(proj: Path) -> None:
+    """A row with more fields than the header: exit 2 naming the file and line, nothing run or written."""
+    (proj / "ragged.csv").write_text("instance_name,n\na,1\nb,2,3\n")
+    done = cli("sweep", "flow/ok.py", "--table", "ragged.csv")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ragged.csv': line 3 has 3 fields but the header has 2 (instance_name, n)" in done.stderr
+    assert not (proj / "runs").exists()
+
+
 def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
     """status: a row per instance; a changed flow, config file or table row shows as outdated with why."""
     pd.DataFrame({"instance_name": ["a", "b"], "n": [1, 2]}).to_csv(proj / "t.csv", index=False)
