@@ -64,11 +64,16 @@ def clean_runs(
 ) -> Any:
     """List, and with ``delete=True`` delete, what ``path`` (a runs or step folder) no longer needs.
 
-    Returns a DataFrame with one row per folder: ``kind`` (``previous``,
-    ``debug``, ``not-in-table``, ``leftover``: see the module's notes),
-    ``step``, ``instance``, ``path``, ``bytes`` (the files' size), ``deleted``
-    and ``note`` (``running now: kept``, or why it could not be deleted).
-    Without ``delete`` nothing is touched.
+    Returns a DataFrame with one row per folder: ``kind``, ``step``,
+    ``instance``, ``path``, ``bytes`` (the files' size), ``deleted`` and
+    ``note`` (``running now: kept``, or why it could not be deleted). Kinds:
+    ``previous``, a kept previous attempt (``<step>/.ductaflow/previous/``);
+    ``debug``, a debug copy (``<step>/.debug-<instance>/``);
+    ``not-in-table``, an instance ``not_in`` does not name; ``leftover``, a
+    folder an interrupted clean was removing. Without ``delete`` nothing is
+    touched. An instance or its previous attempt is deleted only under the
+    instance's lock: one running is kept. No symbolic link is followed, and
+    a folder without ductaflow's run record or debug marker is never listed.
 
     ``not_in`` (a table file, a DataFrame or a list of dicts) adds the
     instances of the step folder ``path`` that the table does not name. Names

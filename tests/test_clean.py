@@ -211,3 +211,14 @@ def test_usage_errors_delete_nothing(study: Path) -> None:
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
     assert listing(study) == before
     assert "ductaflow clean runs/simulate --not-in scenarios.csv" in cli("clean", "--help").stdout
+
+
+def test_a_folder_an_interrupted_clean_left_is_removed(study: Path) -> None:
+    """A folder set apart by a clean that stopped before removing it is listed as a leftover and removed."""
+    left = study / "runs/ok/.ductaflow/deleting-0123456789ab"
+    shutil.copytree(study / "runs/ok/c", left)
+    frame = ductaflow.clean_runs("runs/ok")
+    assert frame[["kind", "instance", "path"]].values.tolist()[0] == ["leftover", "", str(left)]
+    assert left.is_dir()
+    assert ductaflow.clean_runs("runs/ok", delete=True).deleted.all() and not left.exists()
+    assert [r["instance"] for r in json.loads(cli("status", "--json").stdout)] == ["a", "b", "c"]
