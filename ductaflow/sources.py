@@ -7,6 +7,10 @@ every row. Instance names come from a name column, or are derived from the
 columns whose values vary across rows (``param1=100,mode=A``). A grid
 multiplies every row by every combination of its values.
 
+Over a base config, every column must name a key the base has (a typo such
+as ``volatilty`` is refused, naming the closest keys), unless the table adds
+keys on purpose (``new_keys=True``).
+
 A sweep records where its configs came from (``config_source`` in
 ``run.json``) so that :func:`rebuild_configs` can build them again from
 today's files and tell whether they changed.
@@ -15,17 +19,19 @@ today's files and tell whether they changed.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .config import (
     JSONValue,
+    _dotted_keys,  # the keys -o and --grid may name: a column may name the same
     apply_overrides,
     canonical_json,
     flatten,
@@ -33,8 +39,11 @@ from .config import (
     load_config,
     normalise_config,
 )
-from .exceptions import ConfigError
+from .exceptions import ConfigError, RunDirectoryError
+from .files import shown_path
+from .fingerprint import config_changes
 from .names import check_name
+from .runrecord import read_record
 from .table import read_table
 
 _MAX_DERIVED = 80
@@ -43,13 +52,22 @@ _INVISIBLE = {"Cc", "Cf", "Zl", "Zp", "Zs"}  # control, format (zero-width...), 
 
 
 def instances_from_table(
-    table: Any, *, name_column: str = "instance_name", base_config: Mapping[str, Any] | None = None
+    table: Any,
+    *,
+    name_column: str = "instance_name",
+    base_config: Mapping[str, Any] | None = None,
+    new_keys: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
     """Return ``(instance name, normalised config)`` for each row of ``table``.
 
-    Raises :class:`ConfigError` or :class:`UnsafeNameError` naming the row for
-    bad values, conflicting dotted columns, missing, unsafe or duplicate names.
+    With a (non-empty) ``base_config``, every column but the name column must
+    be a key of it (a dotted column: every part); ``new_keys=True`` lets the
+    table add keys. Raises :class:`ConfigError` or :class:`UnsafeNameError`
+    naming the column or row for unknown columns, bad values, conflicting
+    dotted columns, missing, unsafe or duplicate names.
     """
+    if base_config and not new_keys:
+        check_columns(table_columns(table), base_config, name_column=name_column)
     rows = table_rows(table)
     base = normalise_config(base_config)
     given = [row.pop(name_column, None) for row in rows]
@@ -77,6 +95,52 @@ def table_rows(table: Any) -> list[dict[str, Any]]:
         return rows
     raise ConfigError(
         f"the table must be a pandas DataFrame or a list of dicts, got {type(table).__name__}.", key=None
+    )
+
+
+def table_columns(table: Any) -> list[Any]:
+    """The columns of a DataFrame (even those left empty), or every key of a list of dicts."""
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):
+        return list(table.columns)
+    return list(dict.fromkeys(k for row in table_rows(table) for k in row))
+
+
+def check_columns(
+    columns: Iterable[Any],
+    base: Mapping[str, Any],
+    *,
+    name_column: str = "instance_name",
+    table: str | None = None,
+    base_name: str = "base_config",
+) -> None:
+    """Refuse columns that are not keys of ``base`` (dotted: every part), naming the closest keys.
+
+    ``table`` (a file) and ``base_name`` (what holds the base) are named in the
+    message: ``table file 'scenarios.csv': column 'volatilty' is not a key of
+    the config file 'config/simulate.json' (did you mean 'volatility'?). ...``
+    """
+    known = list(_dotted_keys(base))
+    unknown = [c for c in columns if isinstance(c, str) and c != name_column and c not in known]
+    if not unknown:
+        return
+    hints = []
+    for column in unknown[:5]:
+        close = difflib.get_close_matches(column, known, n=3, cutoff=0.5)  # as -o's "did you mean"
+        hints.append(f" (did you mean {' or '.join(repr(k) for k in close)}?)" if close else "")
+    where = f"table file {table!r}" if table else "the table"
+    if len(unknown) == 1:
+        head = f"{where}: column {unknown[0]!r} is not a key of {base_name}{hints[0]}."
+    else:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        shown = ", ".join(f"{c!r}{h}" for c, h in zip(unknown, hints, strict=False))
+        head = f"{where}: columns {shown}{more} are not keys of {base_name}."
+    listing = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
+    noun = "column's name" if len(unknown) == 1 else "columns' names"
+    raise ConfigError(
+        f"{head} Fix the {noun} (the keys: {listing or '(none)'}), or, if the table adds keys "
+        "on purpose, pass new_keys=True (ductaflow sweep --new-keys).",
+        key=unknown[0],
+        path=table,
     )
 
 
@@ -174,7 +238,8 @@ def rebuild_configs(source: Mapping[str, Any], root: Path) -> dict[str, dict[str
     """
     base, rows = source_rows(source, root)
     name_column = source.get("name_column") or "instance_name"
-    return dict(instances_from_table(rows, name_column=name_column, base_config=base))
+    # source_rows checked the columns as the sweep did: they hold no key to check again
+    return dict(instances_from_table(rows, name_column=name_column, base_config=base, new_keys=True))
 
 
 def source_rows(
@@ -183,8 +248,11 @@ def source_rows(
     """The base config and the table rows (times the grid) a ``config_source`` describes.
 
     ``source`` holds ``config_file``, ``overrides``, ``table`` (a file, read
-    now), ``grid``, ``instance_name`` and ``name_column``, paths relative to
-    ``root``; ``table`` gives the rows of an in-memory table instead.
+    now), ``grid``, ``instance_name``, ``name_column`` and ``new_keys``, paths
+    relative to ``root``; ``table`` gives the rows of an in-memory table
+    instead. Over a config file, the table's columns must be keys of it unless
+    ``new_keys`` is true (a source recorded before ``new_keys`` existed is
+    rebuilt as it was built then: unchecked).
     """
     config_file = source.get("config_file")
     base = load_config(_absolute(config_file, root), source.get("overrides") or ())
@@ -200,6 +268,9 @@ def source_rows(
             columns = ", ".join(dict.fromkeys(k for row in rows for k in row))
             raise ConfigError(f"the name column {name_column!r} is not a column of the table "
                               f"(columns: {columns}).", key=name_column)  # fmt: skip
+        if config_file is not None and not source.get("new_keys", True):
+            check_columns(table_columns(table), base, name_column=name_column, table=source.get("table"),
+                          base_name=f"the config file {config_file!r}")  # fmt: skip
     if grid and config_file is not None:
         _check_grid_keys(grid, base, config_file)
     return base, _times_grid(rows, grid, name_column)
@@ -216,6 +287,60 @@ def _single_name(source: Mapping[str, Any], base: Mapping[str, Any]) -> str:
         return check_name(Path(config_file).stem, f"instance name taken from the config file {config_file} "
                           "(name the instance with --instance)")  # fmt: skip
     return "default"
+
+
+def check_replacement(
+    run_dir: Path, source: Mapping[str, Any], config: Mapping[str, Any], root: Path
+) -> None:
+    """Refuse to run a single, implicitly named instance where another config's run is.
+
+    Such an instance is named after the config's ``instance_name``, its file or
+    ``default``, not after its values, so ``-o drift=0.5`` would replace the
+    run of ``-o drift=0.3``. The run there is the same experiment when it has
+    ``config``, or when its recorded config file and overrides give ``config``
+    today (the file was edited since: an ordinary re-run). Raises
+    :class:`RunDirectoryError` naming the instance, the difference and both
+    fixes; reads only.
+    """
+    record = read_record(run_dir)
+    if record is None or _same_experiment(record, source, config, root):
+        return
+    old = record.get("config") if isinstance(record.get("config"), Mapping) else {}
+    changes = config_changes(old, config, limit=5).removeprefix("config changed (").removesuffix(")")
+    before, after = dict(flatten(old)), dict(flatten(config))
+    changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    suggestion = instance_label(changed) if changed and len(changed) <= 3 else "NAME"
+    raise RunDirectoryError(
+        f"instance {run_dir.name!r} ({shown_path(run_dir, root)}) holds the run of another config: "
+        f"{changes}. {_name_origin(source, config)}, "
+        "not after its values, so this run would replace that one. "
+        f"To keep both, name this one: --instance {suggestion} (instance_name= in Python); "
+        "to replace it: --replace (replace=True).",
+        run_dir=str(run_dir),
+    )
+
+
+def _same_experiment(record: Mapping[str, Any], source: Mapping[str, Any], config: Mapping[str, Any],
+                     root: Path) -> bool:  # fmt: skip
+    if record.get("config") == config:
+        return True
+    old = record.get("config_source")
+    if not isinstance(old, Mapping) or old.get("table") or old.get("grid"):
+        return False  # not a single instance of a config file and overrides: another experiment
+    if old.get("config_file") != source.get("config_file"):
+        return False
+    try:
+        return load_config(_absolute(old.get("config_file"), root), old.get("overrides") or ()) == config
+    except ConfigError:  # its overrides no longer apply to today's file: another experiment
+        return False
+
+
+def _name_origin(source: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    if config.get("instance_name"):
+        return "It is named by the config's instance_name"
+    if source.get("config_file"):
+        return f"It is named after the config file {source['config_file']!r}"
+    return "It has the default name, given when nothing names it"
 
 
 def _check_grid_keys(grid: Mapping[str, Sequence[Any]], base: dict[str, Any], config_file: str) -> None:

@@ -272,6 +272,34 @@ def test_sweep_reads_json_excel_and_parquet_tables(proj: Path) -> None:
     assert seen(proj / "runs/ok/y")["config"] == {"n": 8}  # an empty cell is not given
 
 
+def test_sweep_refuses_a_table_column_the_config_lacks_unless_new_keys(proj: Path) -> None:
+    """A misspelt column is refused as -o and --grid are, naming the file and the closest key; --new-keys
+    lets a table add keys, and status, rebuilding the configs, honours it."""
+    (proj / "typo.csv").write_text("instance_name,nn,model.alhpa\na,2,0.3\n")
+    refused = cli("sweep", "flow/ok.py", "--config", "config/ok.json", "--table", "typo.csv")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "table file 'typo.csv': columns 'nn' (did you mean 'n'?), 'model.alhpa' (did you mean " in (
+        refused.stderr
+    )
+    assert "'model.alpha'" in refused.stderr and "config/ok.json" in refused.stderr
+    assert "--new-keys" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (proj / "runs").exists()
+
+    (proj / "added.csv").write_text("instance_name,n,extra\na,2,x\nb,3,y\n")
+    args = ["sweep", "flow/ok.py", "--config", "config/ok.json", "--table", "added.csv", "--no-html"]
+    assert cli(*args).returncode == 2 and not (proj / "runs").exists()
+    done = cli(*args, "--new-keys")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert seen(proj / "runs/ok/b")["config"] == {"n": 3, "label": "base", "model": {"alpha": 0.1},
+                                                  "extra": "y"}  # fmt: skip
+    assert record(proj / "runs/ok/b")["config_source"]["new_keys"] is True
+    status = {r["instance"]: r for r in json.loads(cli("status", "--json").stdout)}
+    assert {k: (r["outdated"], r["reason"]) for k, r in status.items()} == {
+        "a": (False, "up to date"),
+        "b": (False, "up to date"),
+    }
+
+
 def test_sweep_refuses_a_ragged_csv_naming_the_line(proj: Path) -> None:
     """A row with more fields than the header: exit 2 naming the file and line, nothing run or written."""
     (proj / "ragged.csv").write_text("instance_name,n\na,1\nb,2,3\n")
@@ -279,6 +307,37 @@ def test_sweep_refuses_a_ragged_csv_naming_the_line(proj: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "ragged.csv': line 3 has 3 fields but the header has 2 (instance_name, n)" in done.stderr
     assert not (proj / "runs").exists()
+
+
+def test_run_without_instance_refuses_to_replace_another_configs_run(proj: Path) -> None:
+    """Another -o value under the same implicit name is refused, writing nothing; --instance keeps both,
+    --replace replaces; an edited config file with the same overrides re-runs as usual."""
+    base = ["run", "flow/ok.py", "--config", "config/ok.json", "--no-html"]
+    assert cli(*base, "-o", "n=3").returncode == 0
+    before = listing(proj / "runs")
+    refused = cli(*base, "-o", "n=5")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    message = refused.stderr
+    assert "instance 'ok' (runs/ok/ok) holds the run of another config: n: 3 -> 5" in message
+    assert "named after the config file 'config/ok.json'" in message
+    assert "--instance n=5" in message and "--replace" in message
+    assert cli(*base, "-o", "n=5", "--dry-run").returncode == 2
+    assert listing(proj / "runs") == before
+
+    assert cli(*base, "-o", "n=5", "--instance", "n=5").returncode == 0  # both kept
+    assert seen(proj / "runs/ok/ok")["config"]["n"] == 3 and seen(proj / "runs/ok/n=5")["config"]["n"] == 5
+    config = json.loads((proj / "config" / "ok.json").read_text())
+    (proj / "config" / "ok.json").write_text(json.dumps({**config, "label": "edited"}))
+    edited = cli(*base, "-o", "n=3")  # the same experiment, its file edited: re-runs as it always did
+    assert edited.returncode == 0 and "config changed (label: base -> edited)" in edited.stdout
+    replaced = cli(*base, "-o", "n=5", "--replace")
+    assert replaced.returncode == 0, replaced.stdout + replaced.stderr
+    assert seen(proj / "runs/ok/ok")["config"] == {"n": 5, "label": "edited", "model": {"alpha": 0.1}}
+
+    assert cli("run", "flow/ok.py", "--no-html").returncode == 0  # named default
+    assert cli("run", "flow/ok.py", "--no-html", "-o", "n=2").returncode == 2
+    again = cli("run", "flow/ok.py", "--no-html", "-o", "n=2", "--instance", "ok")  # named: runs
+    assert again.returncode == 0 and "config changed" in again.stdout
 
 
 def test_status_lists_instances_and_what_made_them_outdated(proj: Path) -> None:
@@ -364,7 +423,7 @@ def test_why_explains_each_part_and_compares_with_the_last_success(proj: Path) -
     changed = json.loads(cli("why", "runs/ok/ok", "--json").stdout)
     assert changed["outdated"] is True and changed["reason"] == "input changed (data.csv)"
 
-    assert cli(*args, "-o", 'n={"a": 1}').returncode == 1  # n * 2 fails for a dict
+    assert cli(*args, "-o", 'n={"a": 1}', "--replace").returncode == 1  # n * 2 fails for a dict
     failed = cli("why", "runs/ok/ok").stdout
     assert "last error: TypeError" in failed
     assert "outdated, it would run again: last attempt failed; input changed (data.csv)" in failed

@@ -126,11 +126,12 @@ def test_raise_on_failure_lists_every_failed_instance(project, tally_flow):
 
 
 def test_dotted_columns_and_base_config(project, flows):
-    """Dotted columns become nested dicts merged over base_config; names come from varying columns."""
+    """Dotted columns become nested dicts merged over base_config (new_keys: mode is added); names come
+    from varying columns."""
     table = pd.DataFrame({"processing.param1": [100, 200], "processing.mode": ["A", "A"]})
     base = {"processing": {"param1": 0, "window": 7}, "label": "base"}
     frame = ductaflow.run_instances(
-        flows / "ok.py", table, base_config=base, progress=False, export_html=False
+        flows / "ok.py", table, base_config=base, new_keys=True, progress=False, export_html=False
     )
     assert list(frame.instance) == ["processing.param1=100", "processing.param1=200"]
     seen = json.loads((Path(frame.run_dir[1]) / "seen.json").read_text())["config"]
@@ -383,3 +384,26 @@ def test_empty_input_key_declares_no_input(project, tally_flow):
     again = run(tally_flow, rows, project, inputs=["extra"])
     assert set(again.reason) == {"unchanged"}
     assert record(project / "runs" / "tally" / "b")["fingerprint_parts"]["inputs"] == {}
+
+
+def test_sweep_of_one_unnamed_instance_refuses_to_replace_another_configs_run(project, flows):
+    """sweep() without table, grid or instance_name: a run of another config there is refused, writing
+    nothing, unless replace=True; the same config, or an explicit name, runs as before."""
+    (project / "config").mkdir()
+    (project / "config" / "ok.json").write_text(json.dumps({"n": 1, "label": "base"}))
+    options = {"progress": False, "export_html": False}
+    made = ductaflow.run_instances(flows / "ok.py", [{"instance_name": "ok", "n": 3}], **options)
+    assert list(made.status) == ["success"]  # named by a table: no config file recorded
+    before = listing(project / "runs")
+    with pytest.raises(ductaflow.RunDirectoryError, match=r"instance 'ok' .*: label=base added, n: 3 -> 1"):
+        ductaflow.sweep(flows / "ok.py", config_file="config/ok.json", **options)
+    with pytest.raises(ductaflow.RunDirectoryError, match="replace=True"):
+        ductaflow.sweep(flows / "ok.py", config_file="config/ok.json", dry_run=True, **options)
+    assert listing(project / "runs") == before
+    replaced = ductaflow.sweep(flows / "ok.py", config_file="config/ok.json", replace=True, **options)
+    assert list(replaced.status) == ["success"]
+    again = ductaflow.sweep(flows / "ok.py", config_file="config/ok.json", **options)
+    assert list(again.status) == ["skipped"]
+    named = ductaflow.sweep(flows / "ok.py", config_file="config/ok.json", overrides=["n=2"],
+                            instance_name="ok", **options)  # fmt: skip
+    assert list(named.reason) == ["config changed (n: 1 -> 2)"]

@@ -51,23 +51,32 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
     metavar="NAME",
     help="Instance name (default: config's instance_name, else the config file's name, else default).",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Without --instance: replace the instance even when it holds the run of another config.",
+)
 @click.option("--echo", is_flag=True, help="Also print the flow's output as it runs.")
 @click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
-def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> int:
+def run(flow: Path, instance_name: str | None, replace: bool, echo: bool, **options: Any) -> int:
     """Run one instance of FLOW, unless it is up to date.
 
     The config is --config with the -o overrides applied (without --config,
     the overrides make the whole config). The instance goes to
     runs/<step>/<instance>/ and is skipped when its flow, config and --input
-    files have not changed since its last success.
+    files have not changed since its last success. Without --instance, an
+    instance holding the run of another config (other -o values, another
+    config file of the same name) is not replaced: pass --instance NAME to
+    keep both, or --replace.
 
     \b
     Examples:
       ductaflow run flow/simulate.py --config config/simulate.json
       ductaflow run flow/simulate.py --config config/simulate.json -o drift=0.3 --instance steep
+      ductaflow run flow/simulate.py --config config/simulate.json -o drift=0.5 --replace
       ductaflow run flow/analyse.py -o input_csv=data/demand.csv --input input_csv --force
     """
-    return _run_sweep(flow, options, instance_name=instance_name, jobs=1, log_output=echo)
+    return _run_sweep(flow, options, instance_name=instance_name, replace=replace, jobs=1, log_output=echo)
 
 
 @click.command(context_settings=CONTEXT)
@@ -88,6 +97,9 @@ def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> in
 @click.option(
     "--name-column", default="instance_name", show_default=True, help="Table column naming instances."
 )
+@click.option(
+    "--new-keys", is_flag=True, help="Let table columns add keys the --config file lacks (else: an error)."
+)
 @click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
 @click.option(
     "-j",
@@ -101,13 +113,15 @@ def run(flow: Path, instance_name: str | None, echo: bool, **options: Any) -> in
     help="Run on Dask: local:N (N worker processes here) or tcp://HOST:8786 (a running scheduler). "
     "Needs ductaflow[dask].",
 )
-def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: str, jobs: int | None,
-          scheduler: str | None, **options: Any) -> int:  # fmt: skip
+def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: str, new_keys: bool,
+          jobs: int | None, scheduler: str | None, **options: Any) -> int:  # fmt: skip
     """Run FLOW for every row of a table and/or every combination of a grid.
 
     Each row (and grid combination) is merged over the base config; dotted
     columns or keys (model.alpha) reach into nested sections. Instances are
     named by the --name-column, else by the values that vary (drift=0.1,seed=2).
+    With --config, every column must be a key of it (a typo is an error
+    naming the closest keys); --new-keys lets the table add keys.
     Only new or changed instances run. Grid values are read as JSON when they
     parse: --grid seed=1,2,3, --grid mode=fast,slow, --grid 'weights=[[1,2],[3,4]]'.
 
@@ -124,7 +138,13 @@ def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: s
             "sweep needs --table FILE or at least one --grid KEY=V1,V2 (use 'run' for one)."
         )
     grid = parse_grids(grids)
-    kwargs = {"table": table, "grid": grid or None, "jobs": jobs, "name_column": name_column}
+    kwargs = {
+        "table": table,
+        "grid": grid or None,
+        "jobs": jobs,
+        "name_column": name_column,
+        "new_keys": new_keys,
+    }
     if scheduler is None or options["dry_run"]:
         return _run_sweep(flow, options, **kwargs)
     with ductaflow.dask_client(scheduler) as client:
