@@ -26,7 +26,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"instance_name": "high", "x": 3, "label": "gamma"},
             {"instance_name": "broken", "x": 2, "label": "delta", "fail": True}]  # fmt: skip
     frame = ductaflow.run_instances(FLOWS / "metrics.py", rows, project_root=root, progress=False, jobs=2,
-                                    base_config={"loops": 200}, report=True)  # fmt: skip
+                                    base_config={"loops": 200}, new_keys=True, report=True)  # fmt: skip
     assert list(frame.status) == ["success", "success", "success", "failed"]
     corrupt = root / "runs" / "metrics" / "corrupt"
     corrupt.mkdir()

@@ -20,7 +20,7 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("flow", type=click.Path(path_type=Path)),
         click.option("--config", "config_file", type=click.Path(path_type=Path), metavar="FILE",
-                     help="JSON config file (for sweep: the base under every row)."),
+                     help="Config file: .json, .yaml/.yml or .toml (for sweep: the base under every row)."),
         click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Set a config key (dotted: nested; value read as JSON if it parses). Repeatable."),
         click.option("--step", "step_name", metavar="NAME",
