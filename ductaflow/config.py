@@ -256,9 +256,18 @@ def _set_dotted(config: dict[str, JSONValue], key: str, value: JSONValue) -> Non
             node = node[part]
 
 
+def closest(word: str, choices: Iterable[str], cutoff: float = 0.5) -> list[str]:
+    """Up to three of ``choices`` close to ``word``, closest first: the "did you mean" of every error.
+
+    >>> closest("volatilty", ["drift", "volatility", "seed"])
+    ['volatility']
+    """
+    return difflib.get_close_matches(word, list(choices), n=3, cutoff=cutoff)
+
+
 def _unknown_key(config: Mapping[str, JSONValue], key: str, missing: str) -> ConfigError:
-    known = list(_dotted_keys(config))
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    known = list(dotted_keys(config))
+    close = closest(key, known)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     listing = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
     return ConfigError(
@@ -268,8 +277,13 @@ def _unknown_key(config: Mapping[str, JSONValue], key: str, missing: str) -> Con
     )
 
 
-def _dotted_keys(config: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+def dotted_keys(config: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    """Every key of a nested config, sections included, dotted: the keys ``-o`` may name.
+
+    >>> list(dotted_keys({"n": 1, "model": {"alpha": 0.5}}))
+    ['n', 'model', 'model.alpha']
+    """
     for k, v in config.items():
         yield _join(prefix, k)
         if isinstance(v, Mapping):
-            yield from _dotted_keys(v, _join(prefix, k))
+            yield from dotted_keys(v, _join(prefix, k))

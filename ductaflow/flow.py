@@ -13,12 +13,12 @@ source, so executing hundreds of instances of one flow parses it once.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import closest
 from .exceptions import FlowError
 from .parameters import Parameters, injected_source, read_parameters
 
@@ -88,7 +88,7 @@ def _did_you_mean(path: Path) -> str:
     if not folder.is_dir():
         return f" Its folder {str(folder)!r} does not exist either (paths are relative to {Path.cwd()})."
     flows = sorted(f.name for f in folder.iterdir() if f.suffix in SUPPORTED_SUFFIXES and f.is_file())
-    close = difflib.get_close_matches(path.name, flows, n=3, cutoff=0.6)
+    close = closest(path.name, flows, cutoff=0.6)
     if close:
         return f" Did you mean {', '.join(repr(str(folder / c)) for c in close)}?"
     shown = ", ".join(flows[:10]) + (" ..." if len(flows) > 10 else "")

@@ -22,13 +22,13 @@ imports only: script mode checks its config with this.
 from __future__ import annotations
 
 import ast
-import difflib
 import pprint
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .config import closest
 from .exceptions import ConfigError
 
 #: Config keys every flow accepts: ductaflow itself reads them.
@@ -176,7 +176,7 @@ def _keys(missing: list[str]) -> str:
 
 
 def _hint(key: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
+    close = closest(key, choices)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 

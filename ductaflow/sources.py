@@ -19,7 +19,6 @@ today's files and tell whether they changed.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import itertools
 import json
@@ -31,9 +30,10 @@ from typing import Any
 
 from .config import (
     JSONValue,
-    _dotted_keys,  # the keys -o and --grid may name: a column may name the same
     apply_overrides,
     canonical_json,
+    closest,
+    dotted_keys,  # the keys -o and --grid may name: a column may name the same
     flatten,
     is_missing,
     load_config,
@@ -119,13 +119,13 @@ def check_columns(
     message: ``table file 'scenarios.csv': column 'volatilty' is not a key of
     the config file 'config/simulate.json' (did you mean 'volatility'?). ...``
     """
-    known = list(_dotted_keys(base))
+    known = list(dotted_keys(base))
     unknown = [c for c in columns if isinstance(c, str) and c != name_column and c not in known]
     if not unknown:
         return
     hints = []
     for column in unknown[:5]:
-        close = difflib.get_close_matches(column, known, n=3, cutoff=0.5)  # as -o's "did you mean"
+        close = closest(column, known)  # as -o's "did you mean"
         hints.append(f" (did you mean {' or '.join(repr(k) for k in close)}?)" if close else "")
     where = f"table file {table!r}" if table else "the table"
     if len(unknown) == 1:
