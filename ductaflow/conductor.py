@@ -213,7 +213,7 @@ class _Conductor:
             raise TypeError(f"unknown option(s) {sorted(unknown)}; run_instances accepts {sorted(_OPTIONS)}")
         self.options = make_options(project_root, **options)
         self.flow: Flow = read_flow(flow)
-        # absolute: a worker elsewhere resolves the flow's folder (its PYTHONPATH) and the record's path
+        # absolute: a worker elsewhere resolves the flow's folder (importable) and the record's path
         self.flow = dataclasses.replace(self.flow, path=self.flow.path.absolute())
         get_engine(self.options.engine).check(self.options.kernel_name)
         self.step = check_name(step_name or self.flow.stem, "step name")

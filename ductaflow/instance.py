@@ -330,8 +330,6 @@ class Attempt:
         env["DUCTAFLOW_INJECTED"] = "1"
         env["DUCTAFLOW_RUN_DIR"] = str(self.run_dir)
         env.setdefault(ROOT_ENV, str(find_project_root(self.flow.path)))  # project_path() in the flow
-        flow_dir = str(self.flow.path.absolute().parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (flow_dir, env.get("PYTHONPATH")) if p)
         execution = Execution(
             nb,
             cwd=self.run_dir,
@@ -343,6 +341,7 @@ class Attempt:
             on_progress=lambda nb: save_notebook(nb, self.notebook_path),
             on_finish=lambda outcome: self._finish_outputs(nb, outcome.error),
             stop=self.stop,
+            flow_dir=self.flow.path.absolute().parent,  # its sibling modules importable, as in a script
         )
         return get_engine(self.options.engine).execute(execution)
 

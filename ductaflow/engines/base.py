@@ -59,6 +59,7 @@ class Execution:
     on_progress: Callable[[Any], None] = _nothing  # with the notebook, before the first cell and after each
     on_finish: Callable[[Outcome], None] = _nothing  # once the cells are over, while the engine winds down
     stop: threading.Event | None = field(default=None)  # set from any thread: stop as Ctrl-C would
+    flow_dir: Path | None = None  # the flow's folder: its modules importable, after the standard library
 
 
 class Engine(Protocol):

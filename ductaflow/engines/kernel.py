@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import threading
 import time
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..flowpath import kernel_code
 from .base import Execution, ExecutionError, Outcome
 from .kernels import CURRENT_PYTHON, CURRENT_PYTHON_LABEL, check_kernel, client_class, kernel_manager
 
@@ -171,6 +173,9 @@ class _Runner:
     async def _start(self, client: Any, outcome: Outcome) -> None:
         env = dict(self.job.env)
         env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+        folder = self.job.flow_dir
+        if folder is not None and not _ipykernel(client.km, self.job.kernel_name):  # as before: first
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH")) if p)
         try:
             try:
                 reply = await self._start_kernel(client, env)
@@ -187,7 +192,9 @@ class _Runner:
 
     async def _start_kernel(self, client: Any, env: dict[str, str]) -> dict[str, Any]:
         job, km = self.job, client.km
-        arguments = _IPYTHON_ARGUMENTS if job.kernel_name is CURRENT_PYTHON or km.ipykernel else []
+        arguments = _IPYTHON_ARGUMENTS if _ipykernel(km, job.kernel_name) else []
+        if arguments and job.flow_dir is not None:  # once started: a flow named types.py cannot break it
+            arguments = [*arguments, f"--IPKernelApp.exec_lines={kernel_code(str(job.flow_dir))}"]
         await km.start_kernel(
             cwd=str(job.cwd), env=env, stdout=job.log, stderr=job.log, extra_arguments=arguments
         )
@@ -281,6 +288,16 @@ def _ductaflow_flush():
 _ductaflow_flush()
 del _ductaflow_flush
 """
+
+
+def _ipykernel(km: Any, kernel_name: str | None) -> bool:
+    """Whether the kernel is an IPython kernel (ipykernel), which takes IPython's options."""
+    if kernel_name is CURRENT_PYTHON or km.ipykernel:
+        return True
+    try:
+        return any("ipykernel" in str(part) for part in km.kernel_spec.argv)  # another Python's ipykernel
+    except Exception:  # no readable spec: leave the kernel's arguments alone
+        return False
 
 
 async def _cancel_when_set(stop: threading.Event, task: asyncio.Task[Any]) -> None:
