@@ -6,6 +6,7 @@ execution stack (nbclient, jupytext, nbconvert) loads when a flow first runs.
 
 from __future__ import annotations
 
+from . import flowpath  # noqa: F401  first: a script's folder goes behind the standard library
 from .config import load_config
 from .exceptions import (
     ConfigError,

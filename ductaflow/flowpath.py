@@ -11,8 +11,9 @@ always wins.
 
 - Executed by ductaflow: the kernel starts without the folder on its path and
   adds it once started (:func:`kernel_code`).
-- As a script (``python flow/x.py``, and the child of ``--output-dir``): the
-  first import of ductaflow moves the script's folder
+- As a script (``python flow/x.py``, and the child of ``--output-dir``): when
+  the script's folder holds a file named like a standard module, the first
+  import of ductaflow moves that folder
   (:func:`script_folder_after_stdlib`, run when this module is imported,
   which ``ductaflow/__init__.py`` does first, before ductaflow imports
   anything of the standard library). A flow imports ductaflow before
@@ -75,8 +76,23 @@ def script_folder_after_stdlib() -> None:
     script = getattr(main, "__file__", None)
     if not script or getattr(main, "__spec__", None) is not None or not sys.path:
         return
-    if os.path.realpath(sys.path[0] or os.curdir) == os.path.dirname(os.path.realpath(script)):
+    folder = os.path.dirname(os.path.realpath(script))
+    if os.path.realpath(sys.path[0] or os.curdir) == folder and _shadows_stdlib(folder):
         after_stdlib(sys.path[0], sys.path)
+
+
+def _shadows_stdlib(folder: str) -> bool:
+    """True when ``folder`` holds a module or package named like a standard-library module.
+
+    Only then is the script's folder moved: any other script's ``sys.path`` is
+    left exactly as Python made it.
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    stems = {name[:-3] if name.endswith(".py") else name for name in names}
+    return not stems.isdisjoint(sys.stdlib_module_names)
 
 
 script_folder_after_stdlib()  # the one thing done at import: ductaflow's own imports come next
