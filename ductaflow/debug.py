@@ -155,9 +155,9 @@ def _intro_cells(
     intro = nbformat.v4.new_markdown_cell("\n\n".join(lines))
     setup = nbformat.v4.new_code_cell(
         "# ductaflow: work as the run did, from this debug copy, with the flow's folder importable\n"
-        "import os\nimport sys\n\n"
+        "import os\nimport sys\n\nfrom ductaflow.flowpath import after_stdlib\n\n"
         f"os.chdir({str(folder)!r})\n"
-        f"sys.path.insert(0, {str(flow_path.absolute().parent)!r})\n"
+        f"after_stdlib({str(flow_path.absolute().parent)!r}, sys.path)  # siblings importable, stdlib first\n"
         'os.environ["DUCTAFLOW_INJECTED"] = "1"\n'
         f'os.environ["DUCTAFLOW_RUN_DIR"] = {str(folder)!r}\n'
         f"os.environ[{ROOT_ENV!r}] = {str(find_project_root(flow_path))!r}"
