@@ -155,7 +155,7 @@ def test_a_retried_task_reports_the_attempt_it_already_made(project, tally_flow)
 
     conductor = _Conductor(tally_flow, None, None, False, project, None, {"export_html": False})
     table = [{"instance_name": "a", "tally": str(project / "tally.txt"), "fail": "once"}]
-    (task,) = conductor.plan(table, "instance_name", None, [])
+    (task,) = conductor.plan(table, "instance_name", None, False, [])
     first = run_task(task, threading.Event())
     again = run_task(task, threading.Event())
     assert (first.status, again.status) == ("failed", "failed")
