@@ -16,6 +16,7 @@ import ductaflow
 
 FLOWS = Path(__file__).parent / "flows"
 REPO = Path(__file__).parent.parent
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's: playwright drives it, nothing is downloaded
 
 
 def corpus_dir() -> Path | None:
@@ -52,6 +53,19 @@ def corpus() -> Path:
     if found is None:
         pytest.skip("corpus not found: set DUCTAFLOW_CORPUS to the shared/corpus directory")
     return found
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium driven by playwright (skips with how to enable it when chromium is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip("browser tests need Debian's chromium: apt-get install chromium (.ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from conftest import FLOWS
 
 import ductaflow
 
-CHROMIUM = Path("/usr/bin/chromium")
 LONG = "a-method-whose-name-is-long-enough-to-crowd-its-neighbours"
 METHODS = ["alpha", LONG, "gamma", LONG + "-again", "delta"]
 
@@ -53,19 +52,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert list(frame.status) == ["success"]
     ductaflow.build_report(root / "runs")
     return root / "runs"
-
-
-@pytest.fixture
-def browser():
-    """Debian's chromium driven by playwright (skips with how to enable it when chromium is missing)."""
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need Debian's chromium: apt-get install chromium (.ci/run does this)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def options(section: Any, axis: str) -> list[str]:

@@ -14,8 +14,6 @@ from conftest import FLOWS
 
 import ductaflow
 
-CHROMIUM = Path("/usr/bin/chromium")
-
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -142,19 +140,6 @@ def test_report_command_and_self_contained_page(swept: Path, tmp_path: Path) -> 
     page = out.read_text()
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     assert "<link" not in page and " src=" not in page
-
-
-@pytest.fixture
-def browser():
-    """Debian's chromium driven by playwright (skips with how to enable it when chromium is missing)."""
-    if not CHROMIUM.exists():
-        pytest.skip("browser tests need Debian's chromium: apt-get install chromium (.ci/run does this)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def test_report_in_a_real_browser(swept: Path, browser) -> None:
