@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
+from .files import shown_path
 
 TableReader = Callable[[Path], Any]
 READERS: dict[str, TableReader] = {}  # suffix -> reader returning a DataFrame
@@ -41,11 +42,11 @@ def read_table(path: str | os.PathLike[str]) -> Any:
     reader = READERS.get(p.suffix.lower())
     if reader is None:
         known = ", ".join(sorted(READERS))
-        raise ConfigError(f"table file {str(p)!r} has suffix {p.suffix!r}, which ductaflow cannot read. "
-                          f"Use one of: {known}.", path=str(p))  # fmt: skip
+        raise ConfigError(f"table file {shown_path(p)!r} has suffix {p.suffix!r}, which ductaflow cannot "
+                          f"read. Use one of: {known}.", path=str(p))  # fmt: skip
     if not p.is_file():
         what = "is a directory" if p.is_dir() else "does not exist"
-        raise ConfigError(f"table file {str(p)!r} {what}. Check the path (relative to {os.getcwd()}).",
+        raise ConfigError(f"table file {shown_path(p)!r} {what}. Check the path (relative to {os.getcwd()}).",
                           path=str(p))  # fmt: skip
     try:
         table = reader(p)
@@ -53,10 +54,10 @@ def read_table(path: str | os.PathLike[str]) -> Any:
         raise
     except Exception as exc:  # every parser has its own errors: all mean a malformed file
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"table file {str(p)!r} cannot be read: {detail}. Fix the file or export it again.",
-                          path=str(p)) from None  # fmt: skip
+        raise ConfigError(f"table file {shown_path(p)!r} cannot be read: {detail}. Fix the file or export "
+                          "it again.", path=str(p)) from None  # fmt: skip
     if len(table) == 0:
-        raise ConfigError(f"table file {str(p)!r} has no rows: add one row per instance.", path=str(p))
+        raise ConfigError(f"table file {shown_path(p)!r} has no rows: add one row per instance.", path=str(p))
     return table
 
 
@@ -92,15 +93,15 @@ def _check_fields(path: Path, sep: str) -> None:
 
 
 def _one_column(path: Path, column: str, sep: str) -> ConfigError:
-    return ConfigError(f"table file {str(path)!r} has one column, {column!r}: it looks separated by ';' "
-                       f"or tabs, not by {sep!r}. Save it as comma-separated CSV, or tab-separated with the "
-                       "suffix .tsv.", path=str(path))  # fmt: skip
+    return ConfigError(f"table file {shown_path(path)!r} has one column, {column!r}: it looks separated "
+                       f"by ';' or tabs, not by {sep!r}. Save it as comma-separated CSV, or tab-separated "
+                       "with the suffix .tsv.", path=str(path))  # fmt: skip
 
 
 def _too_many(path: Path, line: int, fields: list[str], header: list[str], sep: str) -> str:
     extra = fields[len(header) :]
     mark = "tab" if sep == "\t" else repr(sep)
-    head = (f"table file {str(path)!r}: line {line} has {len(fields)} fields but the header has "
+    head = (f"table file {shown_path(path)!r}: line {line} has {len(fields)} fields but the header has "
             f"{len(header)} ({', '.join(header)})")  # fmt: skip
     if not any(value.strip() for value in extra):
         them = "it" if len(extra) == 1 else "them"
@@ -130,8 +131,8 @@ def _read_json(path: Path) -> Any:
 
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-        raise ConfigError(f"table file {str(path)!r} must hold a JSON list of objects, one per instance "
-                          '([{"param1": 1}, {"param1": 2}]).', path=str(path))  # fmt: skip
+        raise ConfigError(f"table file {shown_path(path)!r} must hold a JSON list of objects, one per "
+                          'instance ([{"param1": 1}, {"param1": 2}]).', path=str(path))  # fmt: skip
     return pd.DataFrame(data, dtype=object)  # values stay as JSON gave them
 
 
@@ -139,7 +140,7 @@ def _need(module: str, extra: str, path: Path) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"reading {str(path)!r} needs the optional dependency {module}: "
+        raise ConfigError(f"reading {shown_path(path)!r} needs the optional dependency {module}: "
                           f"pip install 'ductaflow[{extra}]'.", path=str(path))  # fmt: skip
 
 

@@ -30,7 +30,8 @@ def test_a_row_longer_than_the_header_is_refused_naming_its_line(
     with pytest.raises(ConfigError) as caught:
         read_table(path)
     message = str(caught.value)
-    assert f"table file {str(path)!r}: line {line} has 3 fields but the header has 2" in message
+    shown = path.name  # inside the working directory: shown relative to it
+    assert f"table file {shown!r}: line {line} has 3 fields but the header has 2" in message
     assert says.replace("','", "tab" if sep == "\t" else "','") in message
     assert caught.value.line == line and caught.value.path == str(path)
     fix = "quote a value that holds a" if "belong" in says else "Delete it."
