@@ -60,6 +60,7 @@ class Execution:
     on_finish: Callable[[Outcome], None] = _nothing  # once the cells are over, while the engine winds down
     stop: threading.Event | None = field(default=None)  # set from any thread: stop as Ctrl-C would
     flow_dir: Path | None = None  # the flow's folder: its modules importable, after the standard library
+    preload: tuple[str, ...] = ()  # modules an engine may import once for many notebooks (the fork engine)
 
 
 class Engine(Protocol):
