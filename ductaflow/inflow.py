@@ -11,10 +11,12 @@ from typing import Any
 
 def _kernel_shell() -> Any:
     """The IPython shell of the Jupyter kernel this code runs in, or ``None``."""
-    if "ipykernel" not in sys.modules or "IPython" not in sys.modules:
+    if "IPython" not in sys.modules:
         return None
     shell = sys.modules["IPython"].get_ipython()
-    return shell if shell is not None and hasattr(shell, "kernel") else None
+    # a Jupyter kernel's shell, or the fork engine's (ductaflow.engines.forkchild)
+    executes_flows = hasattr(shell, "kernel") or getattr(shell, "ductaflow_engine", None)
+    return shell if shell is not None and executes_flows else None
 
 
 def is_notebook_execution() -> bool:

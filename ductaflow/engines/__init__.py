@@ -18,7 +18,10 @@ from .base import Engine, Execution, ExecutionError, Outcome
 
 DEFAULT_ENGINE = "kernel"
 #: Engine name -> ``"module:Class"`` (imported on first use), or a factory given to register_engine.
-ENGINES: dict[str, str | Callable[[], Engine]] = {"kernel": "ductaflow.engines.kernel:KernelEngine"}
+ENGINES: dict[str, str | Callable[[], Engine]] = {
+    "kernel": "ductaflow.engines.kernel:KernelEngine",
+    "fork": "ductaflow.engines.fork:ForkEngine",
+}
 _LOADED: dict[str, Engine] = {}
 
 

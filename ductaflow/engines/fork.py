@@ -1,0 +1,414 @@
+"""The fork engine: each notebook in a child forked from a warm zygote, not in a new kernel.
+
+Starting a Jupyter kernel and importing the same libraries again is almost
+all a small instance costs. This engine keeps one zygote per process and set
+of preloaded modules (:mod:`.zygote`: IPython, ductaflow's in-flow helpers and
+the modules named in ``preload``, imported once), and forks a child from it for
+each notebook (:mod:`.forkchild`). The child runs the cells in a fresh IPython
+shell in the instance directory and streams every output here, where the
+notebook is built, the log written and the per-cell timeout kept; a child
+that dies (``os._exit``, a segfault, a kill) ends only its own instance, and
+what it said before stays in the notebook.
+
+It runs flows in the Python ductaflow runs in (no ``kernel_name``) on
+platforms with ``fork``; elsewhere, and for a named kernel, it says to use
+``engine="kernel"``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, ClassVar
+
+from ..exceptions import ConfigError
+from .base import Execution, ExecutionError, Outcome
+from .kernels import CURRENT_PYTHON_LABEL
+
+#: Seconds a child gets to stop after SIGINT (a timeout, Ctrl-C) before it is killed.
+STOP_GRACE = 2.0
+#: The environment the zygote starts with: figures as inline PNGs, as ipykernel sets it.
+_ZYGOTE_ENV = {
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+
+class ForkEngine:
+    """The ``fork`` engine: each notebook in a process forked from a zygote that preloaded its imports."""
+
+    name: ClassVar[str] = "fork"
+
+    def check(self, kernel_name: str | None) -> None:
+        """Refuse what this engine cannot do: a named kernel, a platform without ``fork``."""
+        if not hasattr(os, "fork"):
+            raise ConfigError("the fork engine needs os.fork, which this platform lacks: use engine='kernel' "
+                              "(--engine kernel).", key="engine")  # fmt: skip
+        if kernel_name is not None:
+            raise ConfigError(f"the fork engine runs flows in the Python ductaflow runs in; kernel "
+                              f"{kernel_name!r} needs engine='kernel' (--engine kernel).",
+                              key="engine")  # fmt: skip
+
+    def label(self, kernel_name: str | None) -> str:
+        """``ductaflow-python``, as the kernel engine names this Python: switching engines re-runs nothing."""
+        return CURRENT_PYTHON_LABEL
+
+    def execute(self, execution: Execution) -> Outcome:
+        """Execute the notebook in a child of the zygote for ``execution.preload`` (see ``Engine``)."""
+        outcome = Outcome(notebook=execution.notebook)
+        execution.on_progress(execution.notebook)
+        try:
+            zygote = zygote_for(tuple(execution.preload), execution.startup_timeout)
+        except ZygoteError as exc:
+            outcome.error = ExecutionError("EngineStartError", str(exc), stop_now=True)
+            _log_error(execution, outcome.error)
+            execution.on_finish(outcome)
+            return outcome
+        _Child(execution, outcome).run(zygote)
+        return outcome
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not start, or its preload failed."""
+
+
+class _Zygote:
+    """One zygote process and the socket it listens on."""
+
+    def __init__(self, preload: tuple[str, ...], startup_timeout: float) -> None:
+        self.folder = tempfile.mkdtemp(prefix="ductaflow-zygote-")
+        self.path = os.path.join(self.folder, "socket")
+        env = {**_ZYGOTE_ENV, **os.environ}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ductaflow.engines.zygote", self.path, *preload],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+        )  # fmt: skip
+        ready = _first_line(self.process, startup_timeout)
+        if not ready.get("ready"):
+            self.close()
+            raise ZygoteError(_why_not_ready(preload, ready))
+
+    def alive(self) -> bool:
+        """Whether the zygote still serves."""
+        return self.process.poll() is None
+
+    def connect(self) -> socket.socket:
+        """A connection to the zygote, for one request."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.path)
+        return sock
+
+    def close(self) -> None:
+        """End the zygote (closing its stdin is its signal) and remove its socket."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        for leftover in (self.path, self.folder):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover) if leftover == self.path else os.rmdir(leftover)
+
+
+_ZYGOTES: dict[tuple[str, ...], _Zygote] = {}
+_ZYGOTES_GUARD = threading.Lock()
+
+
+def zygote_for(preload: tuple[str, ...], startup_timeout: float = 60) -> _Zygote:
+    """The zygote of this process for ``preload``, started on first use (and again if it died)."""
+    with _ZYGOTES_GUARD:
+        zygote = _ZYGOTES.get(preload)
+        if zygote is None or not zygote.alive():
+            if zygote is not None:
+                zygote.close()
+            zygote = _ZYGOTES[preload] = _Zygote(preload, startup_timeout)
+        return zygote
+
+
+@atexit.register
+def close_zygotes() -> None:
+    """End every zygote of this process (at exit; a dead parent's zygotes end by themselves)."""
+    with _ZYGOTES_GUARD:
+        for zygote in _ZYGOTES.values():
+            zygote.close()
+        _ZYGOTES.clear()
+
+
+def _first_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    if not selector.select(timeout):
+        process.kill()
+        return {"ready": False, "failed": {"zygote": f"not ready within {timeout} s"}}
+    line = process.stdout.readline()
+    try:
+        return json.loads(line) if line else {"ready": False, "failed": {"zygote": "exited while starting"}}
+    except ValueError:
+        return {"ready": False, "failed": {"zygote": f"said {line[:200]!r}"}}
+
+
+def _why_not_ready(preload: tuple[str, ...], ready: dict[str, Any]) -> str:
+    failed = ready.get("failed") or {}
+    threads = ready.get("threads") or []
+    parts = [f"{name}: {error}" for name, error in failed.items()]
+    if threads:
+        parts.append(f"the preloaded modules started threads ({', '.join(threads)}), and a process "
+                     "with threads cannot be forked safely: remove the module that starts them from "
+                     "preload")  # fmt: skip
+    hint = " Fix or remove it in preload (--preload), or use engine='kernel'." if preload else ""
+    return f"the fork engine could not start: {'; '.join(parts) or 'no reason given'}.{hint}"
+
+
+class _Child:
+    """The engine's side of one child: send the request, build the notebook from what comes back."""
+
+    def __init__(self, job: Execution, outcome: Outcome) -> None:
+        self.job, self.outcome = job, outcome
+        self.nb = job.notebook
+        self.pid: int | None = None
+        self.cell: Any = None
+        self.index: int | None = None
+        self.started = 0.0  # when the current cell started (monotonic)
+        self.clear_pending = False  # clear_output(wait=True): clear at the next output
+        self.displays: dict[str, list[Any]] = {}  # display_id -> its outputs
+        self.stopping: tuple[float, str] | None = None  # (when SIGINT was sent, why)
+        self.killed = False
+        self.exit: dict[str, Any] | None = None
+        self.ended = False
+
+    def run(self, zygote: _Zygote) -> None:
+        job = self.job
+        cells = [[i, c.source] for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
+        request = {"cells": cells, "cwd": str(job.cwd), "env": job.env,
+                   "flow_dir": str(job.flow_dir) if job.flow_dir else None}  # fmt: skip
+        try:
+            sock = zygote.connect()
+            sock.sendall(json.dumps(request).encode() + b"\n")
+        except OSError as exc:
+            self._fail("EngineStartError", f"the fork engine's zygote did not take the notebook: {exc}")
+            job.on_finish(self.outcome)
+            return
+        try:
+            self._receive(sock)
+        except KeyboardInterrupt:
+            self.outcome.interrupt_received = True
+            self._interrupt("interrupted by the user")
+            self._receive(sock)
+        finally:
+            sock.close()
+        self._conclude()
+
+    def _receive(self, sock: socket.socket) -> None:
+        """Handle messages until the connection closes, watching the time between them."""
+        selector = selectors.DefaultSelector()
+        selector.register(sock, selectors.EVENT_READ)
+        pending = b""
+        while True:
+            if not selector.select(0.05):
+                self._watch()
+                continue
+            data = sock.recv(1 << 20)
+            if not data:
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                self._handle(json.loads(line))
+            self._watch()
+
+    def _watch(self) -> None:
+        """Between messages: the per-cell timeout, the stop event, and the grace after SIGINT."""
+        now = time.monotonic()
+        if self.stopping is not None:
+            if not self.killed and now - self.stopping[0] > STOP_GRACE:
+                self._signal(signal.SIGKILL)
+                self.killed = True
+            return
+        job = self.job
+        if job.stop is not None and job.stop.is_set():
+            self._interrupt("interrupted by the user")
+        elif job.timeout is not None and self.index is not None and now - self.started > job.timeout:
+            message = f"the cell did not finish within the per-cell timeout of {job.timeout} s"
+            self._stop_with("CellTimeoutError", message)
+
+    def _interrupt(self, message: str) -> None:
+        self._stop_with("KeyboardInterrupt", message, interrupted=True)
+
+    def _stop_with(self, name: str, message: str, interrupted: bool = False) -> None:
+        if self.stopping is not None:
+            return
+        self.outcome.error = ExecutionError(name, message, self.index, self._count(),
+                                            interrupted=interrupted, stop_now=True)  # fmt: skip
+        self.stopping = (time.monotonic(), name)
+        self._signal(signal.SIGINT)
+
+    def _signal(self, number: int) -> None:
+        if self.pid is not None and self.exit is None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, number)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            handler(message)
+
+    def _on_pid(self, message: dict[str, Any]) -> None:
+        self.pid = message["pid"]
+
+    def _on_start(self, message: dict[str, Any]) -> None:
+        self.index = message["cell"]
+        self.cell = self.nb.cells[self.index]
+        self.cell.outputs = []
+        self.cell.execution_count = message["execution_count"]
+        self.started = time.monotonic()
+        self.clear_pending = False
+
+    def _on_stream(self, message: dict[str, Any]) -> None:
+        text, name = message["text"], message["name"]
+        log = self.job.log
+        log.write(text)
+        log.flush()
+        if self.job.echo:
+            (sys.stdout if name == "stdout" else sys.stderr).write(text)
+        if self.cell is None:
+            return
+        outputs = self._outputs()
+        if outputs and outputs[-1].get("output_type") == "stream" and outputs[-1].get("name") == name:
+            outputs[-1]["text"] += text
+        else:
+            outputs.append(_output("stream", name=name, text=text))
+
+    def _on_display(self, message: dict[str, Any]) -> None:
+        output = _output("display_data", data=message["data"], metadata=message["metadata"])
+        self._add(output, message)
+
+    def _on_update_display(self, message: dict[str, Any]) -> None:
+        for output in self.displays.get(message["transient"].get("display_id"), []):
+            output["data"], output["metadata"] = message["data"], message["metadata"]
+
+    def _on_clear(self, message: dict[str, Any]) -> None:
+        if message["wait"]:
+            self.clear_pending = True
+        elif self.cell is not None:
+            self.cell.outputs = []
+
+    def _on_result(self, message: dict[str, Any]) -> None:
+        output = _output("execute_result", data=message["data"], metadata=message["metadata"],
+                         execution_count=message["execution_count"])  # fmt: skip
+        self._add(output, message)
+
+    def _on_error(self, message: dict[str, Any]) -> None:
+        output = _output("error", ename=message["ename"], evalue=message["evalue"],
+                         traceback=message["traceback"])  # fmt: skip
+        self._add(output, message)
+
+    def _on_done(self, message: dict[str, Any]) -> None:
+        status = message["status"]
+        if status == "exit":
+            self.outcome.exited_early = True
+        elif status == "error" and self.stopping is None:
+            self.outcome.error = _cell_error(self.cell, self.index)
+        self.index = None
+        self.job.on_progress(self.nb)
+
+    def _on_end(self, message: dict[str, Any]) -> None:
+        self.ended = True
+        self.job.on_finish(self.outcome)
+
+    def _on_exit(self, message: dict[str, Any]) -> None:
+        self.exit = message
+
+    def _on_fatal(self, message: dict[str, Any]) -> None:
+        trace = message.get("traceback", "")
+        self._fail("EngineError", f"the fork engine failed: {message['message']}", trace)
+
+    def _add(self, output: Any, message: dict[str, Any]) -> None:
+        if self.cell is None:
+            return
+        display_id = (message.get("transient") or {}).get("display_id")
+        if display_id:
+            self.displays.setdefault(display_id, []).append(output)
+        self._outputs().append(output)
+
+    def _outputs(self) -> list[Any]:
+        if self.clear_pending:
+            self.cell.outputs = []
+            self.clear_pending = False
+        return self.cell.outputs  # type: ignore[no-any-return]
+
+    def _count(self) -> int | None:
+        return self.cell.get("execution_count") if self.cell is not None else None
+
+    def _fail(self, name: str, message: str, traceback: str = "") -> None:
+        if self.outcome.error is None:
+            self.outcome.error = ExecutionError(name, message, self.index, self._count(), traceback,
+                                                stop_now=True)  # fmt: skip
+
+    def _conclude(self) -> None:
+        """After the connection closed: a child that ended without ``end`` died; say how."""
+        if not self.ended:
+            if self.outcome.error is None:
+                self._fail("DeadProcessError", _death(self.exit))
+            elif self.outcome.error.name == "CellTimeoutError" and self.index is not None:
+                self.outcome.error.cell_index = self.index
+            _log_error(self.job, self.outcome.error)
+            self.job.on_progress(self.nb)
+            self.job.on_finish(self.outcome)
+        elif self.outcome.error is not None:
+            _log_error(self.job, self.outcome.error)
+
+
+def _death(exit: dict[str, Any] | None) -> str:
+    if exit is None:
+        return "the flow's process ended without a word (its zygote is gone)"
+    if exit.get("signal"):
+        try:
+            name = signal.Signals(exit["signal"]).name
+        except ValueError:
+            name = f"signal {exit['signal']}"
+        return f"the flow's process died from {name} while executing this cell (a crash or a kill)"
+    return f"the flow's process exited with status {exit.get('code')} while executing this cell (os._exit?)"
+
+
+def _cell_error(cell: Any, index: int | None) -> ExecutionError:
+    import re
+
+    for output in reversed(cell.get("outputs", []) if cell is not None else []):
+        if output.get("output_type") == "error":
+            traceback = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", "\n".join(output.get("traceback", [])))
+            count = cell.get("execution_count")
+            return ExecutionError(output["ename"], output["evalue"], index, count, traceback)
+    return ExecutionError("CellExecutionError", "the cell failed", index, cell.get("execution_count"))
+
+
+def _output(output_type: str, **fields: Any) -> Any:
+    """A notebook output, as nbformat would make it from a kernel message (without validating it)."""
+    from nbformat import NotebookNode
+
+    if output_type in ("display_data", "execute_result"):
+        fields["metadata"] = fields.get("metadata") or {}
+    return NotebookNode(output_type=output_type, **fields)
+
+
+def _log_error(job: Execution, error: ExecutionError) -> None:
+    job.log.write(f"\n[ductaflow] {error.name}: {error.message}\n")
+    job.log.write(error.traceback + ("\n" if error.traceback else ""))
+    job.log.flush()
+
+
+__all__ = ["ForkEngine", "close_zygotes", "zygote_for"]
