@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 import os
 import sys
 from collections.abc import Mapping
@@ -107,6 +108,11 @@ def is_record(data: Any) -> bool:
 
 def versions() -> dict[str, str | None]:
     """Versions of Python and the packages that shape a run, without importing them."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str | None]:  # read once per process: installing a package mid-run is rare
     import platform
     from importlib import metadata
 

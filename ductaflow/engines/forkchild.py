@@ -117,8 +117,26 @@ def _text(fd: int) -> io.TextIOWrapper:
                             write_through=True)  # fmt: skip
 
 
-def make_shell(channel: Channel, capture: Capture) -> Any:
-    """A fresh IPython shell whose displays, results and tracebacks are sent to the engine."""
+#: The child's connection and capture, which the shell's display classes send through.
+_LINK: list[Any] = []
+#: The shell made in the zygote before any fork: each child gets a pristine copy of it.
+_SHELL: list[Any] = []
+
+
+def _send(kind: str, **fields: Any) -> None:
+    channel, capture = _LINK
+    capture.sync()  # what was printed before this output comes before it
+    channel.send(kind, **fields)
+
+
+def make_shell() -> Any:
+    """The IPython shell every child uses: displays, results and tracebacks become messages.
+
+    Made once in the zygote (it has run nothing, so each forked copy is
+    fresh); a child then links it to its own connection.
+    """
+    if _SHELL:
+        return _SHELL[0]
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.interactiveshell import InteractiveShell
@@ -128,13 +146,11 @@ def make_shell(channel: Channel, capture: Capture) -> Any:
     class Publisher(DisplayPublisher):
         def publish(self, data: Any, metadata: Any = None, source: Any = None, *, transient: Any = None,
                     update: bool = False, **kwargs: Any) -> None:  # fmt: skip
-            capture.sync()
             kind = "update_display" if update else "display"
-            channel.send(kind, data=data, metadata=metadata or {}, transient=transient or {})
+            _send(kind, data=data, metadata=metadata or {}, transient=transient or {})
 
         def clear_output(self, wait: bool = False) -> None:
-            capture.sync()
-            channel.send("clear", wait=wait)
+            _send("clear", wait=wait)
 
     class Hook(DisplayHook):
         def start_displayhook(self) -> None:
@@ -147,8 +163,7 @@ def make_shell(channel: Channel, capture: Capture) -> Any:
             self.message = {"data": format_dict, "metadata": md_dict or {}}
 
         def finish_displayhook(self) -> None:
-            capture.sync()
-            channel.send("result", execution_count=self.shell.execution_count, **self.message)
+            _send("result", execution_count=self.shell.execution_count, **self.message)
 
     class Shell(InteractiveShell):
         display_pub_class = Type(Publisher)
@@ -156,9 +171,8 @@ def make_shell(channel: Channel, capture: Capture) -> Any:
         ductaflow_engine = "fork"  # ductaflow.inflow: a shell that executes a flow, as a kernel's does
 
         def _showtraceback(self, etype: Any, evalue: Any, stb: Any) -> None:
-            capture.sync()
-            channel.send("error", ename=getattr(etype, "__name__", str(etype)), evalue=str(evalue),
-                         traceback=list(stb))  # fmt: skip
+            _send("error", ename=getattr(etype, "__name__", str(etype)), evalue=str(evalue),
+                  traceback=list(stb))  # fmt: skip
 
         def ask_exit(self) -> None:  # exit() or quit() in a cell: end after it, as a kernel would
             self.exit_now = True
@@ -167,7 +181,10 @@ def make_shell(channel: Channel, capture: Capture) -> Any:
     config.HistoryManager.enabled = False
     config.InteractiveShell.colors = "Linux"
     config.InteractiveShell.xmode = "Context"
-    return Shell.instance(config=config)
+    shell = Shell.instance(config=config)
+    atexit.unregister(shell.atexit_operations)  # a child ends with the flow's own handlers only
+    _SHELL.append(shell)
+    return shell
 
 
 def run_child(sock: socket.socket, request: dict[str, Any], close_others: Callable[[], None]) -> None:
@@ -179,7 +196,8 @@ def run_child(sock: socket.socket, request: dict[str, Any], close_others: Callab
         channel.send("pid", pid=os.getpid())
         _become_the_flow(request)
         capture = Capture(channel)
-        shell = make_shell(channel, capture)
+        _LINK[:] = [channel, capture]
+        shell = make_shell()
         _matplotlib_inline(shell)
         _cells(shell, channel, capture, request["cells"])
         _wind_down(shell, capture)

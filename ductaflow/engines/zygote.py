@@ -136,6 +136,10 @@ def main(argv: list[str]) -> int:
     path, modules = argv[0], argv[1:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine stops children itself
     failed = preload(modules)
+    if not failed:
+        from .forkchild import make_shell
+
+        make_shell()  # once, here: every child gets a fresh copy
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if failed or threads:
         print(json.dumps({"ready": False, "failed": failed, "threads": threads}), flush=True)
