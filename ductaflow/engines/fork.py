@@ -208,7 +208,10 @@ class _Child:
         except KeyboardInterrupt:
             self.outcome.interrupt_received = True
             self._interrupt("interrupted by the user")
-            self._receive(sock)
+            try:
+                self._receive(sock)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the flow to wind down
+                self._signal(signal.SIGKILL)
         finally:
             sock.close()
         self._conclude()
