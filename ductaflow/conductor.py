@@ -35,8 +35,8 @@ from .executors import as_executor
 from .files import shown_path
 from .fingerprint import Fingerprint, InputHasher, row_inputs
 from .flow import Flow, read_flow
-from .instance import make_options
 from .names import check_name
+from .options import make_options, runs_folder
 from .parameters import check_config
 from .progress import Display, InstanceRow, count, make_display
 from .runrecord import RunStatus, git_info, now_iso
@@ -53,7 +53,8 @@ from .tasks import (
 )
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error"]
-_OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source"}
+_OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source", "engine",
+            "preload"}  # fmt: skip
 
 
 STOP_WAIT_S = 60.0  # after Ctrl-C, how long to wait for instances running elsewhere to stop
@@ -103,7 +104,9 @@ def run_instances(
 
     ``options`` pass to each instance:
     ``kernel_name``, ``timeout``, ``export_html``, ``log_output``,
-    ``runs_dir``, ``config_source`` (see :func:`run_step_flow`).
+    ``runs_dir``, ``config_source``, ``engine``, ``preload`` (see
+    :func:`run_step_flow`). The project's ``ductaflow.toml`` is read once,
+    for every instance of the call.
 
     Returns one row per instance: instance, status (success, failed, skipped,
     interrupted), reason, duration, run_dir, error. Ctrl-C stops starting
@@ -169,7 +172,7 @@ def sweep(
     config already there is not replaced: the call raises
     :class:`RunDirectoryError` (naming the difference) unless ``replace=True``.
     Other arguments pass to :func:`run_instances` (``jobs``, ``force``,
-    ``inputs``, ``dry_run``...).
+    ``inputs``, ``dry_run``, ``engine``, ``preload``...).
 
     When the table is a file (or absent), each run records where its config
     came from, so :func:`check_instance` can say when today's files would
@@ -197,7 +200,7 @@ def sweep(
     in_memory = table is not None and source["table"] is None
     base, rows = source_rows(source, root, table if in_memory else None)  # checks the columns
     if table is None and not grid and instance_name is None and not replace:
-        runs = make_options(root, runs_dir=kwargs.get("runs_dir")).runs_dir
+        runs = runs_folder(root, kwargs.get("runs_dir"))
         step = check_name(kwargs.get("step_name") or Path(flow).stem, "step name")
         check_replacement(runs / step / rows[0][name_column], source, base, root)
     return run_instances(flow, rows, base_config=base, name_column=name_column, new_keys=True,  # checked

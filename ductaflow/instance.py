@@ -16,20 +16,21 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import rundir
 from .config import config_hash, normalise_config
-from .engines import DEFAULT_ENGINE, Execution, ExecutionError, Outcome, get_engine
-from .exceptions import FlowExecutionError, RunDirectoryError
+from .engines import Execution, ExecutionError, Outcome, get_engine
+from .exceptions import FlowExecutionError
 from .files import shown_path
 from .fingerprint import Fingerprint, why_run
 from .flow import Flow, read_flow
 from .names import check_name
 from .notebook import failure_banner, save_notebook, warm_up, write_html
+from .options import RunOptions, make_options
 from .parameters import check_config
 from .project import ROOT_ENV, find_project_root
 from .runrecord import RunError, RunStatus, base_record, git_info, now_iso, read_record
@@ -57,25 +58,6 @@ class RunResult:
         return dict(self.record["config"])
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """The options every instance of one call shares (checked by :func:`make_options`)."""
-
-    kernel_name: str | None
-    timeout: float | None
-    export_html: bool
-    log_output: bool
-    project_root: Path
-    runs_dir: Path
-    config_source: dict[str, Any] | None = None
-    engine: str = DEFAULT_ENGINE
-
-    @property
-    def kernel_label(self) -> str:
-        """What executes the flows, as records and fingerprints name it (``ductaflow-python``)."""
-        return get_engine(self.engine).label(self.kernel_name)
-
-
 def run_step_flow(
     notebook_file: str | os.PathLike[str],
     step_name: str,
@@ -89,6 +71,8 @@ def run_step_flow(
     log_output: bool = False,
     runs_dir: str | os.PathLike[str] | None = None,
     config_source: Mapping[str, Any] | None = None,
+    engine: str | None = None,
+    preload: Sequence[str] | None = None,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``runs/<step_name>/<instance_name>/``.
 
@@ -102,7 +86,11 @@ def run_step_flow(
     directory; ``kernel_name`` picks an installed kernel instead of the Python
     ductaflow runs in; ``timeout`` limits each cell (seconds);
     ``export_html=False`` skips the HTML report; ``log_output=True`` also
-    echoes the flow's output to this process's stdout/stderr.
+    echoes the flow's output to this process's stdout/stderr. ``engine``
+    names how the notebook executes (``"kernel"``, the default) and
+    ``preload`` the modules an engine may import once for many notebooks
+    (dotted names, such as ``["pandas", "matplotlib.pyplot"]``); either one
+    left ``None`` comes from the project's ``ductaflow.toml`` when it sets it.
 
     Returns a :class:`RunResult`. Raises :class:`FlowExecutionError` when the
     flow fails (after saving the notebook, HTML and record), and ductaflow
@@ -113,9 +101,8 @@ def run_step_flow(
     >>> result.status, result.run_dir.relative_to(Path.cwd()).as_posix()
     (<RunStatus.SUCCESS: 'success'>, 'runs/make_data/short')
     """
-    options = make_options(
-        project_root, kernel_name, timeout, export_html, log_output, runs_dir, config_source
-    )
+    options = make_options(project_root, kernel_name, timeout, export_html, log_output, runs_dir,
+                           config_source, engine, preload)  # fmt: skip
     check_name(step_name, "step name")
     check_name(instance_name, "instance name")
     run_dir = options.runs_dir / step_name / instance_name
@@ -134,6 +121,8 @@ def run_notebook(
     log_output: bool = False,
     runs_dir: str | os.PathLike[str] | None = None,
     config_source: Mapping[str, Any] | None = None,
+    engine: str | None = None,
+    preload: Sequence[str] | None = None,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``output_dir``.
 
@@ -146,9 +135,8 @@ def run_notebook(
     >>> run_notebook("flow/make_data.py", config, output_dir="runs/make_data/try1").status
     <RunStatus.SUCCESS: 'success'>
     """
-    options = make_options(
-        project_root, kernel_name, timeout, export_html, log_output, runs_dir, config_source
-    )
+    options = make_options(project_root, kernel_name, timeout, export_html, log_output, runs_dir,
+                           config_source, engine, preload)  # fmt: skip
     if output_dir is not None:
         run_dir = Path(output_dir).absolute()
         check_name(run_dir.name, "output directory name")
@@ -159,29 +147,6 @@ def run_notebook(
     step = check_name(Path(notebook_file).stem, "step name (the flow's file name)")
     run_dir = options.runs_dir / step / instance
     return _run(notebook_file, normalised, run_dir, step, instance, options)
-
-
-def make_options(
-    project_root: Any,
-    kernel_name: str | None = None,
-    timeout: float | None = None,
-    export_html: bool = True,
-    log_output: bool = False,
-    runs_dir: str | os.PathLike[str] | None = None,
-    config_source: Mapping[str, Any] | None = None,
-    engine: str = DEFAULT_ENGINE,
-) -> RunOptions:
-    """Check and gather the options every instance of a call shares."""
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    get_engine(engine)  # an unknown name is refused here, before anything runs
-    root = Path(project_root if project_root is not None else os.getcwd()).absolute()
-    runs = root / (runs_dir if runs_dir is not None else rundir.RUNS_DIR)
-    if runs.exists() and not runs.is_dir():
-        raise RunDirectoryError(f"the runs folder {runs} is a file. Pick another runs folder.",
-                                run_dir=str(runs))  # fmt: skip
-    source = normalise_config(config_source) if config_source is not None else None
-    return RunOptions(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source, engine)
 
 
 def _run(
@@ -299,7 +264,11 @@ class Attempt:
             ended_at=None,
             duration_s=None,
             kernel=options.kernel_label,
-            options={"timeout": options.timeout, "export_html": options.export_html},
+            options={
+                "timeout": options.timeout,
+                "export_html": options.export_html,
+                "preload": list(options.preload),
+            },
             fingerprint=self.fingerprint.digest,
             fingerprint_parts=self.fingerprint.parts,
             config=self.config,
@@ -342,6 +311,7 @@ class Attempt:
             on_finish=lambda outcome: self._finish_outputs(nb, outcome.error),
             stop=self.stop,
             flow_dir=self.flow.path.absolute().parent,  # its sibling modules importable, as in a script
+            preload=self.options.preload,
         )
         return get_engine(self.options.engine).execute(execution)
 

@@ -121,7 +121,7 @@ def test_run_options_name_step_runs_dir_and_html(proj: Path) -> None:
     run_dir = proj / "out" / "checks" / "trial"
     assert seen(run_dir)["config"] == {"n": 2}
     assert not (run_dir / "ok.html").exists()
-    assert record(run_dir)["options"] == {"timeout": 60.0, "export_html": False}
+    assert record(run_dir)["options"] == {"timeout": 60.0, "export_html": False, "preload": []}
     assert not (proj / "runs").exists()
 
 

@@ -36,6 +36,12 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="Limit on each cell's run time."),
         click.option("--kernel", "kernel_name", metavar="NAME",
                      help="An installed Jupyter kernel (default: this Python)."),
+        click.option("--engine", metavar="NAME",
+                     help="How notebooks execute: kernel, or fork (default: engine in ductaflow.toml, "
+                          "else kernel)."),
+        click.option("--preload", multiple=True, metavar="MODULE",
+                     help="A module the engine may import once for many notebooks (fork does), such as "
+                          "pandas (default: preload in ductaflow.toml). Repeatable."),
         debug_option,
     ]  # fmt: skip
     for option in reversed(options):
@@ -155,6 +161,7 @@ def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
     Status = ductaflow.RunStatus
     dry_run = options.pop("dry_run")
     export_html = not options.pop("no_html")
+    options["preload"] = options["preload"] or None  # none given: the project's ductaflow.toml decides
     frame = ductaflow.sweep(flow, **options, **kwargs, export_html=export_html, dry_run=dry_run,
                             progress=not dry_run)  # fmt: skip
     if dry_run:

@@ -1,0 +1,98 @@
+"""The options every instance of one call shares, checked once before anything is written.
+
+:func:`make_options` gathers them from the call's arguments and the project's
+settings (``ductaflow.toml``, :mod:`ductaflow.settings`, read here once per
+call): an argument given wins over the file, and the file over the defaults.
+The :class:`RunOptions` it returns travel with every instance, to worker
+processes and cluster workers too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from .config import normalise_config
+from .engines import DEFAULT_ENGINE, get_engine
+from .exceptions import ConfigError, RunDirectoryError
+from .files import shown_path
+from .project import find_project_root
+from .settings import Settings, module_names, project_settings
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options every instance of one call shares (checked by :func:`make_options`)."""
+
+    kernel_name: str | None
+    timeout: float | None
+    export_html: bool
+    log_output: bool
+    project_root: Path
+    runs_dir: Path
+    config_source: dict[str, Any] | None = None
+    engine: str = DEFAULT_ENGINE
+    preload: tuple[str, ...] = ()  # modules the engine may import once for many notebooks
+
+    @property
+    def kernel_label(self) -> str:
+        """What executes the flows, as records and fingerprints name it (``ductaflow-python``)."""
+        return get_engine(self.engine).label(self.kernel_name)
+
+
+def make_options(
+    project_root: Any,
+    kernel_name: str | None = None,
+    timeout: float | None = None,
+    export_html: bool = True,
+    log_output: bool = False,
+    runs_dir: str | os.PathLike[str] | None = None,
+    config_source: Mapping[str, Any] | None = None,
+    engine: str | None = None,
+    preload: Sequence[str] | None = None,
+) -> RunOptions:
+    """Check and gather the options every instance of a call shares.
+
+    ``engine`` and ``preload`` left ``None`` come from the project's
+    ``ductaflow.toml`` (found from ``project_root`` upwards), else default to
+    the kernel engine and no modules.
+    """
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    root = Path(project_root if project_root is not None else os.getcwd()).absolute()
+    settings = project_settings(find_project_root(root)) if root.is_dir() else Settings()
+    chosen = _engine(engine, settings)
+    modules = module_names(preload) if preload is not None else settings.preload or ()
+    runs = runs_folder(root, runs_dir)
+    source = normalise_config(config_source) if config_source is not None else None
+    return RunOptions(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source, chosen,
+                      modules)  # fmt: skip
+
+
+def runs_folder(root: Path, runs_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder the step folders go in: ``runs_dir`` (default ``runs``) under ``root``, not a file."""
+    runs = root / (runs_dir if runs_dir is not None else rundir.RUNS_DIR)
+    if runs.exists() and not runs.is_dir():
+        raise RunDirectoryError(f"the runs folder {runs} is a file. Pick another runs folder.",
+                                run_dir=str(runs))  # fmt: skip
+    return runs
+
+
+def _engine(given: str | None, settings: Settings) -> str:
+    """The engine's name: the one given, else the settings file's, else the default; refused if unknown."""
+    if given is not None or settings.engine is None:
+        name = DEFAULT_ENGINE if given is None else given
+        get_engine(name)  # an unknown name is refused here, before anything runs
+        return name
+    try:
+        get_engine(settings.engine)
+    except ConfigError as exc:
+        shown = shown_path(settings.path) if settings.path else "ductaflow.toml"
+        raise ConfigError(f"{exc} It is set in {shown} (engine = \"{settings.engine}\"): fix it there, "
+                          "or choose another for this run (engine=..., --engine).", key="engine",
+                          path=str(settings.path)) from None  # fmt: skip
+    return settings.engine
