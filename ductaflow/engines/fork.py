@@ -31,10 +31,15 @@ import threading
 import time
 from typing import Any, ClassVar
 
+from nbformat import ValidationError
+
 from ..exceptions import ConfigError
 from .base import Execution, ExecutionError, Outcome
+from .forkstreams import Streams
 from .kernels import CURRENT_PYTHON_LABEL
 
+#: Messages whose place among the outputs does not matter: no mark precedes them on the pipes.
+_UNORDERED = frozenset({"pid", "pipes", "fatal", "exit"})
 #: Seconds a child gets to stop after SIGINT (a timeout, Ctrl-C) before it is killed.
 STOP_GRACE = 2.0
 #: The environment the zygote starts with: figures as inline PNGs, as ipykernel sets it.
@@ -203,34 +208,40 @@ class _Child:
             self._fail("EngineStartError", f"the fork engine's zygote did not take the notebook: {exc}")
             job.on_finish(self.outcome)
             return
+        selector = selectors.DefaultSelector()
+        selector.register(sock, selectors.EVENT_READ, "messages")
+        self.streams = Streams(selector, self._on_text)
         try:
-            self._receive(sock)
+            self._receive(sock, selector)
         except KeyboardInterrupt:
             self.outcome.interrupt_received = True
             self._interrupt("interrupted by the user")
             try:
-                self._receive(sock)
+                self._receive(sock, selector)
             except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the flow to wind down
                 self._signal(signal.SIGKILL)
         finally:
             sock.close()
+            self.streams.close()
+            selector.close()
         self._conclude()
 
-    def _receive(self, sock: socket.socket) -> None:
-        """Handle messages until the connection closes, watching the time between them."""
-        selector = selectors.DefaultSelector()
-        selector.register(sock, selectors.EVENT_READ)
+    def _receive(self, sock: socket.socket, selector: selectors.BaseSelector) -> None:
+        """Handle messages and read the flow's output until the connection closes, watching the time."""
         pending = b""
         while True:
-            if not selector.select(0.05):
-                self._watch()
-                continue
-            data = sock.recv(1 << 20)
-            if not data:
-                return
-            *lines, pending = (pending + data).split(b"\n")
-            for line in lines:
-                self._handle(json.loads(line))
+            for key, _ in selector.select(0.05):
+                if key.data != "messages":
+                    self.streams.readable(key.fd)
+                    continue
+                data, fds, _flags, _address = socket.recv_fds(sock, 1 << 20, 2)
+                if fds:
+                    self.streams.adopt(fds)
+                if not data:
+                    return
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    self._handle(json.loads(line))
             self._watch()
 
     def _watch(self) -> None:
@@ -266,9 +277,21 @@ class _Child:
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        handler = getattr(self, f"_on_{kind}", None)
-        if handler is not None:
-            handler(message)
+        if self.killed and kind != "exit":  # a killed child's last words: too late
+            return
+        ordered = kind not in _UNORDERED
+        if ordered:
+            self.streams.settle()  # the text written before this message goes first
+        handler = getattr(self, f"_on_{kind}", None)  # "sync" has none: it only orders the two streams
+        try:
+            if handler is not None:
+                handler(message)
+            if ordered:
+                self.streams.after_message()
+        except ValidationError as exc:  # an output nbformat refuses fails the cell, as in the kernel engine
+            self._stop_with(type(exc).__name__, str(exc).split("\n")[0])
+            self._signal(signal.SIGKILL)  # at once: the kernel engine stops its kernel at once too
+            self.killed = True
 
     def _on_pid(self, message: dict[str, Any]) -> None:
         self.pid = message["pid"]
@@ -281,8 +304,8 @@ class _Child:
         self.started = time.monotonic()
         self.clear_pending = False
 
-    def _on_stream(self, message: dict[str, Any]) -> None:
-        text, name = message["text"], message["name"]
+    def _on_text(self, name: str, text: str) -> None:
+        """Text the flow wrote to stdout or stderr: to the log, the terminal (echo) and the cell."""
         log = self.job.log
         log.write(text)
         log.flush()
@@ -301,8 +324,9 @@ class _Child:
         self._add(output, message)
 
     def _on_update_display(self, message: dict[str, Any]) -> None:
+        update = _output("display_data", data=message["data"], metadata=message["metadata"])
         for output in self.displays.get(message["transient"].get("display_id"), []):
-            output["data"], output["metadata"] = message["data"], message["metadata"]
+            output["data"], output["metadata"] = update["data"], update["metadata"]
 
     def _on_clear(self, message: dict[str, Any]) -> None:
         if message["wait"]:
@@ -325,7 +349,7 @@ class _Child:
         if status == "exit":
             self.outcome.exited_early = True
         elif status == "error" and self.stopping is None:
-            self.outcome.error = _cell_error(self.cell, self.index)
+            self.outcome.error = _cell_error(self.cell, self.index, message)
         self.index = None
         self.job.on_progress(self.nb)
 
@@ -388,7 +412,7 @@ def _death(exit: dict[str, Any] | None) -> str:
     return f"the flow's process exited with status {exit.get('code')} while executing this cell (os._exit?)"
 
 
-def _cell_error(cell: Any, index: int | None) -> ExecutionError:
+def _cell_error(cell: Any, index: int | None, done: dict[str, Any]) -> ExecutionError:
     import re
 
     for output in reversed(cell.get("outputs", []) if cell is not None else []):
@@ -396,15 +420,18 @@ def _cell_error(cell: Any, index: int | None) -> ExecutionError:
             traceback = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", "\n".join(output.get("traceback", [])))
             count = cell.get("execution_count")
             return ExecutionError(output["ename"], output["evalue"], index, count, traceback)
-    return ExecutionError("CellExecutionError", "the cell failed", index, cell.get("execution_count"))
+    name, message = done.get("ename") or "CellExecutionError", done.get("evalue", "the cell failed")
+    return ExecutionError(name, message, index, cell.get("execution_count"))  # a UsageError: stderr only
 
 
 def _output(output_type: str, **fields: Any) -> Any:
-    """A notebook output, as nbformat would make it from a kernel message (without validating it)."""
+    """A notebook output, as nbformat makes it from a kernel message (displays and results validated)."""
     from nbformat import NotebookNode
+    from nbformat.v4 import new_output
 
     if output_type in ("display_data", "execute_result"):
         fields["metadata"] = fields.get("metadata") or {}
+        return new_output(output_type, **fields)  # ValidationError for data nbformat refuses, as nbclient
     return NotebookNode(output_type=output_type, **fields)
 
 

@@ -1,26 +1,29 @@
 """The fork engine's child: execute a notebook's cells in a fresh IPython shell, streaming every output.
 
 A child is forked from the zygote (:mod:`.zygote`) for one notebook. It
-takes the instance's working directory and environment, replaces file
-descriptors 1 and 2 with pipes (so output of C code, ``os.system``,
-``!cmd`` and subprocesses is captured as a kernel would), creates an IPython
-shell whose displays, results and tracebacks become messages, and runs the
-cells in order until one fails or calls ``sys.exit``. Each message is one
-JSON line on the connection to the engine in the conductor's process, which
-builds the notebook from them; the child never writes the notebook itself, so
-a child that dies leaves all it said.
+takes the instance's working directory and environment, makes file
+descriptors 1 and 2 pipes whose read ends it hands to the engine (so output
+of C code, ``os.system``, ``!cmd`` and subprocesses is captured as a kernel
+would, and read by a process that outlives the flow: :mod:`.forkstreams`),
+uses the IPython shell made in the zygote, whose displays, results and
+tracebacks become messages, and runs the cells in order until one fails or
+calls ``sys.exit``. Each message is one JSON line on the connection to the
+engine in the conductor's process, which builds the notebook from them; the
+child never writes the notebook itself, so a child that dies leaves all it
+said and printed.
 
-Messages: ``pid``, ``start`` (cell, execution_count), ``stream`` (name,
-text), ``display``/``update_display`` (data, metadata, transient),
-``clear`` (wait), ``result`` (execution_count, data, metadata), ``error``
-(ename, evalue, traceback), ``done`` (cell, status: ok | error | exit), and
-``end`` once the cells are over and the flow's files are flushed.
+Messages: ``pid``, ``pipes`` (the two read ends attached), ``start`` (cell,
+execution_count), ``display``/``update_display`` (data, metadata,
+transient), ``clear`` (wait), ``result`` (execution_count, data, metadata),
+``error`` (ename, evalue, traceback), ``sync`` (orders the two streams),
+``done`` (cell, status: ok | error | exit), and ``end`` once the cells are
+over and the flow's files are flushed. All but ``pid``, ``pipes`` and
+``fatal`` are preceded by a mark on both streams.
 """
 
 from __future__ import annotations
 
 import atexit
-import codecs
 import contextlib
 import io
 import json
@@ -32,89 +35,99 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-#: Written to a captured descriptor after each cell: everything before it belongs to that cell.
-_MARK = b"\x00ductaflow:sync\x00"
+from .forkstreams import MARK
+
+#: Messages sent without marking the streams first (as the engine expects: forkstreams).
+_UNORDERED = frozenset({"pid", "pipes", "fatal"})
+#: What ipykernel's shell sets in a flow's environment (colour and no pager for commands it runs).
+_KERNEL_ENV = {"TERM": "xterm-color", "CLICOLOR": "1", "FORCE_COLOR": "1", "CLICOLOR_FORCE": "1",
+               "PAGER": "cat", "GIT_PAGER": "cat"}  # fmt: skip
 
 
 class Channel:
-    """The connection to the engine: JSON lines, one per message, from any thread."""
+    """The connection to the engine: JSON lines, one per message, from any thread of the child."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.Lock()
+        self.pid = os.getpid()  # a process the flow forks shares the socket: it sends nothing
+        self.capture: Capture | None = None
 
     def send(self, kind: str, **fields: Any) -> None:
-        """Send one message; a gone engine ends the child (nobody would read what it does)."""
+        """Send one message, after marking both streams; a gone engine ends the child."""
+        if os.getpid() != self.pid:
+            return
         line = json.dumps({"type": kind, **fields}, default=repr).encode() + b"\n"
         with self.lock:
+            if self.capture is not None and kind not in _UNORDERED:
+                self.capture.mark()
             try:
                 self.sock.sendall(line)
             except OSError:
                 os._exit(75)
 
+    def send_fds(self, kind: str, fds: list[int]) -> None:
+        """Send one message with file descriptors attached (SCM_RIGHTS)."""
+        line = json.dumps({"type": kind}).encode() + b"\n"
+        with self.lock:
+            try:
+                socket.send_fds(self.sock, [line], fds)
+            except OSError:
+                os._exit(75)
+
 
 class Capture:
-    """File descriptors 1 and 2 read by threads and sent as ``stream`` messages, in order with the rest."""
+    """File descriptors 1 and 2 made pipes whose read ends the engine holds (:mod:`.forkstreams`)."""
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.synced = {1: threading.Event(), 2: threading.Event()}
-        for fd, name in ((1, "stdout"), (2, "stderr")):
+        reads = []
+        for fd in (1, 2):
             read, write = os.pipe()
             os.dup2(write, fd)
             os.close(write)
-            threading.Thread(target=self._pump, args=(read, fd, name), daemon=True).start()
-        sys.stdout = _text(1)
-        sys.stderr = _text(2)
+            reads.append(read)
+        channel.send_fds("pipes", reads)
+        for read in reads:
+            os.close(read)
+        self.last = 1  # the descriptor the flow's Python code wrote to last
+        sys.stdout = _Stream(self, 1)
+        sys.stderr = _Stream(self, 2)
         sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr
+        channel.capture = self
 
-    def sync(self) -> None:
-        """Return once everything written to 1 and 2 so far has been sent."""
+    def flush(self) -> None:
+        """Flush ``sys.stdout`` and ``sys.stderr`` (whatever the flow put there) into the pipes."""
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        for fd, event in self.synced.items():
-            event.clear()
-            os.write(fd, _MARK)
-        for event in self.synced.values():
-            event.wait(10)
 
-    def _pump(self, read: int, fd: int, name: str) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = b""
-        while True:
-            try:
-                data = os.read(read, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            pending += data
-            while _MARK in pending:
-                before, pending = pending.split(_MARK, 1)
-                self._send(name, decoder.decode(before))
-                self.synced[fd].set()
-            keep = _partial_mark(pending)
-            self._send(name, decoder.decode(pending[: len(pending) - keep]))
-            pending = pending[len(pending) - keep :]
+    def mark(self) -> None:
+        """Flush, then mark both pipes: the engine reads them up to here before the next message."""
+        self.flush()
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                os.write(fd, MARK)
 
-    def _send(self, name: str, text: str) -> None:
-        if text:
-            self.channel.send("stream", name=name, text=text)
+    def sync(self) -> None:
+        """Keep the order of what was written to the two streams so far (the engine reads them apart)."""
+        self.channel.send("sync")
 
 
-def _partial_mark(data: bytes) -> int:
-    """How many bytes at the end of ``data`` could start a mark split across two reads."""
-    for size in range(min(len(_MARK) - 1, len(data)), 0, -1):
-        if _MARK.startswith(data[-size:]):
-            return size
-    return 0
+class _Stream(io.TextIOWrapper):
+    """``sys.stdout`` or ``sys.stderr``: text written after the other stream's is sent after it."""
 
+    def __init__(self, capture: Capture, fd: int) -> None:
+        raw = io.FileIO(fd, "w", closefd=False)
+        super().__init__(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True,
+                         write_through=True)  # fmt: skip
+        self.capture, self.fd = capture, fd
 
-def _text(fd: int) -> io.TextIOWrapper:
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", line_buffering=True,
-                            write_through=True)  # fmt: skip
+    def write(self, text: str) -> int:
+        if text and self.capture.last != self.fd:  # the two pipes are read apart: keep their order
+            self.capture.last = self.fd
+            self.capture.sync()
+        return super().write(text)
 
 
 #: The child's connection and capture, which the shell's display classes send through.
@@ -124,9 +137,7 @@ _SHELL: list[Any] = []
 
 
 def _send(kind: str, **fields: Any) -> None:
-    channel, capture = _LINK
-    capture.sync()  # what was printed before this output comes before it
-    channel.send(kind, **fields)
+    _LINK[0].send(kind, **fields)  # the streams are marked first: what was printed before comes before
 
 
 def make_shell() -> Any:
@@ -139,6 +150,7 @@ def make_shell() -> Any:
         return _SHELL[0]
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets import Type
     from traitlets.config import Config
@@ -163,7 +175,7 @@ def make_shell() -> Any:
             self.message = {"data": format_dict, "metadata": md_dict or {}}
 
         def finish_displayhook(self) -> None:
-            _send("result", execution_count=self.shell.execution_count, **self.message)
+            _send("result", execution_count=self.prompt_count, **self.message)  # the cell's, as ipykernel
 
     class Shell(InteractiveShell):
         display_pub_class = Type(Publisher)
@@ -177,11 +189,18 @@ def make_shell() -> Any:
         def ask_exit(self) -> None:  # exit() or quit() in a cell: end after it, as a kernel would
             self.exit_now = True
 
+        def enable_gui(self, gui: Any = None) -> None:  # %matplotlib inline; no GUI event loop here
+            if gui not in (None, "inline"):
+                raise UsageError(f"the fork engine runs no GUI event loop ({gui}): use %matplotlib inline, "
+                                 "or engine='kernel'")  # fmt: skip
+            self.active_eventloop = gui
+
     config = Config()
     config.HistoryManager.enabled = False
-    config.InteractiveShell.colors = "Linux"
-    config.InteractiveShell.xmode = "Context"
-    shell = Shell.instance(config=config)
+    config.InteractiveShell.xmode = "Context"  # colors: IPython's default theme, as ipykernel's
+    from ipykernel.compiler import XCachingCompiler  # cells named as ipykernel names them (tracebacks)
+
+    shell = Shell.instance(config=config, compiler_class=XCachingCompiler)
     atexit.unregister(shell.atexit_operations)  # a child ends with the flow's own handlers only
     _SHELL.append(shell)
     return shell
@@ -199,6 +218,7 @@ def run_child(sock: socket.socket, request: dict[str, Any], close_others: Callab
         _LINK[:] = [channel, capture]
         shell = make_shell()
         _matplotlib_inline(shell)
+        _no_stdin()
         _cells(shell, channel, capture, request["cells"])
         _wind_down(shell, capture)
         channel.send("end")
@@ -219,11 +239,17 @@ def _become_the_flow(request: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as ipykernel does
+    os.environ.update(_KERNEL_ENV)
+    if sys.path and sys.path[0] == os.getcwd():  # put there by the zygote's python -m; a kernel lacks it
+        del sys.path[0]
     os.chdir(request["cwd"])
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.argv = [""]
+    if "" not in sys.path:  # the working directory importable, before site-packages, as in a kernel
+        packages = [os.path.basename(entry) in ("site-packages", "dist-packages") for entry in sys.path]
+        sys.path.insert(packages.index(True) if True in packages else 0, "")
     if request.get("flow_dir"):
         from ..flowpath import after_stdlib
 
@@ -237,19 +263,39 @@ def _matplotlib_inline(shell: Any) -> None:
         shell.enable_matplotlib("inline")
 
 
+def _no_stdin() -> None:
+    """``input()`` and ``getpass()`` raise as ipykernel's do when the frontend (nbclient) gives no stdin."""
+    import builtins
+    import getpass
+
+    from IPython.core.error import StdinNotImplementedError
+
+    def refuse(what: str) -> Callable[..., str]:
+        def refused(*args: Any, **kwargs: Any) -> str:
+            raise StdinNotImplementedError(f"{what} was called, but this frontend does not support input "
+                                           "requests.")  # fmt: skip
+
+        return refused
+
+    builtins.input = refuse("raw_input")
+    getpass.getpass = refuse("getpass")
+
+
 def _cells(shell: Any, channel: Channel, capture: Capture, cells: list[list[Any]]) -> None:
     for index, source in cells:
+        if not source.strip():  # nbclient does not execute an empty cell: no count, no output
+            continue
         count = shell.execution_count
         channel.send("start", cell=index, execution_count=count)
         result = shell.run_cell(source, store_history=True)
-        capture.sync()
         error = result.error_before_exec or result.error_in_exec
         if isinstance(error, SystemExit):
             clean = error.code in (None, 0, "") or str(error.code) in ("", "0", "None")
             channel.send("done", cell=index, status="exit" if clean else "error", execution_count=count)
             return
-        if error is not None:
-            channel.send("done", cell=index, status="error", execution_count=count)
+        if error is not None:  # named here too: a UsageError leaves no error output, as in a kernel
+            channel.send("done", cell=index, status="error", execution_count=count,
+                         ename=type(error).__name__, evalue=str(error))  # fmt: skip
             return
         channel.send("done", cell=index, status="ok", execution_count=count)
         if shell.exit_now:
@@ -268,4 +314,4 @@ def _wind_down(shell: Any, capture: Capture) -> None:
             metrics.flush()
     with contextlib.suppress(BaseException):
         atexit._run_exitfuncs()
-    capture.sync()
+    capture.flush()
