@@ -17,17 +17,13 @@ platforms with ``fork``; elsewhere, and for a named kernel, it says to use
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from typing import Any, ClassVar
 
@@ -37,16 +33,12 @@ from ..exceptions import ConfigError
 from .base import Execution, ExecutionError, Outcome
 from .forkstreams import Streams
 from .kernels import CURRENT_PYTHON_LABEL
+from .zygote import Zygote, ZygoteError, zygote_for
 
 #: Messages whose place among the outputs does not matter: no mark precedes them on the pipes.
 _UNORDERED = frozenset({"pid", "pipes", "fatal", "exit"})
 #: Seconds a child gets to stop after SIGINT (a timeout, Ctrl-C) before it is killed.
 STOP_GRACE = 2.0
-#: The environment the zygote starts with: figures as inline PNGs, as ipykernel sets it.
-_ZYGOTE_ENV = {
-    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-}
 
 
 class ForkEngine:
@@ -83,102 +75,6 @@ class ForkEngine:
         return outcome
 
 
-class ZygoteError(RuntimeError):
-    """The zygote could not start, or its preload failed."""
-
-
-class _Zygote:
-    """One zygote process and the socket it listens on."""
-
-    def __init__(self, preload: tuple[str, ...], startup_timeout: float) -> None:
-        self.folder = tempfile.mkdtemp(prefix="ductaflow-zygote-")
-        self.path = os.path.join(self.folder, "socket")
-        env = {**_ZYGOTE_ENV, **os.environ}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ductaflow.engines.zygote", self.path, *preload],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
-        )  # fmt: skip
-        ready = _first_line(self.process, startup_timeout)
-        if not ready.get("ready"):
-            self.close()
-            raise ZygoteError(_why_not_ready(preload, ready))
-
-    def alive(self) -> bool:
-        """Whether the zygote still serves."""
-        return self.process.poll() is None
-
-    def connect(self) -> socket.socket:
-        """A connection to the zygote, for one request."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(self.path)
-        return sock
-
-    def close(self) -> None:
-        """End the zygote (closing its stdin is its signal) and remove its socket."""
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        for leftover in (self.path, self.folder):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover) if leftover == self.path else os.rmdir(leftover)
-
-
-_ZYGOTES: dict[tuple[str, ...], _Zygote] = {}
-_ZYGOTES_GUARD = threading.Lock()
-
-
-def zygote_for(preload: tuple[str, ...], startup_timeout: float = 60) -> _Zygote:
-    """The zygote of this process for ``preload``, started on first use (and again if it died)."""
-    with _ZYGOTES_GUARD:
-        zygote = _ZYGOTES.get(preload)
-        if zygote is None or not zygote.alive():
-            if zygote is not None:
-                zygote.close()
-            zygote = _ZYGOTES[preload] = _Zygote(preload, startup_timeout)
-        return zygote
-
-
-@atexit.register
-def close_zygotes() -> None:
-    """End every zygote of this process (at exit; a dead parent's zygotes end by themselves)."""
-    with _ZYGOTES_GUARD:
-        for zygote in _ZYGOTES.values():
-            zygote.close()
-        _ZYGOTES.clear()
-
-
-def _first_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-    assert process.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    if not selector.select(timeout):
-        process.kill()
-        return {"ready": False, "failed": {"zygote": f"not ready within {timeout} s"}}
-    line = process.stdout.readline()
-    try:
-        return json.loads(line) if line else {"ready": False, "failed": {"zygote": "exited while starting"}}
-    except ValueError:
-        return {"ready": False, "failed": {"zygote": f"said {line[:200]!r}"}}
-
-
-def _why_not_ready(preload: tuple[str, ...], ready: dict[str, Any]) -> str:
-    failed = ready.get("failed") or {}
-    threads = ready.get("threads") or []
-    parts = [f"{name}: {error}" for name, error in failed.items()]
-    if threads:
-        parts.append(f"the preloaded modules started threads ({', '.join(threads)}), and a process "
-                     "with threads cannot be forked safely: remove the module that starts them from "
-                     "preload")  # fmt: skip
-    hint = " Fix or remove it in preload (--preload), or use engine='kernel'." if preload else ""
-    return f"the fork engine could not start: {'; '.join(parts) or 'no reason given'}.{hint}"
-
-
 class _Child:
     """The engine's side of one child: send the request, build the notebook from what comes back."""
 
@@ -196,7 +92,7 @@ class _Child:
         self.exit: dict[str, Any] | None = None
         self.ended = False
 
-    def run(self, zygote: _Zygote) -> None:
+    def run(self, zygote: Zygote) -> None:
         job = self.job
         cells = [[i, c.source] for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
         request = {"cells": cells, "cwd": str(job.cwd), "env": job.env,
@@ -441,4 +337,4 @@ def _log_error(job: Execution, error: ExecutionError) -> None:
     job.log.flush()
 
 
-__all__ = ["ForkEngine", "close_zygotes", "zygote_for"]
+__all__ = ["ForkEngine"]

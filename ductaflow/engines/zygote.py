@@ -11,10 +11,15 @@ child (:func:`.forkchild.run_child`) that answers on that connection. When the
 child ends, the zygote sends its exit status (an ``exit`` message) on the same
 connection and closes it. The zygote ends when its standard input closes: the
 process that started it is gone.
+
+The engine's end is here too: :func:`zygote_for` starts a zygote on first
+use and keeps one per process and set of preloaded modules (a Dask worker
+keeps its own), and :func:`close_zygotes` ends them when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -22,7 +27,9 @@ import os
 import selectors
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 from typing import Any
 
@@ -129,6 +136,111 @@ def _read_line(conn: socket.socket) -> bytes:
 def _send(conn: socket.socket, kind: str, **fields: Any) -> None:
     with contextlib.suppress(OSError):
         conn.sendall(json.dumps({"type": kind, **fields}).encode() + b"\n")
+
+
+# The engine's end: start a zygote, keep one per process and preload set, end them at exit.
+
+#: The environment the zygote starts with: figures as inline PNGs, as ipykernel sets it.
+_ZYGOTE_ENV = {
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not start, or its preload failed."""
+
+
+class Zygote:
+    """One zygote process and the socket it listens on."""
+
+    def __init__(self, preload: tuple[str, ...], startup_timeout: float) -> None:
+        self.folder = tempfile.mkdtemp(prefix="ductaflow-zygote-")
+        self.path = os.path.join(self.folder, "socket")
+        env = {**_ZYGOTE_ENV, **os.environ}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ductaflow.engines.zygote", self.path, *preload],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+        )  # fmt: skip
+        ready = _first_line(self.process, startup_timeout)
+        if not ready.get("ready"):
+            self.close()
+            raise ZygoteError(_why_not_ready(preload, ready))
+
+    def alive(self) -> bool:
+        """Whether the zygote still serves."""
+        return self.process.poll() is None
+
+    def connect(self) -> socket.socket:
+        """A connection to the zygote, for one request."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.path)
+        return sock
+
+    def close(self) -> None:
+        """End the zygote (closing its stdin is its signal) and remove its socket."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        for leftover in (self.path, self.folder):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover) if leftover == self.path else os.rmdir(leftover)
+
+
+_ZYGOTES: dict[tuple[str, ...], Zygote] = {}
+_ZYGOTES_GUARD = threading.Lock()
+
+
+def zygote_for(preload: tuple[str, ...], startup_timeout: float = 60) -> Zygote:
+    """The zygote of this process for ``preload``, started on first use (and again if it died)."""
+    with _ZYGOTES_GUARD:
+        zygote = _ZYGOTES.get(preload)
+        if zygote is None or not zygote.alive():
+            if zygote is not None:
+                zygote.close()
+            zygote = _ZYGOTES[preload] = Zygote(preload, startup_timeout)
+        return zygote
+
+
+@atexit.register
+def close_zygotes() -> None:
+    """End every zygote of this process (at exit; a dead parent's zygotes end by themselves)."""
+    with _ZYGOTES_GUARD:
+        for zygote in _ZYGOTES.values():
+            zygote.close()
+        _ZYGOTES.clear()
+
+
+def _first_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    if not selector.select(timeout):
+        process.kill()
+        return {"ready": False, "failed": {"zygote": f"not ready within {timeout} s"}}
+    line = process.stdout.readline()
+    try:
+        return json.loads(line) if line else {"ready": False, "failed": {"zygote": "exited while starting"}}
+    except ValueError:
+        return {"ready": False, "failed": {"zygote": f"said {line[:200]!r}"}}
+
+
+def _why_not_ready(preload: tuple[str, ...], ready: dict[str, Any]) -> str:
+    failed = ready.get("failed") or {}
+    threads = ready.get("threads") or []
+    parts = [f"{name}: {error}" for name, error in failed.items()]
+    if threads:
+        parts.append(f"the preloaded modules started threads ({', '.join(threads)}), and a process "
+                     "with threads cannot be forked safely: remove the module that starts them from "
+                     "preload")  # fmt: skip
+    hint = " Fix or remove it in preload (--preload), or use engine='kernel'." if preload else ""
+    return f"the fork engine could not start: {'; '.join(parts) or 'no reason given'}.{hint}"
 
 
 def main(argv: list[str]) -> int:
