@@ -246,3 +246,24 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def _zygote_pids() -> list[int]:
+    from ductaflow.engines import zygote
+
+    return sorted(z.process.pid for z in zygote._ZYGOTES.values())
+
+
+def test_each_dask_worker_keeps_its_own_zygote(project: Path) -> None:
+    """On a cluster of two worker processes, instances run in forks of each worker's own zygote."""
+    path = flow(project, "where", cell("import os\nprint(os.getppid())"))
+    rows = [{"instance_name": f"i{i}", "i": i} for i in range(6)]
+    with ductaflow.dask_client("local:2") as client:
+        frame = ductaflow.run_instances(path, rows, executor=client, engine="fork", progress=False,
+                                        export_html=False)  # fmt: skip
+        zygotes = client.run(_zygote_pids)
+    assert list(frame.status) == ["success"] * 6
+    per_worker = [pids for pids in zygotes.values() if pids]
+    assert all(len(pids) == 1 for pids in per_worker) and len({p[0] for p in per_worker}) == len(per_worker)
+    parents = {int((project / "runs/where" / f"i{i}" / "log.txt").read_text().split()[0]) for i in range(6)}
+    assert parents <= {pids[0] for pids in per_worker}  # each flow's process is a fork of a zygote
