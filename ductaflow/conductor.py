@@ -29,7 +29,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from .config import config_hash
-from .engines import get_engine
+from .engines import DEFAULT_MANY_ENGINE, get_engine
 from .exceptions import DuctaflowError, InstancesFailedError, RunDirectoryError
 from .executors import as_executor
 from .files import shown_path
@@ -214,7 +214,7 @@ class _Conductor:
         unknown = set(options) - _OPTIONS
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)}; run_instances accepts {sorted(_OPTIONS)}")
-        self.options = make_options(project_root, **options)
+        self.options = make_options(project_root, **options, default_engine=DEFAULT_MANY_ENGINE)
         self.flow: Flow = read_flow(flow)
         # absolute: a worker elsewhere resolves the flow's folder (importable) and the record's path
         self.flow = dataclasses.replace(self.flow, path=self.flow.path.absolute())

@@ -54,18 +54,22 @@ def make_options(
     config_source: Mapping[str, Any] | None = None,
     engine: str | None = None,
     preload: Sequence[str] | None = None,
+    default_engine: str = DEFAULT_ENGINE,
 ) -> RunOptions:
     """Check and gather the options every instance of a call shares.
 
     ``engine`` and ``preload`` left ``None`` come from the project's
     ``ductaflow.toml`` (found from ``project_root`` upwards), else default to
-    the kernel engine and no modules.
+    ``default_engine`` and no modules. A ``kernel_name`` without an engine
+    chosen anywhere selects the kernel engine: only it runs named kernels.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     root = Path(project_root if project_root is not None else os.getcwd()).absolute()
     settings = project_settings(find_project_root(root)) if root.is_dir() else Settings()
-    chosen = _engine(engine, settings)
+    if kernel_name is not None:
+        default_engine = DEFAULT_ENGINE
+    chosen = _engine(engine, settings, default_engine)
     modules = module_names(preload) if preload is not None else settings.preload or ()
     runs = runs_folder(root, runs_dir)
     source = normalise_config(config_source) if config_source is not None else None
@@ -82,10 +86,10 @@ def runs_folder(root: Path, runs_dir: str | os.PathLike[str] | None = None) -> P
     return runs
 
 
-def _engine(given: str | None, settings: Settings) -> str:
+def _engine(given: str | None, settings: Settings, default: str) -> str:
     """The engine's name: the one given, else the settings file's, else the default; refused if unknown."""
     if given is not None or settings.engine is None:
-        name = DEFAULT_ENGINE if given is None else given
+        name = default if given is None else given
         get_engine(name)  # an unknown name is refused here, before anything runs
         return name
     try:

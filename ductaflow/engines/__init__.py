@@ -11,12 +11,16 @@ call).
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 
 from ..exceptions import ConfigError
 from .base import Engine, Execution, ExecutionError, Outcome
 
-DEFAULT_ENGINE = "kernel"
+DEFAULT_ENGINE = "kernel"  # single runs (run_step_flow, run_notebook)
+#: Many instances (run_instances, sweep, the CLI): each in a fork of a warm process where fork exists.
+DEFAULT_MANY_ENGINE = "fork" if sys.platform.startswith("linux") and hasattr(os, "fork") else "kernel"
 #: Engine name -> ``"module:Class"`` (imported on first use), or a factory given to register_engine.
 ENGINES: dict[str, str | Callable[[], Engine]] = {
     "kernel": "ductaflow.engines.kernel:KernelEngine",
@@ -45,5 +49,5 @@ def get_engine(name: str) -> Engine:
     return _LOADED[name]
 
 
-__all__ = ["DEFAULT_ENGINE", "ENGINES", "Engine", "Execution", "ExecutionError", "Outcome", "get_engine",
-           "register_engine"]  # fmt: skip
+__all__ = ["DEFAULT_ENGINE", "DEFAULT_MANY_ENGINE", "ENGINES", "Engine", "Execution", "ExecutionError",
+           "Outcome", "get_engine", "register_engine"]  # fmt: skip
