@@ -267,3 +267,16 @@ def test_each_dask_worker_keeps_its_own_zygote(project: Path) -> None:
     assert all(len(pids) == 1 for pids in per_worker) and len({p[0] for p in per_worker}) == len(per_worker)
     parents = {int((project / "runs/where" / f"i{i}" / "log.txt").read_text().split()[0]) for i in range(6)}
     assert parents <= {pids[0] for pids in per_worker}  # each flow's process is a fork of a zygote
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork engine is the default on Linux")
+def test_many_instances_fork_by_default_and_a_single_run_keeps_the_kernel(project: Path) -> None:
+    """run_instances and the CLI fork; run_step_flow and a named kernel use the kernel engine."""
+    path = flow(project, "default", cell("print(1)"))
+    ductaflow.run_instances(path, [{"instance_name": "many"}], progress=False, export_html=False)
+    ductaflow.run_instances(path, [{"instance_name": "named"}], progress=False, export_html=False,
+                            kernel_name="python3")  # fmt: skip
+    ductaflow.run_step_flow(path, "default", "single", {}, export_html=False)
+    names = ("many", "named", "single")
+    engines = {name: record(project / "runs/default" / name)["engine"] for name in names}
+    assert engines == {"many": "fork", "named": "kernel", "single": "kernel"}
