@@ -280,3 +280,11 @@ def test_many_instances_fork_by_default_and_a_single_run_keeps_the_kernel(projec
     names = ("many", "named", "single")
     engines = {name: record(project / "runs/default" / name)["engine"] for name in names}
     assert engines == {"many": "fork", "named": "kernel", "single": "kernel"}
+
+
+def test_a_module_named_like_the_stdlib_beside_the_conductor_cannot_break_the_zygote(project: Path) -> None:
+    """json.py in the folder the zygote starts from: it starts (stdlib first) and the flow runs."""
+    (project / "json.py").write_text("raise SystemExit('the standard json module was shadowed')\n")
+    path = flow(project, "beside", cell("import json\nprint(json.dumps({'a': 1}))"))
+    result = fork(path, "a", preload=["csv"])  # a preload set of its own: a zygote started from here
+    assert '{"a": 1}' in (result.run_dir / "log.txt").read_text()

@@ -240,8 +240,8 @@ def _become_the_flow(request: dict[str, Any]) -> None:
     os.environ.update(request["env"])
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as ipykernel does
     os.environ.update(_KERNEL_ENV)
-    if sys.path and sys.path[0] == os.getcwd():  # put there by the zygote's python -m; a kernel lacks it
-        del sys.path[0]
+    zygote_dir = os.getcwd()  # the zygote put it on the path to preload from it; a kernel lacks it
+    sys.path[:] = [entry for entry in sys.path if entry != zygote_dir]
     os.chdir(request["cwd"])
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

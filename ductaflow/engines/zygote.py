@@ -159,7 +159,7 @@ class Zygote:
         self.path = os.path.join(self.folder, "socket")
         env = {**_ZYGOTE_ENV, **os.environ}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ductaflow.engines.zygote", self.path, *preload],
+            [sys.executable, "-P", "-m", "ductaflow.engines.zygote", self.path, *preload],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
         )  # fmt: skip
         ready = _first_line(self.process, startup_timeout)
@@ -247,6 +247,9 @@ def main(argv: list[str]) -> int:
     """Preload, report readiness on stdout, serve; the exit code says why it ended."""
     path, modules = argv[0], argv[1:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine stops children itself
+    from ..flowpath import after_stdlib  # started with -P: the conductor's folder goes after the stdlib
+
+    after_stdlib(os.getcwd(), sys.path)  # so a types.py there cannot break the start; modules there preload
     failed = preload(modules)
     if not failed:
         from .forkchild import make_shell
