@@ -69,6 +69,8 @@ class Streams:
         for fd in list(self.names):
             while self._read(fd):
                 pass
+            if fd not in self.names:  # the pipe ended while being read: already emitted and closed
+                continue
             self.buffers[fd] = self.buffers[fd].replace(MARK, b"")
             self._emit_ready(fd, final=True)
             self._forget(fd)
