@@ -1,9 +1,10 @@
 """An executed notebook's files: the notebook saved as its cells run, a failure banner, its HTML page.
 
-The HTML page is rendered with nbconvert. Importing nbconvert and loading
-its templates costs several hundred milliseconds, so the exporter is built
-once per process, and :func:`warm_up` imports it in the background while a
-kernel starts.
+The HTML page is rendered with nbconvert's templates
+(:mod:`.htmlpage`). Importing nbconvert and loading its templates costs
+several hundred milliseconds, so the exporter is built once per process (and
+then caches what a sweep's pages repeat), and :func:`warm_up` imports it in
+the background while a kernel starts.
 
 The page uses nbconvert's lab template without the scripts it would fetch
 from a CDN (require.js, MathJax, mermaid, the widget manager), so it opens
@@ -40,10 +41,11 @@ def _render(nb: Any) -> str:
         if _exporter is None:
             with _import_lock:  # nbconvert's first import is not thread-safe
                 from jinja2 import DictLoader
-                from nbconvert import HTMLExporter
+
+                from .htmlpage import PageExporter
 
                 loader = DictLoader({"ductaflow-offline.html.j2": _TEMPLATE})
-                _exporter = HTMLExporter(extra_loaders=[loader], template_file="ductaflow-offline.html.j2")
+                _exporter = PageExporter(extra_loaders=[loader], template_file="ductaflow-offline.html.j2")
         body, _ = _exporter.from_notebook_node(nb)
     return body
 
