@@ -56,7 +56,9 @@ class Execution:
     startup_timeout: float = 60  # limit on getting ready to execute the first cell, seconds
     kernel_name: str | None = None  # an installed Jupyter kernel; None: the Python ductaflow runs in
     echo: bool = False  # also copy the flow's output to this process's stdout and stderr
-    on_progress: Callable[[Any], None] = _nothing  # with the notebook, before the first cell and after each
+    # with the notebook, before the first cell and after each; an engine may coalesce calls that come
+    # quicker than a person could look (the fork engine: at most 0.2 s behind, none for a shorter run)
+    on_progress: Callable[[Any], None] = _nothing
     on_finish: Callable[[Outcome], None] = _nothing  # once the cells are over, while the engine winds down
     stop: threading.Event | None = field(default=None)  # set from any thread: stop as Ctrl-C would
     flow_dir: Path | None = None  # the flow's folder: its modules importable, after the standard library

@@ -39,6 +39,8 @@ from .zygote import Zygote, ZygoteError, zygote_for
 _UNORDERED = frozenset({"pid", "pipes", "fatal", "exit"})
 #: Seconds a child gets to stop after SIGINT (a timeout, Ctrl-C) before it is killed.
 STOP_GRACE = 2.0
+#: Seconds the notebook on disk may lag behind the cells that ended: an instance that ends sooner saves once.
+PROGRESS_LAG = 0.2
 
 
 class ForkEngine:
@@ -63,7 +65,6 @@ class ForkEngine:
     def execute(self, execution: Execution) -> Outcome:
         """Execute the notebook in a child of the zygote for ``execution.preload`` (see ``Engine``)."""
         outcome = Outcome(notebook=execution.notebook)
-        execution.on_progress(execution.notebook)
         try:
             zygote = zygote_for(tuple(execution.preload), execution.startup_timeout)
         except ZygoteError as exc:
@@ -91,6 +92,7 @@ class _Child:
         self.killed = False
         self.exit: dict[str, Any] | None = None
         self.ended = False
+        self.save_at: float | None = time.monotonic() + PROGRESS_LAG  # when unsaved progress is saved
 
     def run(self, zygote: Zygote) -> None:
         job = self.job
@@ -143,6 +145,9 @@ class _Child:
     def _watch(self) -> None:
         """Between messages: the per-cell timeout, the stop event, and the grace after SIGINT."""
         now = time.monotonic()
+        if self.save_at is not None and now >= self.save_at:
+            self.save_at = None
+            self.job.on_progress(self.nb)
         if self.stopping is not None:
             if not self.killed and now - self.stopping[0] > STOP_GRACE:
                 self._signal(signal.SIGKILL)
@@ -247,10 +252,12 @@ class _Child:
         elif status == "error" and self.stopping is None:
             self.outcome.error = _cell_error(self.cell, self.index, message)
         self.index = None
-        self.job.on_progress(self.nb)
+        if self.save_at is None:
+            self.save_at = time.monotonic() + PROGRESS_LAG
 
     def _on_end(self, message: dict[str, Any]) -> None:
         self.ended = True
+        self.save_at = None  # on_finish saves the notebook
         self.job.on_finish(self.outcome)
 
     def _on_exit(self, message: dict[str, Any]) -> None:
@@ -290,7 +297,6 @@ class _Child:
             elif self.outcome.error.name == "CellTimeoutError" and self.index is not None:
                 self.outcome.error.cell_index = self.index
             _log_error(self.job, self.outcome.error)
-            self.job.on_progress(self.nb)
             self.job.on_finish(self.outcome)
         elif self.outcome.error is not None:
             _log_error(self.job, self.outcome.error)

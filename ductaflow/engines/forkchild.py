@@ -206,6 +206,16 @@ def make_shell() -> Any:
     return shell
 
 
+def warm_up(shell: Any) -> None:
+    """Run an empty cell silently, so the first cell of every child skips what a first cell sets up.
+
+    Nothing a flow can see changes: no execution count, no history, no names.
+    """
+    shell.run_cell("pass", store_history=False, silent=True)
+    shell.last_execution_result = None
+    shell.last_execution_succeeded = True
+
+
 def run_child(sock: socket.socket, request: dict[str, Any], close_others: Callable[[], None]) -> None:
     """In a forked child: execute ``request``'s cells and exit; never returns."""
     code = 0

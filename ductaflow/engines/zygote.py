@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -50,7 +51,7 @@ def preload(modules: list[str]) -> dict[str, str]:
 
 
 def serve(path: str) -> None:
-    """Accept requests on the Unix socket ``path`` until standard input closes."""
+    """Accept requests on the Unix socket ``path`` until standard input closes, then exit the process."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
@@ -68,7 +69,7 @@ def serve(path: str) -> None:
         for key, _ in selector.select(timeout=1.0):
             if key.data == "parent" and not os.read(sys.stdin.fileno(), 4096):
                 _stop(children)
-                return
+                os._exit(0)  # at once: tearing down what was preloaded takes longer than the work left
             if key.data == "child":
                 while os.read(wake_read, 4096) == 4096:
                     pass
@@ -252,13 +253,14 @@ def main(argv: list[str]) -> int:
     after_stdlib(os.getcwd(), sys.path)  # so a types.py there cannot break the start; modules there preload
     failed = preload(modules)
     if not failed:
-        from .forkchild import make_shell
+        from .forkchild import make_shell, warm_up
 
-        make_shell()  # once, here: every child gets a fresh copy
+        warm_up(make_shell())  # once, here: every child gets a fresh copy, its first cell not slower
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if failed or threads:
         print(json.dumps({"ready": False, "failed": failed, "threads": threads}), flush=True)
         return 1
+    gc.freeze()  # what is loaded now stays out of the children's collections, and its pages shared
     serve(path)
     return 0
 
