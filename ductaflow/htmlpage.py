@@ -9,8 +9,9 @@ keeps nbconvert's templates, filters and output, and changes only how:
 
 * highlighted and sanitised text is cached by its input (the same cell
   source gives the same HTML), as are the included CSS files;
-* the ``alt`` and ``tabindex`` attributes are added by a scan of the tags
-  instead of a parse of the page.
+* the notebook is validated once, not after each of a dozen preprocessors;
+* the ``alt`` and ``tabindex`` attributes are added by a scan of the body's
+  tags instead of a parse of the page.
 
 The page is the one nbconvert gives, attribute for attribute (the suite checks
 it on every corpus notebook); only its serialisation can differ (spacing
@@ -105,13 +106,25 @@ class PageExporter(HTMLExporter):  # type: ignore[misc]
                 notebook_metadata=self._nb_metadata, parent=self, resources=resources))  # fmt: skip
         except (AttributeError, TypeError):  # nbconvert changed what this relies on: its own way
             return super().from_notebook_node(nb, resources, **kw)  # type: ignore[no-any-return]
+        self._validated = False
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         return accessible(html), resources
 
+    def _validate_preprocessor(self, nbc: Any, preprocessor: Any) -> None:
+        """Validate the notebook once, after the first preprocessor, not after each of a dozen."""
+        if not getattr(self, "_validated", False):
+            super()._validate_preprocessor(nbc, preprocessor)
+            self._validated = True
+
 
 def accessible(html: str) -> str:
-    """Add what nbconvert adds to a page: ``alt`` to images without, ``tabindex="0"`` to cells and outputs."""
-    return _TAG.sub(_accessible_tag, html)
+    """Add what nbconvert adds to a page: ``alt`` to images without, ``tabindex="0"`` to cells and outputs.
+
+    The head of a page that has one (the template's CSS, most of the page) is left out of the scan.
+    """
+    head = html.find("</head>")
+    start = head + len("</head>") if head >= 0 else 0
+    return html[:start] + _TAG.sub(_accessible_tag, html[start:])
 
 
 def _accessible_tag(match: re.Match[str]) -> str:

@@ -4,9 +4,9 @@ Engines are found by name in a registry filled lazily: the module of an
 engine is imported when a run first asks for it. There are two: ``kernel``
 (:mod:`.kernel`: a Jupyter kernel per instance, through nbclient) and
 ``fork`` (:mod:`.fork`: a child per instance forked from a warm zygote,
-:mod:`.zygote` and :mod:`.forkchild`). A new engine is one new module defining a class with the :class:`Engine`
-interface, plus one entry in :data:`ENGINES` (or a :func:`register_engine`
-call).
+:mod:`.zygote`, :mod:`.forkchild`). A new engine is one new module
+defining a class with the :class:`Engine` interface, plus one entry in
+:data:`ENGINES` (or a :func:`register_engine` call).
 """
 
 from __future__ import annotations
