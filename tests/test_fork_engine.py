@@ -205,6 +205,33 @@ def test_preloaded_modules_are_already_imported_in_the_flow(project: Path) -> No
     assert (result.run_dir / "had").read_text() == "True"
 
 
+WARMED = """\
+import json
+import matplotlib, matplotlib.pyplot as plt, pandas as pd
+state = {
+    "figures": plt.get_fignums(),
+    # "interactive": on from the first cell with pyplot preloaded, at the first figure in a kernel (README)
+    "rc": {k: repr(v) for k, v in matplotlib.rcParams.items() if k not in ("backend", "interactive")},
+    "pandas": {o: repr(pd.get_option(o)) for o in ("display.max_rows", "display.precision", "display.width")},
+    "names": sorted(n for n in globals() if not n.startswith("_")),
+}
+fig = plt.figure()
+state["first_figure_number"] = fig.number
+plt.close(fig)
+json.dump(state, open("state.json", "w"))
+"""
+
+
+def test_warm_ups_of_preloaded_libraries_leave_nothing_a_flow_sees(project: Path) -> None:
+    """The zygote used pandas and pyplot once (engines.warmups); a flow finds them as a kernel does."""
+    path = flow(project, "warmed", cell(WARMED))
+    forked = fork(path, "fork", preload=["pandas", "matplotlib.pyplot"])
+    kernel = ductaflow.run_step_flow(path, "warmed", "kernel", {}, engine="kernel", export_html=False)
+    states = [json.loads((r.run_dir / "state.json").read_text()) for r in (forked, kernel)]
+    assert states[0]["figures"] == [] and states[0]["first_figure_number"] == 1
+    assert states[0] == states[1]
+
+
 def test_ctrl_c_during_a_cell_records_interrupted(project: Path) -> None:
     """Ctrl-C reaching the conductor stops the child and records the instance interrupted."""
     flow(project, "slow", cell("import time\nprint('started', flush=True)\ntime.sleep(60)"))

@@ -254,7 +254,9 @@ def main(argv: list[str]) -> int:
     failed = preload(modules)
     if not failed:
         from .forkchild import make_shell, warm_up
+        from .warmups import warm_up_loaded
 
+        warm_up_loaded()  # a preloaded pandas or pyplot used once, so no child pays for a first use
         warm_up(make_shell())  # once, here: every child gets a fresh copy, its first cell not slower
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if failed or threads:
