@@ -20,9 +20,9 @@ def write_flow(project: Path, source: str) -> Path:
 
 
 def convert_for_papermill(flow: Path, out_dir: Path) -> Path:
-    """Convert ``flow`` to an ``.ipynb`` with a python3 kernelspec for papermill."""
+    """Convert ``flow`` to ``out_dir/<its stem>.ipynb`` with a python3 kernelspec (papermill, ploomber)."""
     nb = jupytext.read(flow)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    ipynb = out_dir / f"{FLOW_STEM}.ipynb"
+    ipynb = out_dir / f"{flow.stem}.ipynb"
     nbformat.write(nb, str(ipynb))
     return ipynb

@@ -44,9 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jupytext
-import nbformat
 import papermill
+from _common import convert_for_papermill
 
 import ductaflow
 
@@ -134,15 +133,6 @@ def write_flows(project: Path) -> dict[str, Path]:
         flows[case.name] = folder / f"{case.stem}.py"
         flows[case.name].write_text(case.source, encoding="utf-8")
     return flows
-
-
-def to_ipynb(flow: Path, out_dir: Path) -> Path:
-    """Convert ``flow`` to an ``.ipynb`` with a python3 kernelspec, for papermill and ploomber-engine."""
-    nb = jupytext.read(flow)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    ipynb = out_dir / f"{flow.stem}.ipynb"
-    nbformat.write(nb, str(ipynb))
-    return ipynb
 
 
 def conductor(
@@ -238,7 +228,7 @@ def approaches(case: FlowCase, project: Path, flow: Path) -> dict[str, Batch]:
     work = project / "work" / case.name
     ipynb_dir = work / "ipynb"
     ipynb_dir.mkdir(parents=True)
-    ipynb = to_ipynb(flow, ipynb_dir)
+    ipynb = convert_for_papermill(flow, ipynb_dir)
     preload = case.preload
     result = {
         KERNEL1: conductor(project, flow, f"{case.name}_kernel1", "kernel", 1, preload),
