@@ -138,7 +138,8 @@ def test_a_running_instance_and_its_kept_attempt_are_never_deleted(study: Path) 
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=study)
     try:
         busy, deadline = study / "runs/ok/busy", time.monotonic() + 60
-        while not (started_by(busy, proc.pid) and "first cell done" in (busy / "log.txt").read_text()):
+        log = busy / "log.txt"  # made just after the attempt's record: wait for both
+        while not (started_by(busy, proc.pid) and log.exists() and "first cell done" in log.read_text()):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         (study / "scenarios.csv").write_text("instance_name,n\na,1\nb,2\nc,3\n")
