@@ -74,6 +74,7 @@ class PageExporter(HTMLExporter):  # type: ignore[misc]
         super().__init__(**kwargs)
         self._highlighters: dict[str, _Cache] = {}
         self._includes: dict[tuple[str, str], Any] = {}
+        self._validated = False  # this render's notebook was validated (see _validate_preprocessor)
         self.register_filter("clean_html", _Cache(clean_html))
 
     def _init_resources(self, resources: dict[str, Any] | None) -> dict[str, Any]:
@@ -95,6 +96,7 @@ class PageExporter(HTMLExporter):  # type: ignore[misc]
         self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any
     ) -> tuple[str, Any]:
         """The page of ``nb``, as :class:`nbconvert.HTMLExporter` renders it (see the module)."""
+        self._validated = False  # each render validates its notebook once, the fallback's too
         try:
             language = nb.metadata.get("language_info", {})
             lexer = language.get("pygments_lexer", language.get("name", None))
@@ -106,13 +108,12 @@ class PageExporter(HTMLExporter):  # type: ignore[misc]
                 notebook_metadata=self._nb_metadata, parent=self, resources=resources))  # fmt: skip
         except (AttributeError, TypeError):  # nbconvert changed what this relies on: its own way
             return super().from_notebook_node(nb, resources, **kw)  # type: ignore[no-any-return]
-        self._validated = False
         html, resources = TemplateExporter.from_notebook_node(self, nb, resources, **kw)
         return accessible(html), resources
 
     def _validate_preprocessor(self, nbc: Any, preprocessor: Any) -> None:
         """Validate the notebook once, after the first preprocessor, not after each of a dozen."""
-        if not getattr(self, "_validated", False):
+        if not self._validated:
             super()._validate_preprocessor(nbc, preprocessor)
             self._validated = True
 

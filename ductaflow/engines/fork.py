@@ -143,7 +143,7 @@ class _Child:
             self._watch()
 
     def _watch(self) -> None:
-        """Between messages: the per-cell timeout, the stop event, and the grace after SIGINT."""
+        """Between messages: a save due, the per-cell timeout, the stop event, the grace after SIGINT."""
         now = time.monotonic()
         if self.save_at is not None and now >= self.save_at:
             self.save_at = None

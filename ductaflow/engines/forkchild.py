@@ -211,7 +211,7 @@ def warm_up(shell: Any) -> None:
 
     An empty cell runs silently, the shell's session logger is built, and a
     traceback is formatted (its syntax highlighting compiles pygments'
-    lexers: about 0.25 s that a failing flow would otherwise pay). Nothing a
+    lexers: about 0.08 s that a failing flow would otherwise pay). Nothing a
     flow can see changes: no execution count, no history, no names.
     """
     import getpass  # noqa: F401  (refused in each child: see _no_stdin)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 def _pandas() -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({"group": [i % 3 for i in range(30)], "value": range(30), "label": ["x"] * 30})
+    frame = pd.DataFrame({"group": [i % 3 for i in range(30)], "value": range(30)})
     summary = frame.groupby("group")["value"].agg(["count", "mean", "sum"])
     summary.to_csv(io.StringIO())
     summary._repr_html_()
@@ -50,12 +50,9 @@ def _pyplot() -> None:
 WARM_UPS: dict[str, Callable[[], None]] = {"pandas": _pandas, "matplotlib.pyplot": _pyplot}
 
 
-def warm_up_loaded() -> list[str]:
-    """Run the warm-up of each library loaded in this process; return the names of those that ran."""
-    ran = []
+def warm_up_loaded() -> None:
+    """Run the warm-up of each library loaded in this process (one that fails is skipped)."""
     for module, warm_up in WARM_UPS.items():
         if module in sys.modules:
             with contextlib.suppress(Exception):
                 warm_up()
-                ran.append(module)
-    return ran
