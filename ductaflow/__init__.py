@@ -10,6 +10,7 @@ from . import flowpath  # noqa: F401  first: a script's folder goes behind the s
 from .config import load_config
 from .exceptions import (
     ConfigError,
+    DiskFullError,
     DuctaflowError,
     FlowError,
     FlowExecutionError,
@@ -75,6 +76,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ConfigError",
+    "DiskFullError",
     "DuctaflowError",
     "FlowError",
     "FlowExecutionError",

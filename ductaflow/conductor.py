@@ -39,11 +39,13 @@ from .names import check_name
 from .options import make_options, runs_folder
 from .parameters import check_config
 from .progress import Display, InstanceRow, count, make_display
-from .runrecord import RunStatus, git_info, now_iso
+from .runrecord import RunStatus, git_info, now_iso, read_record
 from .sources import check_replacement, instances_from_table, source_rows
 from .tasks import (
     Task,
-    decide,
+    attempt_id,
+    decide_on,
+    last_attempt_failed,
     not_started,
     run_task,
     run_task_elsewhere,
@@ -52,9 +54,9 @@ from .tasks import (
     sweep_marker,
 )
 
-COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error"]
+COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error", "attempts"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source", "engine",
-            "preload"}  # fmt: skip
+            "preload", "instance_timeout", "max_memory"}  # fmt: skip
 
 
 STOP_WAIT_S = 60.0  # after Ctrl-C, how long to wait for instances running elsewhere to stop
@@ -78,6 +80,9 @@ def run_instances(
     report: bool = False,
     project_root: str | os.PathLike[str] | None = None,
     executor: Any = None,
+    retries: int = 0,
+    retry_on_error: bool = False,
+    only_failed: bool = False,
     **options: Any,
 ) -> Any:
     """Run ``flow`` once per row of ``table`` into ``runs/<step>/<instance>/``; return a DataFrame.
@@ -102,15 +107,26 @@ def run_instances(
     in their environment. An instance whose worker dies is not retried in
     the same call: it reads as crashed and the next call re-runs it.
 
+    ``retries=N`` tries an instance again, up to N times, when its attempt
+    failed by a fault: its process died or was killed, it timed out (a cell
+    or the whole instance), or its kernel did not start; with
+    ``retry_on_error=True`` also when the flow raised. Each earlier attempt
+    is kept in ``runs/<step>/.ductaflow/attempts/<instance>/<n>/`` and the
+    record says which attempt it is. ``only_failed=True`` runs only the
+    instances whose last attempt failed, crashed or was interrupted (or left
+    an unreadable record); the others are skipped, up to date or not.
+
     ``options`` pass to each instance:
-    ``kernel_name``, ``timeout``, ``export_html``, ``log_output``,
-    ``runs_dir``, ``config_source``, ``engine``, ``preload`` (see
-    :func:`run_step_flow`). The project's ``ductaflow.toml`` is read once,
-    for every instance of the call.
+    ``kernel_name``, ``timeout``, ``instance_timeout``, ``max_memory``,
+    ``export_html``, ``log_output``, ``runs_dir``, ``config_source``,
+    ``engine``, ``preload`` (see :func:`run_step_flow`). The project's
+    ``ductaflow.toml`` is read once, for every instance of the call.
 
     Returns one row per instance: instance, status (success, failed, skipped,
-    interrupted), reason, duration, run_dir, error. Ctrl-C stops starting
-    instances, interrupts the running ones and returns. With
+    interrupted), reason, duration, run_dir, error, attempts. Ctrl-C stops
+    starting instances, interrupts the running ones and returns. An instance
+    that finds the disk full fails, and no further instance starts (each is
+    ``failed``, ``not started``). With
     ``raise_on_failure``, failures raise :class:`InstancesFailedError` after
     all instances have finished. With ``dry_run`` nothing runs: the rows say
     ``pending`` (with the reason it would run) or ``skipped``. With
@@ -126,7 +142,10 @@ def run_instances(
     1  noise=9.0  success    new
     """
     started = time.monotonic()
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
     conductor = _Conductor(flow, step_name, jobs, force, project_root, executor, options)
+    conductor.retries, conductor.retry_on_error, conductor.only_failed = retries, retry_on_error, only_failed
     plans = conductor.plan(table, name_column, base_config, new_keys, inputs or [])
     if dry_run:
         rows = [InstanceRow(p.name, RunStatus.PENDING if p.reason else RunStatus.SKIPPED,
@@ -235,6 +254,8 @@ class _Conductor:
         self.running: dict[Future[InstanceRow | None], Task] = {}
         self.deferred: list[Task] = []  # held by another process: retried when nothing else is left
         self.finished: SimpleQueue[Future[InstanceRow | None]] = SimpleQueue()  # futures as they finish
+        self.retries, self.retry_on_error, self.only_failed = 0, False, False
+        self.halted: str | None = None  # why no further instance starts (the disk is full)
 
     def plan(
         self, table: Any, name_column: str, base: Any, new_keys: bool, inputs: Sequence[Any]
@@ -252,10 +273,15 @@ class _Conductor:
             fingerprint = Fingerprint(self.flow.sha256, config_hash(config), hashes, kernel)
             plans.append(Task(self.flow, self.step, name, config, fingerprint, step_dir / name, "",
                               self.options, self.force, self.sweep_id, self.started_at, self.git,
-                              stop_file=self.stop_file))  # fmt: skip
+                              stop_file=self.stop_file, retries=self.retries,
+                              retry_on_error=self.retry_on_error, only_failed=self.only_failed))  # fmt: skip
         for plan in plans:
-            plan.reason = decide(plan.run_dir, plan.fingerprint, plan.config, force=self.force,
-                                 lock_held=False) or ""  # fmt: skip
+            record = read_record(plan.run_dir)
+            plan.seen = attempt_id(record)
+            plan.reason = decide_on(record, plan.run_dir, plan.fingerprint, plan.config, force=self.force,
+                                    lock_held=False) or ""  # fmt: skip
+            if self.only_failed and plan.reason and not last_attempt_failed(plan.run_dir):
+                plan.reason, plan.skip_reason = "", "last attempt did not fail (only_failed)"
         return plans
 
     def run(self, plans: list[Task], display: Display) -> list[InstanceRow]:
@@ -263,7 +289,7 @@ class _Conductor:
         rows: dict[str, InstanceRow] = {}
         for plan in plans:
             if not plan.reason:
-                row = InstanceRow(plan.name, RunStatus.SKIPPED, "unchanged", None, str(plan.run_dir))
+                row = InstanceRow(plan.name, RunStatus.SKIPPED, plan.skip_reason, None, str(plan.run_dir))
                 rows[plan.name] = row
         queue = deque(p for p in plans if p.reason)
         if self.marker is not None and queue:
@@ -301,6 +327,16 @@ class _Conductor:
     def _loop(self, pool: Executor, queue: deque[Task], rows: dict[str, InstanceRow],
               display: Display) -> None:  # fmt: skip
         while queue or self.running or self.deferred:
+            if self.halted is not None:  # the disk is full: the queued instances would fail too
+                for plan in [*queue, *self.deferred]:
+                    row = InstanceRow(plan.name, RunStatus.FAILED, "not started", None, str(plan.run_dir),
+                                      f"not started: {self.halted}")  # fmt: skip
+                    rows[plan.name] = row
+                    display.finished(row)
+                queue.clear()
+                self.deferred = []
+                if not self.running:
+                    break
             while queue and (self.jobs is None or len(self.running) < self.jobs):
                 self._submit(pool, queue.popleft(), rows, display)
             if not self.running:  # only instances another process is running are left: wait for them
@@ -318,6 +354,8 @@ class _Conductor:
             else:
                 rows[row.instance] = row
                 display.finished(row)
+                if row.halt and self.halted is None:
+                    self.halted = row.error
             del self.running[future]  # last: a Ctrl-C before here finds the plan still running
 
     def _submit(self, pool: Executor, plan: Task, rows: dict[str, InstanceRow], display: Display) -> None:

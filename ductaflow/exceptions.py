@@ -58,6 +58,13 @@ class RunDirectoryError(DuctaflowError, RuntimeError):
     """The output directory cannot be used for a run (field: ``run_dir``)."""
 
 
+class DiskFullError(DuctaflowError, OSError):
+    """The disk holding the runs folder is full (or a quota or file-size limit was hit) (field: ``path``).
+
+    Raised once what the attempt produced is recorded as far as the disk allows.
+    """
+
+
 class FlowExecutionError(DuctaflowError, RuntimeError):
     """A flow failed while executing.
 

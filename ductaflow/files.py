@@ -10,6 +10,7 @@ sees half a file and two writers never share a temporary file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -36,9 +37,35 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> Non
                 fh.flush()
                 os.fsync(fh.fileno())
         rename(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):  # name the file a user knows
+            exc.filename = str(path)
         raise
+
+
+#: Write errors that mean "no room": a full disk, a quota, a file-size limit (RLIMIT_FSIZE).
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_space(exc: BaseException) -> bool:
+    """True when ``exc`` is a write that failed for lack of room (:data:`NO_SPACE`)."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE
+
+
+def overwrite_in_place(path: Path, data: str) -> None:
+    """Replace the content of the existing file ``path`` by writing over it, then fsync.
+
+    For a full disk only: the new content reuses the old file's blocks, where
+    the temporary file of :func:`write_atomic` needs new ones. Not atomic: a
+    reader may meet a half-written file meanwhile.
+    """
+    content = data.encode("utf-8")
+    with open(path, "r+b") as fh:
+        fh.write(content)
+        fh.truncate(len(content))
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_json_atomic(path: Path, data: Any, *, indent: int | None = 2, durable: bool = False) -> None:

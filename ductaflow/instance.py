@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,8 +25,8 @@ from typing import Any
 from . import rundir
 from .config import config_hash, normalise_config
 from .engines import Execution, ExecutionError, Outcome, get_engine
-from .exceptions import FlowExecutionError
-from .files import shown_path
+from .exceptions import DiskFullError, FlowExecutionError
+from .files import no_space, shown_path
 from .fingerprint import Fingerprint, why_run
 from .flow import Flow, read_flow
 from .names import check_name
@@ -33,7 +34,7 @@ from .notebook import failure_banner, save_notebook, warm_up, write_html
 from .options import RunOptions, make_options
 from .parameters import check_config
 from .project import ROOT_ENV, find_project_root
-from .runrecord import RunError, RunStatus, base_record, git_info, now_iso, read_record
+from .runrecord import RECORD_NAME, RunError, RunStatus, base_record, git_info, now_iso, read_record
 
 _UNKNOWN = object()  # git state not computed yet
 
@@ -73,6 +74,8 @@ def run_step_flow(
     config_source: Mapping[str, Any] | None = None,
     engine: str | None = None,
     preload: Sequence[str] | None = None,
+    instance_timeout: float | None = None,
+    max_memory: int | str | None = None,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``runs/<step_name>/<instance_name>/``.
 
@@ -91,6 +94,10 @@ def run_step_flow(
     ``preload`` the modules an engine may import once for many notebooks
     (dotted names, such as ``["pandas", "matplotlib.pyplot"]``); either one
     left ``None`` comes from the project's ``ductaflow.toml`` when it sets it.
+    ``instance_timeout`` limits the whole execution (seconds) and
+    ``max_memory`` what the flow's process may allocate (``"2GB"``, or
+    bytes): an instance stopped by either fails with an error naming the
+    limit (``InstanceTimeoutError``, ``MemoryLimitError``).
 
     Returns a :class:`RunResult`. Raises :class:`FlowExecutionError` when the
     flow fails (after saving the notebook, HTML and record), and ductaflow
@@ -102,7 +109,8 @@ def run_step_flow(
     (<RunStatus.SUCCESS: 'success'>, 'runs/make_data/short')
     """
     options = make_options(project_root, kernel_name, timeout, export_html, log_output, runs_dir,
-                           config_source, engine, preload)  # fmt: skip
+                           config_source, engine, preload, instance_timeout=instance_timeout,
+                           max_memory=max_memory)  # fmt: skip
     check_name(step_name, "step name")
     check_name(instance_name, "instance name")
     run_dir = options.runs_dir / step_name / instance_name
@@ -123,6 +131,8 @@ def run_notebook(
     config_source: Mapping[str, Any] | None = None,
     engine: str | None = None,
     preload: Sequence[str] | None = None,
+    instance_timeout: float | None = None,
+    max_memory: int | str | None = None,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``output_dir``.
 
@@ -136,7 +146,8 @@ def run_notebook(
     <RunStatus.SUCCESS: 'success'>
     """
     options = make_options(project_root, kernel_name, timeout, export_html, log_output, runs_dir,
-                           config_source, engine, preload)  # fmt: skip
+                           config_source, engine, preload, instance_timeout=instance_timeout,
+                           max_memory=max_memory)  # fmt: skip
     if output_dir is not None:
         run_dir = Path(output_dir).absolute()
         check_name(run_dir.name, "output directory name")
@@ -223,6 +234,8 @@ class Attempt:
         self.git: Any = _UNKNOWN
         self.sweep_id: str | None = None
         self.reason: str | None = None  # why it runs, recorded; worked out under the lock when not given
+        self.concluded = False  # the final record is written
+        self.number = 1  # which attempt of this conductor call: retries keep the earlier ones
 
     def run(self) -> RunResult:
         """Execute the attempt; call with the instance lock held.
@@ -231,17 +244,30 @@ class Attempt:
         for a failure and ``KeyboardInterrupt`` for an interruption, each
         after the notebook, its HTML page and the record are written.
         """
-        self._prepare_directory()
+        try:
+            self._prepare_directory()
+        except OSError as exc:
+            if no_space(exc):  # nothing was made: the new directory is assembled aside, then renamed
+                raise DiskFullError(_disk_full(exc, self.run_dir), path=exc.filename) from exc
+            raise
         nb = None
         try:  # from the 'running' record on, whatever stops the attempt is recorded
             self.html_import = warm_up() if self.options.export_html else None
             nb = self.flow.with_config(self.config)
-            with open(self.log_path, "a", encoding="utf-8", buffering=1) as log:
+            log = _Log(open(self.log_path, "a", encoding="utf-8", buffering=1))  # noqa: SIM115
+            try:
                 outcome = self._execute(nb, log)
+            finally:
+                log.close()
+            if log.no_room is not None:  # the log lost lines: so may have the flow's own files
+                raise log.no_room
+            result = self._conclude(outcome)
         except BaseException as exc:
-            self._record_crash(nb, exc)
+            if not self.concluded:
+                self._record_crash(nb, exc)
+            if no_space(exc):
+                raise DiskFullError(_disk_full(exc, self.run_dir), path=exc.filename) from exc
             raise
-        result = self._conclude(outcome.error)
         if outcome.interrupt_received:  # the cells had finished: the result stands, the Ctrl-C goes on
             raise KeyboardInterrupt
         return result
@@ -266,6 +292,8 @@ class Attempt:
             kernel=options.kernel_label,
             options={
                 "timeout": options.timeout,
+                "instance_timeout": options.instance_timeout,
+                "max_memory": options.max_memory,
                 "export_html": options.export_html,
                 "preload": list(options.preload),
             },
@@ -285,11 +313,19 @@ class Attempt:
             self.record["config_source"] = options.config_source
         if self.sweep_id is not None:
             self.record["sweep_id"] = self.sweep_id
-        rundir.open_attempt(self.run_dir, self.config, self.record)
+        keep_as = None
+        if self.number > 1:  # a retry: the attempts before it stay in the step's attempts folder
+            keep_as = str(self.number - 1)
+            self.record["attempt"] = self.number
+            kept = rundir.attempts_dir(self.run_dir)
+            self.record["earlier_attempts"] = [str(kept / str(n)) for n in range(1, self.number)]
+        rundir.open_attempt(self.run_dir, self.config, self.record, keep_failed_as=keep_as)
 
     def _why(self) -> str:
         """Why a direct call runs the instance: what a conductor would say, else that it runs again."""
         old = read_record(self.run_dir)
+        if old is None and (problem := rundir.unreadable_record(self.run_dir)) is not None:
+            return f"previous attempt left an unreadable record ({problem})"
         status = rundir.current_status(old, self.run_dir, lock_held=True)
         reason = why_run(old, status, self.fingerprint, (old or {}).get("config"), self.config)
         return reason or "unchanged, run again"
@@ -312,6 +348,8 @@ class Attempt:
             stop=self.stop,
             flow_dir=self.flow.path.absolute().parent,  # its sibling modules importable, as in a script
             preload=self.options.preload,
+            instance_timeout=self.options.instance_timeout,
+            max_memory=self.options.max_memory,
         )
         return get_engine(self.options.engine).execute(execution)
 
@@ -324,7 +362,9 @@ class Attempt:
             self.html_import.join()
             try:
                 write_html(nb, self.html_path)
-            except Exception as exc:  # the run's results stand without their report
+            except Exception as exc:  # the run's results stand without their report, unless the disk is full
+                if no_space(exc):
+                    raise
                 self.record["outputs"]["html"] = None
                 self.record["html_error"] = f"{type(exc).__name__}: {exc}"
 
@@ -334,16 +374,22 @@ class Attempt:
             return index
         return index - 1  # cells after the injected one
 
-    def _conclude(self, error: ExecutionError | None) -> RunResult:
+    def _conclude(self, outcome: Outcome) -> RunResult:
+        error = outcome.error
         for warning in rundir.keep_flow_files(self.run_dir, self.config, self.record["started_at"]):
             self.record.setdefault("warnings", []).append(warning)
+        if outcome.restarts:
+            self.record["engine_restarts"] = outcome.restarts
+        if outcome.notes:
+            self.record.setdefault("warnings", []).extend(outcome.notes)
         status = RunStatus.SUCCESS
         if error is not None:
-            status = RunStatus.INTERRUPTED if error.interrupted else RunStatus.FAILED
+            status = RunStatus.INTERRUPTED if _interrupted(error) else RunStatus.FAILED
             self.record["error"] = self._run_error(error).as_record()
             if self.previous.exists():
                 self.record["previous_success"] = str(self.previous)
         rundir.close_attempt(self.run_dir, self.record, status, self.started)
+        self.concluded = True
         if status is RunStatus.SUCCESS:
             return self._result(status)
         if status is RunStatus.INTERRUPTED:
@@ -355,17 +401,30 @@ class Attempt:
         cells = self.flow.notebook.cells
         source = cells[index].source if index is not None and index < len(cells) else None
         return RunError(error.name, error.message, index, error.execution_count, source,
-                        traceback=error.traceback)  # fmt: skip
+                        traceback=error.traceback, fault=error.fault)  # fmt: skip
 
     def _record_crash(self, nb: Any, exc: BaseException) -> None:
-        """ductaflow itself failed (disk full, Ctrl-C outside the kernel...): record it, best effort."""
+        """ductaflow itself failed (disk full, Ctrl-C outside the kernel...): record it, best effort.
+
+        A record that cannot be written is said on stderr: it still reads
+        ``running``, which readers take for ``crashed`` once nobody holds the lock.
+        """
         if not self.record:
             return
         interrupted = isinstance(exc, KeyboardInterrupt)
-        self.record["error"] = RunError(type(exc).__name__, str(exc) or "interrupted by the user").as_record()
+        if no_space(exc):
+            error = RunError("DiskFullError", _disk_full(exc, self.run_dir))  # type: ignore[arg-type]
+        else:
+            error = RunError(type(exc).__name__, str(exc) or "interrupted by the user")
+        self.record["error"] = error.as_record()
         status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
-        with contextlib.suppress(OSError):  # the record first: it is small and says what happened
+        try:  # the record first: it is small and says what happened
             rundir.close_attempt(self.run_dir, self.record, status, self.started)
+        except OSError as write_error:
+            print(f"ductaflow: could not record instance {self.instance!r} as {status} "
+                  f"({shown_path(self.run_dir / RECORD_NAME)}: {write_error.strerror or write_error}); "
+                  "its record still says running, which `ductaflow status` shows as crashed once this "
+                  "process has ended.", file=sys.stderr)  # fmt: skip
         if nb is not None:
             with contextlib.suppress(OSError):
                 save_notebook(nb, self.notebook_path)
@@ -402,7 +461,55 @@ class Attempt:
             notebook=str(self.notebook_path),
             html=str(html) if html else None,
             status=RunStatus.FAILED.value,
+            fault=error.fault,
         )
+
+
+class _Log:
+    """``log.txt`` for an engine: a write that finds the disk full is dropped and remembered, not raised.
+
+    Raised inside an engine's output handling, it would end the run as the
+    flow's own error; the attempt raises it once the engine has stopped.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.no_room = file, None
+
+    def write(self, text: str) -> int:
+        return self._guard(self.file.write, text) or 0
+
+    def flush(self) -> None:
+        self._guard(self.file.flush)
+
+    def fileno(self) -> int:
+        return int(self.file.fileno())
+
+    def close(self) -> None:
+        self._guard(self.file.close)  # closed even when its last flush finds no room
+
+    def _guard(self, call: Any, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as exc:
+            if not no_space(exc):
+                raise
+            if exc.filename is None:
+                exc.filename = self.file.name
+            self.no_room = self.no_room or exc
+            return None
+
+
+def _interrupted(error: ExecutionError) -> bool:
+    """Stopped from outside: Ctrl-C, the stop event, or the flow's process terminated by SIGTERM."""
+    return error.interrupted or error.signal == "SIGTERM"
+
+
+def _disk_full(exc: OSError, run_dir: Path) -> str:
+    """What a user reads about a write that found no room: which file, which disk, what to do."""
+    staging = exc.filename and rundir.STATE_DIR in Path(exc.filename).parts  # the directory being made
+    where = shown_path(exc.filename) if exc.filename and not staging else shown_path(run_dir)
+    return (f"the disk is full ({exc.strerror or exc}) writing {where}: free space on the disk holding "
+            f"{shown_path(run_dir.parent.parent)}, then run again; finished instances are kept")  # fmt: skip
 
 
 def _where(cell_index: int | None, error: ExecutionError) -> str:

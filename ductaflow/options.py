@@ -37,6 +37,8 @@ class RunOptions:
     config_source: dict[str, Any] | None = None
     engine: str = DEFAULT_ENGINE
     preload: tuple[str, ...] = ()  # modules the engine may import once for many notebooks
+    instance_timeout: float | None = None  # wall time of one instance's execution, seconds
+    max_memory: int | None = None  # bytes the flow's process may allocate
 
     @property
     def kernel_label(self) -> str:
@@ -55,6 +57,8 @@ def make_options(
     engine: str | None = None,
     preload: Sequence[str] | None = None,
     default_engine: str = DEFAULT_ENGINE,
+    instance_timeout: float | None = None,
+    max_memory: int | str | None = None,
 ) -> RunOptions:
     """Check and gather the options every instance of a call shares.
 
@@ -63,8 +67,10 @@ def make_options(
     ``default_engine`` and no modules. A ``kernel_name`` without an engine
     chosen anywhere selects the kernel engine: only it runs named kernels.
     """
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    for name, seconds in (("timeout", timeout), ("instance_timeout", instance_timeout)):
+        if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+            raise ValueError(f"{name} must be a positive number of seconds or None, got {seconds!r}")
+    memory = memory_limit(max_memory)
     root = Path(project_root if project_root is not None else os.getcwd()).absolute()
     settings = project_settings(find_project_root(root)) if root.is_dir() else Settings()
     if kernel_name is not None:
@@ -74,7 +80,34 @@ def make_options(
     runs = runs_folder(root, runs_dir)
     source = normalise_config(config_source) if config_source is not None else None
     return RunOptions(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source, chosen,
-                      modules)  # fmt: skip
+                      modules, instance_timeout, memory)  # fmt: skip
+
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
+          "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}  # fmt: skip
+
+
+def memory_limit(value: int | str | None) -> int | None:
+    """Bytes for ``max_memory`` given as bytes (``2147483648``) or text (``"2GB"``, ``"512MB"``, ``"1.5G"``).
+
+    Units are binary (``1GB`` is 2**30 bytes). Raises ``ValueError`` naming
+    the accepted forms for anything else.
+
+    >>> memory_limit("2GB"), memory_limit("512 MB"), memory_limit(None)
+    (2147483648, 536870912, None)
+    """
+    if value is None:
+        return None
+    text = str(value).strip().upper().replace(" ", "")
+    number = text.rstrip("KMGTIB")
+    try:
+        size = value if isinstance(value, int) else float(number) * _UNITS[text[len(number) :]]
+    except (ValueError, KeyError):
+        size = 0
+    if not size >= 2**20 or isinstance(value, bool):
+        raise ValueError(f"max_memory must be a size such as '512MB', '2GB' or '1.5G' (at least 1MB), or a "
+                         f"number of bytes; got {value!r}")  # fmt: skip
+    return int(size)
 
 
 def runs_folder(root: Path, runs_dir: str | os.PathLike[str] | None = None) -> Path:

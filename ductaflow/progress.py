@@ -24,6 +24,8 @@ class InstanceRow:
     run_dir: str
     error: str | None = None
     html: str | None = None
+    attempts: int = 0  # attempts this call made (more than 1: tried again after a fault)
+    halt: bool = False  # start no more instances: they would fail the same way (the disk is full)
 
 
 class Display(Protocol):
@@ -155,6 +157,11 @@ def summary(rows: list[InstanceRow], step: str, elapsed: float) -> str:
         lines.append(f"         {row.html or row.run_dir}")
     if len(failed) > 20:
         lines.append(f"  ... and {count(len(failed) - 20, 'more failed instance')}")
+    retried = [row for row in rows if row.attempts > 1]
+    if retried:
+        shown = ", ".join(f"{row.instance} ({row.attempts} attempts, {row.status})" for row in retried[:20])
+        more = f" and {len(retried) - 20} more" if len(retried) > 20 else ""
+        lines.append(f"  retried after a fault: {shown}{more}")
     return "\n".join(lines)
 
 

@@ -8,6 +8,9 @@ Layout of a runs folder::
         <instance>.lock            held while an attempt runs
         previous/<instance>/       the last successful attempt, kept while a
                                    newer attempt runs or after it failed
+        attempts/<instance>/<n>/   the unsuccessful attempts of the latest call that
+                                   tried it again (retries), and an attempt whose
+                                   record was unreadable, set aside as found
 
 An attempt starts in a directory that holds only its ``config.json`` and
 ``run.json`` (:func:`open_attempt`) and ends by writing its final record
@@ -17,6 +20,7 @@ An attempt starts in a directory that holds only its ``config.json`` and
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import threading
@@ -26,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError, InstanceBusyError, RunDirectoryError
-from .files import read_json, rename, write_json_atomic
+from .files import no_space, overwrite_in_place, read_json, rename, write_json_atomic
 from .metrics import fold as fold_metrics
-from .runrecord import RECORD_NAME, RunStatus, now_iso, read_record, write_record
+from .runrecord import RECORD_NAME, RunStatus, is_record, now_iso, read_record, write_record
 
 RUNS_DIR = "runs"
 STATE_DIR = ".ductaflow"
@@ -44,6 +48,29 @@ def layout_root(run_dir: Path) -> Path:
 def previous_attempt_dir(run_dir: Path) -> Path:
     """Where the last successful attempt of ``run_dir`` is kept while a new one runs."""
     return run_dir.parent / STATE_DIR / "previous" / run_dir.name
+
+
+def attempts_dir(run_dir: Path) -> Path:
+    """Where the earlier unsuccessful attempts of ``run_dir`` are kept (retries, an unreadable record)."""
+    return run_dir.parent / STATE_DIR / "attempts" / run_dir.name
+
+
+def unreadable_record(run_dir: Path) -> str | None:
+    """What is wrong with the record of an instance directory ductaflow made, or ``None``.
+
+    ``None`` when ``run_dir`` holds a readable record, or none at all. A
+    ``run.json`` that is empty, truncated or garbage (a crash of another tool,
+    a full disk) in a folder that ductaflow's layout identifies as an
+    instance (its ``config.json``, or its lock beside it) is an interrupted
+    attempt: ``"run.json is unreadable (JSONDecodeError)"``.
+    """
+    path = run_dir / RECORD_NAME
+    data, problem = read_json(path)
+    if problem == "is missing" or is_record(data):
+        return None
+    if not ((run_dir / CONFIG_NAME).is_file() or _lock_path(run_dir).is_file()):
+        return None  # not laid out as one of ours: someone else's run.json
+    return f"{RECORD_NAME} {problem or 'is not a ductaflow record'}"
 
 
 def state_dir(step_dir: Path) -> Path:
@@ -170,7 +197,7 @@ def check_run_dir(run_dir: Path) -> None:
         raise RunDirectoryError(
             f"{run_dir} exists and is not a directory. Remove it or pick another name.", run_dir=str(run_dir)
         )
-    if read_record(run_dir) is None and any(run_dir.iterdir()):
+    if read_record(run_dir) is None and any(run_dir.iterdir()) and unreadable_record(run_dir) is None:
         raise RunDirectoryError(
             f"{run_dir} already holds files that ductaflow did not write (no ductaflow {RECORD_NAME}). "
             "ductaflow will not mix its output with them or delete them: choose another output directory "
@@ -179,22 +206,33 @@ def check_run_dir(run_dir: Path) -> None:
         )
 
 
-def open_attempt(run_dir: Path, config: dict[str, Any], record: dict[str, Any]) -> None:
+def open_attempt(
+    run_dir: Path, config: dict[str, Any], record: dict[str, Any], *, keep_failed_as: str | None = None
+) -> None:
     """Give ``run_dir`` a fresh directory holding only ``config.json`` and ``run.json``.
 
     A previous successful attempt is moved to :func:`previous_attempt_dir`; the
-    remains of an unsuccessful one are removed; a directory holding files that
-    ductaflow did not write is refused. The new directory is assembled under
-    a temporary name and renamed into place, so it never exists without its
-    record. Call with the instance lock held.
+    remains of an unsuccessful one are removed, or kept as
+    ``attempts/<instance>/<keep_failed_as>`` (a retry keeps the attempt it
+    retries; a first attempt drops the ones an earlier call kept); a
+    directory holding files that ductaflow did not write is refused. The new
+    directory is assembled under a temporary name and renamed into place, so
+    it never exists without its record, and a failed assembly (a full disk)
+    leaves nothing behind. Call with the instance lock held.
     """
-    _set_aside(run_dir)
-    staging = state_file(run_dir, f"new-{run_dir.name}-{os.getpid()}")
+    if keep_failed_as is None:
+        forget_attempts(run_dir)
+    _set_aside(run_dir, keep_failed_as)
+    staging = state_file(run_dir, f"new-{run_dir.name}-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write_json_atomic(staging / CONFIG_NAME, config, durable=True)
-    write_record(staging, record)
-    rename(staging, run_dir)
+    try:
+        staging.mkdir(parents=True)
+        write_json_atomic(staging / CONFIG_NAME, config, durable=True)
+        write_record(staging, record)
+        rename(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def close_attempt(run_dir: Path, record: dict[str, Any], status: RunStatus, started: float) -> None:
@@ -204,9 +242,32 @@ def close_attempt(run_dir: Path, record: dict[str, Any], status: RunStatus, star
     record["status"] = status.value
     record["ended_at"] = now_iso()
     record["duration_s"] = round(time.monotonic() - started, 3)
-    write_record(run_dir, record)
+    try:
+        write_record(run_dir, record)
+    except OSError as exc:
+        if not no_space(exc) or status is RunStatus.SUCCESS:
+            raise
+        _overwrite_record(run_dir, record, exc)
     if status is RunStatus.SUCCESS:
         shutil.rmtree(previous_attempt_dir(run_dir), ignore_errors=True)
+
+
+def _overwrite_record(run_dir: Path, record: dict[str, Any], exc: OSError) -> None:
+    """A full disk: write the unsuccessful record over the old one, in its blocks, short; else raise ``exc``.
+
+    The last record read ``running``; a reader that meets the file half
+    written takes it for an unreadable record, which is an interrupted attempt too.
+    """
+    short = dict(record)
+    if isinstance(short.get("error"), dict):
+        short["error"] = {**short["error"], "traceback": short["error"].get("traceback", "")[-1000:]}
+    for key in ("versions", "fingerprint_parts", "git"):
+        short.pop(key, None)
+    short["record_shortened"] = "the disk was full: versions, fingerprint parts and git state left out"
+    try:
+        overwrite_in_place(run_dir / RECORD_NAME, json.dumps(short, ensure_ascii=False) + "\n")
+    except OSError:
+        raise exc from None
 
 
 def keep_flow_files(run_dir: Path, config: dict[str, Any], started_at: str) -> list[str]:
@@ -230,7 +291,7 @@ def keep_flow_files(run_dir: Path, config: dict[str, Any], started_at: str) -> l
     return warnings
 
 
-def _set_aside(run_dir: Path) -> None:
+def _set_aside(run_dir: Path, keep_failed_as: str | None = None) -> None:
     check_run_dir(run_dir)  # again, under the lock
     if not run_dir.exists():
         return
@@ -240,8 +301,26 @@ def _set_aside(run_dir: Path) -> None:
         shutil.rmtree(previous, ignore_errors=True)
         previous.parent.mkdir(parents=True, exist_ok=True)
         rename(run_dir, previous)
+    elif old is None and unreadable_record(run_dir) is not None:  # kept as found: it may hold results
+        keep_attempt(run_dir, "unreadable-record")
+    elif keep_failed_as is not None and old is not None:
+        keep_attempt(run_dir, keep_failed_as)
     else:  # an empty directory or the evidence of an unsuccessful attempt
         shutil.rmtree(run_dir)
+
+
+def keep_attempt(run_dir: Path, name: str) -> Path:
+    """Move the attempt in ``run_dir`` to ``attempts/<instance>/<name>`` (replacing one there); return it."""
+    kept = attempts_dir(run_dir) / name
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    rename(run_dir, kept)
+    return kept
+
+
+def forget_attempts(run_dir: Path) -> None:
+    """Drop the attempts kept by an earlier call (a new call's first attempt starts a new history)."""
+    shutil.rmtree(attempts_dir(run_dir), ignore_errors=True)
 
 
 def find_instances(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

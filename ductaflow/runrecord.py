@@ -58,6 +58,7 @@ class RunError:
     cell_source: str | None = None
     line: int | None = None
     traceback: str = ""
+    fault: bool = False  # the machinery failed (a process died, a limit, no answer), not the flow's code
 
     def as_record(self) -> dict[str, Any]:
         """The JSON-native dict stored in ``run.json`` (the traceback cut to its last 20,000 characters)."""

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import JSONValue
-from .exceptions import DuctaflowError, FlowExecutionError, InstanceBusyError
+from .exceptions import DiskFullError, DuctaflowError, FlowExecutionError, InstanceBusyError
 from .fingerprint import Fingerprint, why_run
 from .flow import Flow
 from .instance import RunOptions, prepare_attempt
 from .progress import InstanceRow
-from .rundir import LOG_NAME, current_status, is_locked, lock_instance, state_dir
+from .rundir import LOG_NAME, current_status, is_locked, lock_instance, state_dir, unreadable_record
 from .runrecord import RunStatus, error_line, read_record
 
 STOP_POLL_S = 0.25  # how often a task sent elsewhere looks for the stop file
@@ -59,6 +59,11 @@ class Task:
     git: Any
     wait_for_lock: bool = False
     stop_file: Path | None = None  # tasks sent elsewhere stop when this file exists
+    retries: int = 0  # times an attempt that failed by a fault (see ExecutionError.fault) is tried again
+    retry_on_error: bool = False  # also try again after the flow's own exception
+    only_failed: bool = False  # run only if the last attempt failed, crashed or was interrupted
+    skip_reason: str = "unchanged"  # shown for an instance the plan does not run
+    seen: str | None = None  # the attempt whose record the plan read (attempt_id)
 
 
 def decide(
@@ -70,7 +75,21 @@ def decide(
     lock_held: bool,
 ) -> str | None:
     """Why the instance must run, or ``None`` when its last success is up to date."""
-    record = read_record(run_dir)
+    return decide_on(read_record(run_dir), run_dir, fingerprint, config, force=force, lock_held=lock_held)
+
+
+def decide_on(
+    record: dict[str, Any] | None,
+    run_dir: Path,
+    fingerprint: Fingerprint,
+    config: dict[str, JSONValue],
+    *,
+    force: bool,
+    lock_held: bool,
+) -> str | None:
+    """:func:`decide` from a record already read."""
+    if record is None and (problem := unreadable_record(run_dir)) is not None:
+        return f"previous attempt left an unreadable record ({problem})"
     status = current_status(record, run_dir, lock_held=lock_held)
     if force:
         return "forced"
@@ -235,9 +254,23 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
             status = current_status(record, task.run_dir, lock_held=True)
             return _died(task, record) if status is RunStatus.CRASHED else _from_record(task, record, status)
         reason = decide(task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
-        if reason is None or (task.force and _done_since_start(task, record)):
+        if reason is None or (task.force and _done_since_planned(task, record)):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
-        return _attempt(task, reason, stop)
+        if task.only_failed and not last_attempt_failed(task.run_dir, lock_held=True):
+            return _row(task, RunStatus.SKIPPED, reason="done by another process")
+        return _attempts(task, reason, stop)
+
+
+#: States of a last attempt that ``only_failed`` runs again.
+FAILED_STATES = frozenset({RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INTERRUPTED})
+
+
+def last_attempt_failed(run_dir: Path, *, lock_held: bool = False) -> bool:
+    """Whether the instance's last attempt failed, crashed, was interrupted or left an unreadable record."""
+    record = read_record(run_dir)
+    if record is None:
+        return unreadable_record(run_dir) is not None
+    return current_status(record, run_dir, lock_held=lock_held) in FAILED_STATES
 
 
 def _lock(task: Task, stop: threading.Event) -> Any:
@@ -257,26 +290,56 @@ def _died(task: Task, record: dict[str, Any]) -> InstanceRow:
         "Run the sweep again to retry it."))  # fmt: skip
 
 
-def _done_since_start(task: Task, record: dict[str, Any]) -> bool:
-    return record.get("status") == RunStatus.SUCCESS and str(record.get("started_at", "")) >= task.started_at
+def _done_since_planned(task: Task, record: dict[str, Any]) -> bool:
+    """A success of another attempt than the one the plan saw: another conductor ran it meanwhile.
+
+    Records are told apart by what wrote them (call and start), never by
+    comparing times, which two machines' clocks would get wrong.
+    """
+    return record.get("status") == RunStatus.SUCCESS and attempt_id(record) != task.seen
 
 
-def _attempt(task: Task, reason: str, stop: threading.Event) -> InstanceRow:
+def attempt_id(record: dict[str, Any] | None) -> str | None:
+    """Which attempt wrote ``record``: its conductor call and start time, ``None`` for no record."""
+    if not record:
+        return None
+    return f"{record.get('sweep_id')}@{record.get('started_at')}@{record.get('pid')}@{record.get('host')}"
+
+
+def _attempts(task: Task, reason: str, stop: threading.Event) -> InstanceRow:
+    """The instance's attempt, and up to ``task.retries`` more after a fault; each earlier one is kept."""
+    number = 1
+    while True:
+        row, retry = _attempt(task, reason, stop, number)
+        if not retry or number > task.retries or stop.is_set():
+            row.attempts = number
+            return row
+        number += 1
+
+
+def _attempt(task: Task, reason: str, stop: threading.Event, number: int) -> tuple[InstanceRow, bool]:
+    """One attempt's row, and whether it may be tried again."""
     try:
         attempt = prepare_attempt(task.flow.path, task.config, task.run_dir, task.step, task.name,
                                   task.options, flow=task.flow, fingerprint=task.fingerprint,
                                   stop=stop, git=task.git, sweep_id=task.sweep_id)  # fmt: skip
         attempt.reason = reason  # recorded in run.json as the reason this attempt runs
+        attempt.number = number
         result = attempt.run()
     except FlowExecutionError as exc:
         error = f"{exc.error_name}: {exc.error_message}".splitlines()[0]
-        return _row(task, RunStatus.FAILED, reason, _duration(task), error, exc.html)
+        retry = bool(getattr(exc, "fault", False)) or task.retry_on_error
+        return _row(task, RunStatus.FAILED, reason, _duration(task), error, exc.html), retry
     except KeyboardInterrupt:
-        return _row(task, RunStatus.INTERRUPTED, reason, _duration(task), "interrupted by the user")
+        return _row(task, RunStatus.INTERRUPTED, reason, _duration(task), "interrupted by the user"), False
+    except DiskFullError as exc:  # the next instances would find no room either
+        row = _row(task, RunStatus.FAILED, reason, error=str(exc).splitlines()[0])
+        row.halt = True
+        return row, False
     except (DuctaflowError, OSError) as exc:
-        return _row(task, RunStatus.FAILED, reason, error=str(exc).splitlines()[0])
+        return _row(task, RunStatus.FAILED, reason, error=str(exc).splitlines()[0]), False
     html = str(result.html) if result.html else None
-    return _row(task, RunStatus.SUCCESS, reason, result.duration, html=html)
+    return _row(task, RunStatus.SUCCESS, reason, result.duration, html=html), False
 
 
 def _duration(task: Task) -> float | None:

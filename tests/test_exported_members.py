@@ -7,6 +7,7 @@ import ductaflow
 
 DOCUMENTED = {
     "ConfigError",
+    "DiskFullError",
     "DuctaflowError",
     "FlowError",
     "FlowExecutionError",
