@@ -28,6 +28,11 @@ class ExecutionError:
     traceback: str = ""
     interrupted: bool = False  # Ctrl-C, SIGTERM or Execution.stop
     stop_now: bool = False  # the flow may be busy: stop it at once rather than ask it to exit
+    # the flow's process ended by a signal (its name, such as "SIGKILL"), when the engine can tell
+    signal: str | None = None
+    # a fault of the machinery rather than the flow's own exception: its process died, was killed,
+    # did not start or answer, or a time limit stopped it; the conductor may try such an instance again
+    fault: bool = False
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Outcome:
     notebook: Any = None  # the notebook, executed in place, every output in it
     error: ExecutionError | None = None
     exited_early: bool = False  # the flow called sys.exit(0): a success
+    restarts: int = 0  # processes replaced because they did not answer at start (recorded in run.json)
+    notes: list[str] = field(default_factory=list)  # what the engine worked around, one line each
     interrupt_received: bool = False  # Ctrl-C reached the caller: re-raise it once recorded
 
 
@@ -63,6 +70,12 @@ class Execution:
     stop: threading.Event | None = field(default=None)  # set from any thread: stop as Ctrl-C would
     flow_dir: Path | None = None  # the flow's folder: its modules importable, after the standard library
     preload: tuple[str, ...] = ()  # modules an engine may import once for many notebooks (the fork engine)
+    # wall time of the whole execution, seconds, counted from the call: past it the flow is stopped
+    # and the error is InstanceTimeoutError
+    instance_timeout: float | None = None
+    # bytes the flow's process (and what it starts) may allocate; past it allocations fail, so the
+    # flow gets MemoryError and the error is MemoryLimitError
+    max_memory: int | None = None
 
 
 class Engine(Protocol):
