@@ -23,10 +23,12 @@ from typing import Any
 from .config import config_hash
 from .exceptions import ConfigError, DuctaflowError
 from .fingerprint import InputHasher, config_changes
-from .rundir import current_status, find_instances, layout_root, previous_attempt_dir
+from .rundir import current_status, find_instances, layout_root, previous_attempt_dir, unreadable_record
 from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
 from .sources import rebuild_configs
 
+#: The status of an instance ductaflow made whose run.json cannot be read (an interrupted attempt).
+UNREADABLE = "unreadable record"
 UNCHECKED_CONFIG = (
     "config not checked: it was given from Python or a script, not read from files by ductaflow"
 )
@@ -41,7 +43,7 @@ class InstanceCheck:
     step: str
     instance: str
     run_dir: Path
-    status: str  # success | failed | interrupted | crashed | running | unknown
+    status: str  # success | failed | interrupted | crashed | running | unreadable record | unknown
     started_at: str | None
     duration_s: float | None
     outdated: bool | None  # None: cannot tell (running, no readable record, config not from files), orphaned
@@ -70,6 +72,10 @@ def check_instance(run_dir: str | os.PathLike[str]) -> InstanceCheck:
 
 def _check(path: Path, cache: _Cache) -> InstanceCheck:
     record = read_record(path)
+    if record is None and (problem := unreadable_record(path)) is not None:
+        reason = f"{problem}: an interrupted attempt; the next run keeps it aside and runs the instance again"
+        return InstanceCheck(path.parent.name, path.name, path, UNREADABLE, None, None, True, reason,
+                             error=problem)  # fmt: skip
     if record is None:
         note = "run.json is unreadable or not a ductaflow record" if (path / RECORD_NAME).exists() else (
             "no run.json: not a ductaflow instance, or its first attempt never started")  # fmt: skip

@@ -35,6 +35,7 @@ from .instance import RunOptions, prepare_attempt
 from .progress import InstanceRow
 from .rundir import LOG_NAME, current_status, is_locked, lock_instance, state_dir, unreadable_record
 from .runrecord import RunStatus, error_line, read_record
+from .workersignals import stop_on_sigterm
 
 STOP_POLL_S = 0.25  # how often a task sent elsewhere looks for the stop file
 START_GRACE_S = 2.0  # after Ctrl-C, how long a held instance may take to show this call's record
@@ -137,7 +138,8 @@ def run_task_elsewhere(task: Task) -> InstanceRow | None:
         problem = _unshared(task)
         if problem:
             return _row(task, RunStatus.FAILED, error=problem)
-        return run_task(task, stop)
+        with stop_on_sigterm(stop):  # a batch system's SIGTERM: recorded interrupted, not crashed
+            return run_task(task, stop)
     finally:
         watcher.close()
 

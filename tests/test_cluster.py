@@ -92,6 +92,31 @@ def test_a_worker_killed_mid_instance_leaves_it_crashed_and_a_rerun_picks_it_up(
     assert record(victim)["status"] == "success" and (victim / "done.txt").exists()
 
 
+@pytest.mark.parametrize("engine", ["fork", "kernel"])
+def test_a_worker_sigtermed_mid_instance_records_it_interrupted(project, tally_flow, client, workers, engine):
+    """A batch system's SIGTERM to the worker (wall time up): the instance is interrupted, not crashed."""
+    hold = project / "hold"
+    hold.write_text("")
+    rows = [{"instance_name": f"victim-{engine}", "hold": str(hold)}]
+    result = {}
+    sweep = threading.Thread(target=lambda: result.update(
+        frame=run(tally_flow, rows, project, executor=client, engine=engine)))  # fmt: skip
+    sweep.start()
+    victim = project / RUNS / f"victim-{engine}"
+    wait_until(lambda: (victim / "run.json").exists() and f"victim-{engine}" in tally(project))
+    worker = record(victim)["pid"]
+    os.kill(worker, signal.SIGTERM)
+    wait_until(lambda: record(victim)["status"] != "running")
+    sweep.join(timeout=120)
+    assert record(victim)["status"] == "interrupted"
+    assert ductaflow.check_instance(victim).status == "interrupted"
+    assert result["frame"].status[0] in {"interrupted", "failed"}  # the worker is gone: so may be its answer
+    hold.unlink()
+    client.wait_for_workers(2, timeout=60)
+    again = run(tally_flow, rows, project, executor=client, engine=engine)
+    assert list(again.reason) == ["previous attempt interrupted"] and list(again.status) == ["success"]
+
+
 def test_a_local_and_a_cluster_sweep_at_once_run_each_instance_once(project, tally_flow, client, workers):
     """A local conductor process and a cluster sweep share the instance locks in the runs folder."""
     rows = [{"instance_name": f"i{i}", "sleep": 2} for i in range(6)]

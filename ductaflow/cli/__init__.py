@@ -42,12 +42,19 @@ __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "cli", "m
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line and exit with its code (the ``ductaflow`` console script).
 
-    The process is the command's own, so SIGTERM (a scheduler cancelling the
-    job) is made to stop it like Ctrl-C.
+    SIGTERM (a scheduler cancelling the job) stops the command like Ctrl-C;
+    the SIGTERM handler that was there before is put back when it returns,
+    for a caller that runs ``main`` from Python and catches its ``SystemExit``.
     """
+    previous = None
     if hasattr(signal, "SIGTERM") and _in_main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-    sys.exit(run_cli(list(sys.argv[1:] if argv is None else argv)))
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        code = run_cli(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    sys.exit(code)
 
 
 def run_cli(args: Sequence[str]) -> int:

@@ -11,6 +11,7 @@ import click
 import ductaflow
 
 from ..console import print_plan, shown
+from ..options import memory_limit
 from .common import CONTEXT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, debug_option
 from .grid import parse_grids
 
@@ -34,6 +35,17 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-html", is_flag=True, help="Skip the HTML report."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Limit on each cell's run time."),
+        click.option("--instance-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                     help="Limit on each instance's whole run time."),
+        click.option("--max-memory", metavar="SIZE",
+                     help="Memory each instance's flow may allocate, such as 2GB or 512MB."),
+        click.option("--retries", type=click.IntRange(min=0), default=0, metavar="N",
+                     help="Try an instance again up to N times when its process died, was killed or "
+                          "timed out."),
+        click.option("--retry-on-error", is_flag=True,
+                     help="With --retries: also try again when the flow raised an exception."),
+        click.option("--only-failed", is_flag=True,
+                     help="Run only the instances whose last attempt failed, crashed or was interrupted."),
         click.option("--kernel", "kernel_name", metavar="NAME",
                      help="An installed Jupyter kernel (default: this Python)."),
         click.option("--engine", metavar="NAME",
@@ -162,6 +174,11 @@ def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
     dry_run = options.pop("dry_run")
     export_html = not options.pop("no_html")
     options["preload"] = options["preload"] or None  # none given: the project's ductaflow.toml decides
+    if options["max_memory"] is not None:
+        try:
+            options["max_memory"] = memory_limit(options["max_memory"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-memory") from None
     frame = ductaflow.sweep(flow, **options, **kwargs, export_html=export_html, dry_run=dry_run,
                             progress=not dry_run)  # fmt: skip
     if dry_run:
