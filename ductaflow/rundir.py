@@ -61,15 +61,17 @@ def unreadable_record(run_dir: Path) -> str | None:
     ``None`` when ``run_dir`` holds a readable record, or none at all. A
     ``run.json`` that is empty, truncated or garbage (a crash of another tool,
     a full disk) in a folder that ductaflow's layout identifies as an
-    instance (its ``config.json``, or its lock beside it) is an interrupted
+    instance (its ``config.json``, or its log and notebook) is an interrupted
     attempt: ``"run.json is unreadable (JSONDecodeError)"``.
     """
     path = run_dir / RECORD_NAME
     data, problem = read_json(path)
     if problem == "is missing" or is_record(data):
         return None
-    if not ((run_dir / CONFIG_NAME).is_file() or _lock_path(run_dir).is_file()):
-        return None  # not laid out as one of ours: someone else's run.json
+    if not (
+        (run_dir / CONFIG_NAME).is_file() or ((run_dir / LOG_NAME).is_file() and any(run_dir.glob("*.ipynb")))
+    ):
+        return None  # not laid out as one of ours (its lock proves nothing: taking it makes it)
     return f"{RECORD_NAME} {problem or 'is not a ductaflow record'}"
 
 
