@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from ..flowpath import kernel_code
 from .base import Execution, ExecutionError, Outcome
 from .kernels import CURRENT_PYTHON, CURRENT_PYTHON_LABEL, check_kernel, client_class, kernel_manager
+from .limits import OomKills, instance_timeout_error, kernel_death, limit_kernel_memory, memory_limit_error
 
 #: For IPython kernels: no history database, and low-level output (subprocesses, C code) written
 #: straight to the run's log rather than also forwarded, which would log it twice.
@@ -66,8 +67,12 @@ class KernelEngine:
         (Ctrl-C) received while the kernel runs, with ``interrupted=True``,
         after the kernel has been stopped: the caller records it, then
         re-raises. Setting ``stop`` (from any thread) interrupts the same way.
+        Past ``instance_timeout`` the kernel is killed (InstanceTimeoutError);
+        ``max_memory`` limits the kernel process's memory (:mod:`.limits`).
         """
-        outcome, interrupted = _run_in_own_loop(_Runner(execution).run, execution.stop)
+        limit = execution.instance_timeout
+        runner = _Runner(execution, deadline=None if limit is None else time.monotonic() + limit)
+        outcome, interrupted = _run_in_own_loop(runner.run, execution.stop)
         outcome.interrupt_received = interrupted
         return outcome
 
@@ -125,6 +130,10 @@ class _Runner:
     job: Execution
     index: int | None = None  # the cell being executed
     finished: bool = False  # on_finish has been called
+    deadline: float | None = None  # time.monotonic() past which the instance is stopped
+    timed_out: bool = False  # the deadline cancelled the run
+    process: Any = None  # the kernel's process (a Popen), once started
+    oom: OomKills | None = None  # out-of-memory kills where the kernel lives, from its start
 
     @property
     def nb(self) -> Any:
@@ -144,17 +153,50 @@ class _Runner:
         client.reset_execution_trackers()
         outcome = Outcome(notebook=self.nb)
         job.on_progress(self.nb)
+        watcher = asyncio.create_task(self._deadline(asyncio.current_task()))
         try:
             await self._start(client, outcome)
+            if outcome.error is not None:
+                outcome.error.fault = True  # the kernel did not start or answer
+            else:
+                self._watch_process(client, outcome)
             if outcome.error is None:
                 await self._cells(client, outcome)
-        except asyncio.CancelledError:  # Ctrl-C: _run_in_own_loop cancels this task
-            outcome.error = ExecutionError(
-                "KeyboardInterrupt", "interrupted by the user", self.index, interrupted=True, stop_now=True
-            )
+        except asyncio.CancelledError:  # Ctrl-C (_run_in_own_loop) or the deadline cancels this task
+            outcome.error = self._cancelled_error()
         finally:
+            watcher.cancel()
             await self._stop_even_if_cancelled(client, outcome)
         return outcome
+
+    async def _deadline(self, task: asyncio.Task[Any] | None) -> None:
+        """Cancel ``task`` (the run) at the instance's deadline, as a Ctrl-C would, noting why."""
+        if self.deadline is None:
+            return
+        await asyncio.sleep(max(0.0, self.deadline - time.monotonic()))
+        if task is not None and not task.cancelling():  # not already stopping for a Ctrl-C
+            self.timed_out = True
+            task.cancel()
+
+    def _cancelled_error(self) -> ExecutionError:
+        index = self.index
+        if not self.timed_out:
+            return ExecutionError("KeyboardInterrupt", "interrupted by the user", index, interrupted=True,
+                                  stop_now=True)  # fmt: skip
+        count = self.nb.cells[index].get("execution_count") if index is not None else None
+        error = instance_timeout_error(self.job.instance_timeout, index, count)
+        self._log_error(error)
+        return error
+
+    def _watch_process(self, client: Any, outcome: Outcome) -> None:
+        """Keep the kernel's process, count OOM kills from now, and limit its memory to max_memory."""
+        self.process = getattr(getattr(client.km, "provisioner", None), "process", None)  # a local kernel's
+        pid = getattr(self.process, "pid", None)
+        self.oom = OomKills.watch(pid) if pid is not None else None
+        if self.job.max_memory is not None:
+            outcome.error = limit_kernel_memory(self.job.max_memory, pid)
+            if outcome.error is not None:
+                self._log_error(outcome.error)
 
     async def _stop_even_if_cancelled(self, client: Any, outcome: Outcome) -> None:
         """Stop the kernel; a cancel (Ctrl-C) arriving meanwhile only makes the stop immediate.
@@ -214,16 +256,17 @@ class _Runner:
                 if exc.ename == "SystemExit" and exc.evalue.strip() in _CLEAN_EXIT_VALUES:
                     outcome.exited_early = True
                 else:
-                    outcome.error = _cell_error(cell, index, exc.ename, exc.evalue, _last_traceback(cell))
+                    error = _cell_error(cell, index, exc.ename, exc.evalue, _last_traceback(cell))
+                    outcome.error = memory_limit_error(error, self.job.max_memory)
             except CellTimeoutError:
                 message = f"the cell did not finish within the per-cell timeout of {self.job.timeout} s"
                 outcome.error = _cell_error(cell, index, "CellTimeoutError", message, "")
-                outcome.error.stop_now = True
+                outcome.error.stop_now = outcome.error.fault = True
             except DeadKernelError:
                 if _cancelled():  # nbclient reports our Ctrl-C cancellation as a dead kernel
                     raise asyncio.CancelledError from None
-                message = "the kernel died while executing this cell (the flow crashed or exited the process)"
-                outcome.error = _cell_error(cell, index, "DeadKernelError", message, "")
+                outcome.error = await kernel_death(self.process, self.oom)
+                outcome.error.cell_index, outcome.error.execution_count = index, cell.get("execution_count")
             except Exception as exc:  # e.g. an output that is not valid nbformat; the cell may still run
                 outcome.error = _cell_error(cell, index, type(exc).__name__, str(exc).split("\n")[0], "")
                 outcome.error.stop_now = True
