@@ -33,10 +33,13 @@ from ..exceptions import ConfigError
 from .base import Execution, ExecutionError, Outcome
 from .forkstreams import Streams
 from .kernels import CURRENT_PYTHON_LABEL
+from .limits import OomKills, death, instance_timeout_error, memory_limit_error
 from .zygote import Zygote, ZygoteError, zygote_for
 
 #: Messages whose place among the outputs does not matter: no mark precedes them on the pipes.
 _UNORDERED = frozenset({"pid", "pipes", "fatal", "exit"})
+#: Errors of a time limit: they name the cell the flow was in when it was stopped.
+_TIMEOUTS = frozenset({"CellTimeoutError", "InstanceTimeoutError"})
 #: Seconds a child gets to stop after SIGINT (a timeout, Ctrl-C) before it is killed.
 STOP_GRACE = 2.0
 #: Seconds the notebook on disk may lag behind the cells that ended: an instance that ends sooner saves once.
@@ -64,23 +67,27 @@ class ForkEngine:
 
     def execute(self, execution: Execution) -> Outcome:
         """Execute the notebook in a child of the zygote for ``execution.preload`` (see ``Engine``)."""
+        limit = execution.instance_timeout
+        deadline = None if limit is None else time.monotonic() + limit
         outcome = Outcome(notebook=execution.notebook)
         try:
             zygote = zygote_for(tuple(execution.preload), execution.startup_timeout)
         except ZygoteError as exc:
-            outcome.error = ExecutionError("EngineStartError", str(exc), stop_now=True)
+            outcome.error = ExecutionError("EngineStartError", str(exc), stop_now=True, fault=True)
             _log_error(execution, outcome.error)
             execution.on_finish(outcome)
             return outcome
-        _Child(execution, outcome).run(zygote)
+        _Child(execution, outcome, deadline).run(zygote)
         return outcome
 
 
 class _Child:
     """The engine's side of one child: send the request, build the notebook from what comes back."""
 
-    def __init__(self, job: Execution, outcome: Outcome) -> None:
+    def __init__(self, job: Execution, outcome: Outcome, deadline: float | None = None) -> None:
         self.job, self.outcome = job, outcome
+        self.deadline = deadline  # time.monotonic() past which the instance is stopped (instance_timeout)
+        self.oom: OomKills | None = None  # out-of-memory kills where the child lives, from its start
         self.nb = job.notebook
         self.pid: int | None = None
         self.cell: Any = None
@@ -97,7 +104,7 @@ class _Child:
     def run(self, zygote: Zygote) -> None:
         job = self.job
         cells = [[i, c.source] for i, c in enumerate(self.nb.cells) if c.cell_type == "code"]
-        request = {"cells": cells, "cwd": str(job.cwd), "env": job.env,
+        request = {"cells": cells, "cwd": str(job.cwd), "env": job.env, "max_memory": job.max_memory,
                    "flow_dir": str(job.flow_dir) if job.flow_dir else None}  # fmt: skip
         try:
             sock = zygote.connect()
@@ -143,32 +150,36 @@ class _Child:
             self._watch()
 
     def _watch(self) -> None:
-        """Between messages: a save due, the per-cell timeout, the stop event, the grace after SIGINT."""
+        """Between messages: a save due, the stop event, the time limits, the grace after SIGINT."""
         now = time.monotonic()
         if self.save_at is not None and now >= self.save_at:
             self.save_at = None
             self.job.on_progress(self.nb)
         if self.stopping is not None:
-            if not self.killed and now - self.stopping[0] > STOP_GRACE:
+            if not self.killed and self.pid is not None and now - self.stopping[0] > STOP_GRACE:
                 self._signal(signal.SIGKILL)
                 self.killed = True
             return
         job = self.job
         if job.stop is not None and job.stop.is_set():
             self._interrupt("interrupted by the user")
+        elif self.deadline is not None and now > self.deadline:
+            self._stop_with(instance_timeout_error(job.instance_timeout, self.index, self._count()))
         elif job.timeout is not None and self.index is not None and now - self.started > job.timeout:
             message = f"the cell did not finish within the per-cell timeout of {job.timeout} s"
-            self._stop_with("CellTimeoutError", message)
+            self._stop_with(ExecutionError("CellTimeoutError", message, self.index, self._count(),
+                                           stop_now=True, fault=True))  # fmt: skip
 
     def _interrupt(self, message: str) -> None:
-        self._stop_with("KeyboardInterrupt", message, interrupted=True)
+        self._stop_with(ExecutionError("KeyboardInterrupt", message, self.index, self._count(),
+                                       interrupted=True, stop_now=True))  # fmt: skip
 
-    def _stop_with(self, name: str, message: str, interrupted: bool = False) -> None:
+    def _stop_with(self, error: ExecutionError) -> None:
+        """Fail with ``error`` and ask the flow to stop (SIGINT), killed after ``STOP_GRACE``."""
         if self.stopping is not None:
             return
-        self.outcome.error = ExecutionError(name, message, self.index, self._count(),
-                                            interrupted=interrupted, stop_now=True)  # fmt: skip
-        self.stopping = (time.monotonic(), name)
+        self.outcome.error = error
+        self.stopping = (time.monotonic(), error.name)
         self._signal(signal.SIGINT)
 
     def _signal(self, number: int) -> None:
@@ -190,12 +201,15 @@ class _Child:
             if ordered:
                 self.streams.after_message()
         except ValidationError as exc:  # an output nbformat refuses fails the cell, as in the kernel engine
-            self._stop_with(type(exc).__name__, str(exc).split("\n")[0])
+            error = ExecutionError(type(exc).__name__, str(exc).split("\n")[0], self.index, self._count())
+            error.stop_now = True
+            self._stop_with(error)
             self._signal(signal.SIGKILL)  # at once: the kernel engine stops its kernel at once too
             self.killed = True
 
     def _on_pid(self, message: dict[str, Any]) -> None:
         self.pid = message["pid"]
+        self.oom = OomKills.watch(self.pid)
 
     def _on_start(self, message: dict[str, Any]) -> None:
         self.index = message["cell"]
@@ -250,7 +264,8 @@ class _Child:
         if status == "exit":
             self.outcome.exited_early = True
         elif status == "error" and self.stopping is None:
-            self.outcome.error = _cell_error(self.cell, self.index, message)
+            error = _cell_error(self.cell, self.index, message)
+            self.outcome.error = memory_limit_error(error, self.job.max_memory)
         self.index = None
         if self.save_at is None:
             self.save_at = time.monotonic() + PROGRESS_LAG
@@ -287,14 +302,17 @@ class _Child:
     def _fail(self, name: str, message: str, traceback: str = "") -> None:
         if self.outcome.error is None:
             self.outcome.error = ExecutionError(name, message, self.index, self._count(), traceback,
-                                                stop_now=True)  # fmt: skip
+                                                stop_now=True, fault=True)  # fmt: skip
 
     def _conclude(self) -> None:
         """After the connection closed: a child that ended without ``end`` died; say how."""
         if not self.ended:
             if self.outcome.error is None:
-                self._fail("DeadProcessError", _death(self.exit))
-            elif self.outcome.error.name == "CellTimeoutError" and self.index is not None:
+                number = (self.exit or {}).get("signal")
+                error = death("DeadProcessError", _death(self.exit), number, self.oom, "the flow's process")
+                error.cell_index, error.execution_count = self.index, self._count()
+                self.outcome.error = error
+            elif self.outcome.error.name in _TIMEOUTS and self.index is not None:
                 self.outcome.error.cell_index = self.index
             _log_error(self.job, self.outcome.error)
             self.job.on_finish(self.outcome)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .forkstreams import MARK
+from .limits import limit_memory
 
 #: Messages sent without marking the streams first (as the engine expects: forkstreams).
 _UNORDERED = frozenset({"pid", "pipes", "fatal"})
@@ -254,6 +255,8 @@ def run_child(sock: socket.socket, request: dict[str, Any], close_others: Callab
 
 
 def _become_the_flow(request: dict[str, Any]) -> None:
+    if request.get("max_memory") is not None:  # this process only: never the zygote or the conductor
+        limit_memory(request["max_memory"])
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C and timeouts: KeyboardInterrupt
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ.clear()
