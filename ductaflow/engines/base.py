@@ -73,8 +73,8 @@ class Execution:
     # wall time of the whole execution, seconds, counted from the call: past it the flow is stopped
     # and the error is InstanceTimeoutError
     instance_timeout: float | None = None
-    # bytes the flow's process (and what it starts) may allocate; past it allocations fail, so the
-    # flow gets MemoryError and the error is MemoryLimitError
+    # bytes the flow's process (and each process it starts) may allocate beyond what it held before the
+    # first cell (engines.limits); past it allocations fail: MemoryError, and the error is MemoryLimitError
     max_memory: int | None = None
 
 
