@@ -18,6 +18,7 @@ from typing import Any
 from . import rundir
 from .config import normalise_config
 from .engines import DEFAULT_ENGINE, get_engine
+from .engines.limits import check_max_memory, parse_bytes
 from .exceptions import ConfigError, RunDirectoryError
 from .files import shown_path
 from .project import find_project_root
@@ -83,31 +84,21 @@ def make_options(
                       modules, instance_timeout, memory)  # fmt: skip
 
 
-_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
-          "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}  # fmt: skip
-
-
 def memory_limit(value: int | str | None) -> int | None:
     """Bytes for ``max_memory`` given as bytes (``2147483648``) or text (``"2GB"``, ``"512MB"``, ``"1.5G"``).
 
     Units are binary (``1GB`` is 2**30 bytes). Raises ``ValueError`` naming
-    the accepted forms for anything else.
+    the accepted forms for anything else, and :class:`ConfigError` where the
+    limit cannot be enforced (off Linux).
 
     >>> memory_limit("2GB"), memory_limit("512 MB"), memory_limit(None)
     (2147483648, 536870912, None)
     """
     if value is None:
         return None
-    text = str(value).strip().upper().replace(" ", "")
-    number = text.rstrip("KMGTIB")
-    try:
-        size = value if isinstance(value, int) else float(number) * _UNITS[text[len(number) :]]
-    except (ValueError, KeyError):
-        size = 0
-    if not size >= 2**20 or isinstance(value, bool):
-        raise ValueError(f"max_memory must be a size such as '512MB', '2GB' or '1.5G' (at least 1MB), or a "
-                         f"number of bytes; got {value!r}")  # fmt: skip
-    return int(size)
+    size = parse_bytes(value)
+    check_max_memory(size)
+    return size
 
 
 def runs_folder(root: Path, runs_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -116,12 +116,14 @@ def test_run_executes_once_then_skips_until_forced(proj: Path) -> None:
 def test_run_options_name_step_runs_dir_and_html(proj: Path) -> None:
     """--instance, --step, --runs-dir and --no-html decide where the run goes and what it writes."""
     done = cli("run", "flow/ok.py", "-o", "n=2", "--instance", "trial", "--step", "checks",
-               "--runs-dir", "out", "--no-html", "--timeout", "60")  # fmt: skip
+               "--runs-dir", "out", "--no-html", "--timeout", "60", "--instance-timeout", "600",
+               "--max-memory", "2GB")  # fmt: skip
     assert done.returncode == 0, done.stderr
     run_dir = proj / "out" / "checks" / "trial"
     assert seen(run_dir)["config"] == {"n": 2}
     assert not (run_dir / "ok.html").exists()
-    assert record(run_dir)["options"] == {"timeout": 60.0, "export_html": False, "preload": []}
+    assert record(run_dir)["options"] == {"timeout": 60.0, "instance_timeout": 600.0, "max_memory": 2**31,
+                                          "export_html": False, "preload": []}  # fmt: skip
     assert not (proj / "runs").exists()
 
 

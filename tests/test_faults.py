@@ -205,7 +205,7 @@ def test_the_cli_retries_and_reruns_only_the_failed(project, flaky):
     assert second.returncode == 0, second.stdout + second.stderr
     assert tally(project) == ["a", "a", "b", "b", "b"]
     bad = subprocess.run([*sweep, "--max-memory", "lots"], cwd=project, capture_output=True, text=True)
-    assert bad.returncode == 2 and "--max-memory" in bad.stderr and "'2GB'" in bad.stderr
+    assert bad.returncode == 2 and "--max-memory" in bad.stderr and '"2GB"' in bad.stderr
 
 
 def test_force_skips_what_another_conductor_finished_after_the_plan(project, tally_flow):
