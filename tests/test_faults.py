@@ -237,3 +237,45 @@ def wait_for(predicate, timeout: float = 120) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+HANGS = '''\
+# %% tags=["parameters"]
+config = {}
+
+# %%
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # a C call that will not be interrupted, as far as it goes
+with open("started.txt", "w") as fh:
+    fh.write("started")
+time.sleep(3600)
+'''
+
+GREEDY = '''\
+# %% tags=["parameters"]
+config = {}
+
+# %%
+hoard = bytearray(3 * 2**30)
+'''
+
+
+def test_limits_stop_an_instance_and_name_themselves(project):
+    """instance_timeout (retried: a fault) and max_memory (not retried: the flow's MemoryError) in records."""
+    (project / "flow").mkdir()
+    (project / "flow" / "hangs.py").write_text(HANGS)
+    (project / "flow" / "greedy.py").write_text(GREEDY)
+    hung = ductaflow.run_instances("flow/hangs.py", [{"instance_name": "h"}], instance_timeout=2, retries=1,
+                                   progress=False, export_html=False)  # fmt: skip
+    assert list(hung.status) == ["failed"] and list(hung.attempts) == [2]
+    assert hung.error[0] == ("InstanceTimeoutError: the instance did not finish within its instance_timeout "
+                             "of 2 s")  # fmt: skip
+    rec = record(project / RUNS / "hangs" / "h")
+    assert rec["error"]["fault"] is True and rec["options"]["instance_timeout"] == 2
+    greedy = ductaflow.run_instances("flow/greedy.py", [{"instance_name": "g"}], max_memory="512MB",
+                                     retries=1, progress=False, export_html=False)  # fmt: skip
+    assert list(greedy.status) == ["failed"] and list(greedy.attempts) == [1]
+    assert greedy.error[0].startswith("MemoryLimitError: the flow ran out of memory under its max_memory "
+                                      "limit of 512 MB")  # fmt: skip
+    with pytest.raises(ValueError, match="memory size 'lots' is not understood"):
+        ductaflow.run_step_flow("flow/greedy.py", "greedy", "x", {}, max_memory="lots")
