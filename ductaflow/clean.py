@@ -1,11 +1,14 @@
 """Clean: what a runs folder keeps and no longer needs, listed with its size, deleted only when asked.
 
-Four kinds of folder, each found only where ductaflow puts it and only when
+Five kinds of folder, each found only where ductaflow puts it and only when
 it is ductaflow's:
 
 - ``previous``: a kept previous attempt, ``runs/<step>/.ductaflow/previous/<instance>/``
   (the last success, kept while a later attempt runs or after it failed),
   holding its run record;
+- ``attempts``: the unsuccessful attempts kept for an instance,
+  ``runs/<step>/.ductaflow/attempts/<instance>/`` (those a retry tried again,
+  one whose record was unreadable), each holding its config or record;
 - ``debug``: a debug copy written by ``ductaflow open``,
   ``runs/<step>/.debug-<instance>/``, holding its marker;
 - ``not-in-table``: with ``not_in``, an instance directory of the step,
@@ -33,12 +36,12 @@ from typing import Any
 from .debug import DEBUG_PREFIX, is_debug_copy
 from .exceptions import ConfigError, InstanceBusyError, RunDirectoryError
 from .files import rename
-from .rundir import STATE_DIR, is_locked, lock_instance, state_file
+from .rundir import CONFIG_NAME, STATE_DIR, is_locked, lock_instance, state_file
 from .runrecord import RECORD_NAME, read_record
 from .sources import instances_from_table, source_rows
 
 COLUMNS = ["kind", "step", "instance", "path", "bytes", "deleted", "note"]
-KINDS = ("not-in-table", "previous", "debug", "leftover")  # the order rows of one instance are listed in
+KINDS = ("not-in-table", "previous", "attempts", "debug", "leftover")  # the order of one instance's rows
 RUNNING = "running now: kept"
 _TRASH = "deleting-"  # runs/<step>/.ductaflow/deleting-...: a folder being removed
 
@@ -68,6 +71,8 @@ def clean_runs(
     ``instance``, ``path``, ``bytes`` (the files' size), ``deleted`` and
     ``note`` (``running now: kept``, or why it could not be deleted). Kinds:
     ``previous``, a kept previous attempt (``<step>/.ductaflow/previous/``);
+    ``attempts``, an instance's kept unsuccessful attempts
+    (``<step>/.ductaflow/attempts/<instance>/``);
     ``debug``, a debug copy (``<step>/.debug-<instance>/``);
     ``not-in-table``, an instance ``not_in`` does not name; ``leftover``, a
     folder an interrupted clean was removing. Without ``delete`` nothing is
@@ -161,6 +166,7 @@ def _found_in(step: Path, names: set[str] | None) -> list[_Found]:
     state = step / STATE_DIR
     if _real_dir(state):
         found += [_Found("previous", step, p.name, p) for p in _folders(state / "previous") if read_record(p)]
+        found += [_Found("attempts", step, p.name, p) for p in _folders(state / "attempts") if _attempts(p)]
         found += [_Found("leftover", step, "", p) for p in _folders(state) if p.name.startswith(_TRASH)]
     for folder in _folders(step):
         if folder.name.startswith(DEBUG_PREFIX) and is_debug_copy(folder):
@@ -169,7 +175,7 @@ def _found_in(step: Path, names: set[str] | None) -> list[_Found]:
         found += _not_in_table(step, names)
     for item in found:
         item.size = _size(item.path)
-        if item.kind in ("previous", "not-in-table") and _running(step / item.instance):
+        if item.kind in ("previous", "attempts", "not-in-table") and _running(step / item.instance):
             item.note = RUNNING
     return sorted(found, key=lambda i: (i.instance, KINDS.index(i.kind), str(i.path)))
 
@@ -186,6 +192,11 @@ def _not_in_table(step: Path, names: set[str]) -> list[_Found]:
             path=str(step),
         )
     return [_Found("not-in-table", step, f.name, f) for f in instances if f.name.casefold() not in names]
+
+
+def _attempts(folder: Path) -> bool:
+    """Whether ``folder`` holds kept attempts: sub-folders with ductaflow's config or record."""
+    return any((a / CONFIG_NAME).is_file() or (a / RECORD_NAME).is_file() for a in _folders(folder))
 
 
 def _running(run_dir: Path) -> bool:
@@ -233,7 +244,10 @@ def _delete(item: _Found) -> None:
 
 def _set_apart(item: _Found) -> Path:
     """Move ``item`` to a name only clean uses, after checking it is still what was listed."""
-    ours = is_debug_copy(item.path) if item.kind == "debug" else read_record(item.path) is not None
+    if item.kind == "debug":
+        ours = is_debug_copy(item.path)
+    else:
+        ours = _attempts(item.path) if item.kind == "attempts" else read_record(item.path) is not None
     if item.path.is_symlink() or not ours:
         raise RunDirectoryError(f"{item.path} changed since it was listed; left as it is.",
                                 run_dir=str(item.path))  # fmt: skip

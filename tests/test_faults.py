@@ -239,7 +239,7 @@ def wait_for(predicate, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
-HANGS = '''\
+HANGS = """\
 # %% tags=["parameters"]
 config = {}
 
@@ -249,15 +249,15 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)  # a C call that will not be interr
 with open("started.txt", "w") as fh:
     fh.write("started")
 time.sleep(3600)
-'''
+"""
 
-GREEDY = '''\
+GREEDY = """\
 # %% tags=["parameters"]
 config = {}
 
 # %%
 hoard = bytearray(3 * 2**30)
-'''
+"""
 
 
 def test_limits_stop_an_instance_and_name_themselves(project):
@@ -279,3 +279,15 @@ def test_limits_stop_an_instance_and_name_themselves(project):
                                       "limit of 512 MB")  # fmt: skip
     with pytest.raises(ValueError, match="memory size 'lots' is not understood"):
         ductaflow.run_step_flow("flow/greedy.py", "greedy", "x", {}, max_memory="lots")
+
+
+def test_clean_lists_and_deletes_kept_attempts(project, flaky):
+    """The attempts a retry kept are listed by clean with their size, and deleted with delete=True."""
+    run(flaky, [{"instance_name": "a", "die_times": 1}], project, retries=1)
+    kept = project / RUNS / "flaky" / ".ductaflow" / "attempts" / "a"
+    listed = ductaflow.clean_runs(project / RUNS)
+    assert listed[["kind", "instance", "path"]].values.tolist() == [["attempts", "a", str(kept)]]
+    assert listed.bytes[0] > 0 and kept.exists()
+    gone = ductaflow.clean_runs(project / RUNS, delete=True)
+    assert gone.deleted.tolist() == [True] and not kept.exists()
+    assert record(project / RUNS / "flaky" / "a")["status"] == "success"

@@ -125,6 +125,7 @@ def clean(path: Path | None, table: Path | None, name_column: str, grids: tuple[
     """Show, and with --yes delete, what PATH (runs, or runs/<step>) no longer needs.
 
     That is: previous attempts kept in runs/<step>/.ductaflow/previous/,
+    unsuccessful attempts kept in runs/<step>/.ductaflow/attempts/ (retries),
     debug copies written by ductaflow open (runs/<step>/.debug-<instance>/),
     and with --not-in, the instances of one step that a table no longer
     names (named as sweep names them: --name-column, else the values that
