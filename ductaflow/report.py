@@ -96,7 +96,7 @@ th.sorted-asc:after{content:" \\25B2"}
 th.sorted-desc:after{content:" \\25BC"} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .status{padding:1px 6px;border-radius:3px;font-size:.9em} .success{background:#d9f2d9}
 .failed,.crashed{background:#f8d0d0}
-.interrupted,.running{background:#fbeec1} .unknown{background:#e4e4e4}
+.interrupted,.running,.unreadable{background:#fbeec1} .unknown{background:#e4e4e4}
 .counts span{margin-right:1em} .error{color:#a00;font-size:.9em} .controls{margin:.5em 0}
 .controls input,.controls select{margin-right:1em}
 svg.chart{background:#fafafa;border:1px solid #ddd;max-width:100%;height:auto}
@@ -109,7 +109,7 @@ svg.chart text{font:12px system-ui,sans-serif;fill:#333}
 <script>
 "use strict";
 const DATA = JSON.parse(document.getElementById("ductaflow-data").textContent);
-const STATUSES = ["success", "failed", "crashed", "interrupted", "running", "unknown"];
+const STATUSES = ["success", "failed", "crashed", "interrupted", "running", "unreadable record", "unknown"];
 const SUCCEEDED = STATUSES[0];
 const COLLATE = new Intl.Collator(undefined, {numeric: true}).compare;  // "run2" before "run10"
 const LIMIT = 500;  // rows drawn at first; a button draws the rest

@@ -9,7 +9,7 @@ from typing import Any
 from .config import flatten
 from .files import read_json
 from .metrics import read_metrics
-from .rundir import CONFIG_NAME, current_status, find_instances
+from .rundir import CONFIG_NAME, current_status, find_instances, unreadable_record
 from .runrecord import RECORD_NAME, RunStatus, error_line, is_record
 
 BASE_COLUMNS = ["step", "instance", "status", "started", "duration", "run_dir", "error", "note"]
@@ -60,6 +60,8 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
     record, problem = read_json(os.path.join(folder, RECORD_NAME))
     if not is_record(record):
         row["note"] = f"{RECORD_NAME} {problem or 'is not a ductaflow run record'}"
+        if unreadable_record(run_dir) is not None:  # ductaflow's folder: an interrupted attempt
+            row["status"] = "unreadable record"
         return row
     status = current_status(record, run_dir)
     row.update(step=str(record.get("step", row["step"])), status=str(status),

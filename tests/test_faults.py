@@ -144,6 +144,7 @@ def test_an_unreadable_record_is_an_interrupted_attempt(project, flaky, corrupti
     assert "an interrupted attempt" in check.reason
     status = ductaflow.check_instances([project / RUNS])
     assert list(status.status) == ["unreadable record"]
+    assert list(ductaflow.collect(project / RUNS).status) == ["unreadable record"]
 
     again = run(flaky, [{"instance_name": "a"}], project)
     assert list(again.status) == ["success"]
