@@ -13,7 +13,8 @@ it is ductaflow's:
   ``runs/<step>/.debug-<instance>/``, holding its marker;
 - ``not-in-table``: with ``not_in``, an instance directory of the step,
   holding its run record, whose name the table does not give;
-- ``leftover``: a folder a clean was deleting when it stopped.
+- ``leftover``: a folder a clean was deleting when it stopped, or an
+  attempt's directory a killed process was making (``.ductaflow/new-*``).
 
 The rules: a previous attempt or an instance is deleted only under the
 instance's lock, so nothing running is touched (it is listed, ``kept``); no
@@ -36,7 +37,15 @@ from typing import Any
 from .debug import DEBUG_PREFIX, is_debug_copy
 from .exceptions import ConfigError, InstanceBusyError, RunDirectoryError
 from .files import rename
-from .rundir import CONFIG_NAME, STATE_DIR, is_locked, lock_instance, state_file
+from .rundir import (
+    CONFIG_NAME,
+    STAGING_PREFIX,
+    STATE_DIR,
+    is_locked,
+    lock_instance,
+    stale_staging,
+    state_file,
+)
 from .runrecord import RECORD_NAME, read_record
 from .sources import instances_from_table, source_rows
 
@@ -75,7 +84,8 @@ def clean_runs(
     (``<step>/.ductaflow/attempts/<instance>/``);
     ``debug``, a debug copy (``<step>/.debug-<instance>/``);
     ``not-in-table``, an instance ``not_in`` does not name; ``leftover``, a
-    folder an interrupted clean was removing. Without ``delete`` nothing is
+    folder an interrupted clean was removing, or the directory a killed
+    process was making for an attempt. Without ``delete`` nothing is
     touched. An instance or its previous attempt is deleted only under the
     instance's lock: one running is kept. No symbolic link is followed, and
     a folder without ductaflow's run record or debug marker is never listed.
@@ -168,6 +178,8 @@ def _found_in(step: Path, names: set[str] | None) -> list[_Found]:
         found += [_Found("previous", step, p.name, p) for p in _folders(state / "previous") if read_record(p)]
         found += [_Found("attempts", step, p.name, p) for p in _folders(state / "attempts") if _attempts(p)]
         found += [_Found("leftover", step, "", p) for p in _folders(state) if p.name.startswith(_TRASH)]
+        found += [_Found("leftover", step, "", p) for p in stale_staging(step)
+                  if not _running(step / p.name.removeprefix(STAGING_PREFIX).rsplit("-", 2)[0])]  # fmt: skip
     for folder in _folders(step):
         if folder.name.startswith(DEBUG_PREFIX) and is_debug_copy(folder):
             found.append(_Found("debug", step, folder.name.removeprefix(DEBUG_PREFIX), folder))

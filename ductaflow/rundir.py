@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -29,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .exceptions import ConfigError, InstanceBusyError, RunDirectoryError
+from .exceptions import ConfigError, DiskFullError, InstanceBusyError, RunDirectoryError
 from .files import no_space, overwrite_in_place, read_json, rename, write_json_atomic
 from .metrics import fold as fold_metrics
 from .runrecord import RECORD_NAME, RunStatus, is_record, now_iso, read_record, write_record
@@ -116,6 +117,10 @@ def lock_instance(run_dir: Path) -> Any:
             run_dir=str(run_dir),
         ) from None
     except OSError as exc:
+        if no_space(exc):
+            raise DiskFullError(f"the disk is full ({exc.strerror}): cannot create ductaflow's lock for "
+                                f"{run_dir}. Free space on that disk, then run again.",
+                                path=str(path)) from None  # fmt: skip
         raise RunDirectoryError(
             f"cannot create ductaflow's lock for {run_dir} ({type(exc).__name__}: {exc}). "
             "Check that the folder is writable and that no file stands where a folder should be.",
@@ -143,7 +148,7 @@ def is_locked(run_dir: Path) -> bool:
     try:
         with lock_instance(run_dir):
             return False
-    except (InstanceBusyError, RunDirectoryError):
+    except (InstanceBusyError, RunDirectoryError, DiskFullError):
         return True
 
 
@@ -225,8 +230,9 @@ def open_attempt(
     if keep_failed_as is None:
         forget_attempts(run_dir)
     _set_aside(run_dir, keep_failed_as)
-    staging = state_file(run_dir, f"new-{run_dir.name}-{os.getpid()}-{threading.get_ident()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = state_file(run_dir, f"{STAGING_PREFIX}{run_dir.name}-{os.getpid()}-{threading.get_ident()}")
+    for stale in stale_staging(run_dir.parent, run_dir.name):  # a process killed while it staged
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
         write_json_atomic(staging / CONFIG_NAME, config, durable=True)
@@ -309,6 +315,25 @@ def _set_aside(run_dir: Path, keep_failed_as: str | None = None) -> None:
         keep_attempt(run_dir, keep_failed_as)
     else:  # an empty directory or the evidence of an unsuccessful attempt
         shutil.rmtree(run_dir)
+
+
+STAGING_PREFIX = "new-"  # runs/<step>/.ductaflow/new-<instance>-<pid>-<thread>: an attempt being made
+
+
+def stale_staging(step_dir: Path, instance: str | None = None) -> list[Path]:
+    """Staging folders in ``step_dir``'s state folder (of ``instance`` only, when given).
+
+    Under the instance's lock, every staging folder of that instance is a
+    leftover of a process killed while it made the attempt's directory.
+    """
+    pattern = re.compile(rf"{STAGING_PREFIX}(.+)-\d+-\d+")
+    found = []
+    with contextlib.suppress(OSError), os.scandir(state_dir(step_dir)) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_dir(follow_symlinks=False) and instance in (None, match.group(1)):
+                found.append(Path(entry.path))
+    return sorted(found)
 
 
 def keep_attempt(run_dir: Path, name: str) -> Path:

@@ -109,6 +109,8 @@ def run_task(task: Task, stop: threading.Event) -> InstanceRow | None:
     """
     try:
         return _run_locked(task, stop)
+    except DiskFullError as exc:  # its lock could not be made: the next instances' neither
+        return _halt(_row(task, RunStatus.FAILED, error=str(exc).splitlines()[0]))
     except (DuctaflowError, OSError, KeyboardInterrupt) as exc:
         return _row(task, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
     except BaseException as exc:
@@ -335,13 +337,17 @@ def _attempt(task: Task, reason: str, stop: threading.Event, number: int) -> tup
     except KeyboardInterrupt:
         return _row(task, RunStatus.INTERRUPTED, reason, _duration(task), "interrupted by the user"), False
     except DiskFullError as exc:  # the next instances would find no room either
-        row = _row(task, RunStatus.FAILED, reason, error=str(exc).splitlines()[0])
-        row.halt = True
-        return row, False
+        return _halt(_row(task, RunStatus.FAILED, reason, error=str(exc).splitlines()[0])), False
     except (DuctaflowError, OSError) as exc:
         return _row(task, RunStatus.FAILED, reason, error=str(exc).splitlines()[0]), False
     html = str(result.html) if result.html else None
     return _row(task, RunStatus.SUCCESS, reason, result.duration, html=html), False
+
+
+def _halt(row: InstanceRow) -> InstanceRow:
+    """``row``, marked so that the conductor starts no further instance."""
+    row.halt = True
+    return row
 
 
 def _duration(task: Task) -> float | None:

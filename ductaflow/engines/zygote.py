@@ -69,6 +69,9 @@ def serve(path: str) -> None:
         for key, _ in selector.select(timeout=1.0):
             if key.data == "parent" and not os.read(sys.stdin.fileno(), 4096):
                 _stop(children)
+                with contextlib.suppress(OSError):  # a parent killed with -9 cannot remove them
+                    os.unlink(path)
+                    os.rmdir(os.path.dirname(path))
                 os._exit(0)  # at once: tearing down what was preloaded takes longer than the work left
             if key.data == "child":
                 while os.read(wake_read, 4096) == 4096:
