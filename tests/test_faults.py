@@ -308,3 +308,22 @@ def test_a_process_killed_while_it_made_an_attempt_leaves_nothing_for_long(proje
     assert not (state / "new-a-99999-1").exists() and (state / "new-a-1-99999-2").exists()  # not a's
     assert ductaflow.clean_runs(project / RUNS, delete=True).deleted.tolist() == [True]
     assert not [p for p in state.iterdir() if p.name.startswith("new-")]
+
+
+def test_a_conductor_killed_with_9_leaves_no_zygote_behind(project, tally_flow, tmp_path):
+    """kill -9 of a fork-engine conductor: its zygote ends and removes its socket folder from TMPDIR."""
+    import os
+    import signal
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    hold = project / "hold"
+    hold.write_text("")
+    script = conductor_script(project, tally_flow, [{"instance_name": "a", "hold": str(hold)}], engine="fork",
+                              progress=False)  # fmt: skip
+    env = {**os.environ, "TMPDIR": str(temp)}
+    with subprocess.Popen([sys.executable, "-c", script], cwd=project, env=env) as conductor:
+        wait_for(lambda: "a" in tally(project))
+        assert [p.name.startswith("ductaflow-zygote-") for p in temp.iterdir()] == [True]
+        conductor.send_signal(signal.SIGKILL)
+    wait_for(lambda: not list(temp.iterdir()))
