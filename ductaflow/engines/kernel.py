@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import threading
 import time
@@ -26,18 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..flowpath import kernel_code
 from .base import Execution, ExecutionError, Outcome
-from .kernels import CURRENT_PYTHON, CURRENT_PYTHON_LABEL, check_kernel, client_class, kernel_manager
+from .kernels import CURRENT_PYTHON_LABEL, check_kernel, client_class, kernel_manager
+from .kernelstart import ensure_awaited, start_kernel
 from .limits import OomKills, instance_timeout_error, kernel_death, limit_kernel_memory, memory_limit_error
 
-#: For IPython kernels: no history database, and low-level output (subprocesses, C code) written
-#: straight to the run's log rather than also forwarded, which would log it twice.
-_IPYTHON_ARGUMENTS = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.capture_fd_output=False"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CLEAN_EXIT_VALUES = {"", "0", "None"}
 #: Seconds a kernel gets to exit by itself (atexit handlers, file flushes) before it is killed.
 SHUTDOWN_GRACE = 0.5
+#: Seconds to wait, once a cell's reply is in, for the rest of its output (up to the kernel's "idle").
+OUTPUT_GRACE = 4
 
 
 class KernelEngine:
@@ -146,12 +144,14 @@ class _Runner:
             km=kernel_manager(job.kernel_name),
             timeout=job.timeout,
             startup_timeout=job.startup_timeout,
+            iopub_timeout=OUTPUT_GRACE,
             allow_errors=False,
             record_timing=True,
         )
-        client.ductaflow_log, client.ductaflow_echo = job.log, job.echo
-        client.reset_execution_trackers()
         outcome = Outcome(notebook=self.nb)
+        client.ductaflow_log, client.ductaflow_echo = job.log, job.echo
+        client.ductaflow_note = lambda text: self._note(outcome, text)
+        client.reset_execution_trackers()
         job.on_progress(self.nb)
         watcher = asyncio.create_task(self._deadline(asyncio.current_task()))
         try:
@@ -213,37 +213,14 @@ class _Runner:
                 await client.km.shutdown_kernel(now=True)
 
     async def _start(self, client: Any, outcome: Outcome) -> None:
-        env = dict(self.job.env)
-        env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-        folder = self.job.flow_dir
-        if folder is not None and not _ipykernel(client.km, self.job.kernel_name):  # as before: first
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH")) if p)
         try:
-            try:
-                reply = await self._start_kernel(client, env)
-            except _KernelExited:  # most often another process took a port first: try once more
-                await _discard(client)
-                client.km = kernel_manager(self.job.kernel_name)
-                reply = await self._start_kernel(client, env)
-        except Exception as exc:  # the kernel did not start or did not answer
+            reply = await start_kernel(client, self.job, outcome, lambda text: self._note(outcome, text))
+        except Exception as exc:  # no kernel started or answered
             message = f"the kernel could not start: {type(exc).__name__}: {exc}"
             outcome.error = ExecutionError("KernelStartError", message, stop_now=True)
             self._log_error(outcome.error)
             return
         self.nb.metadata["language_info"] = reply["content"].get("language_info", {})
-
-    async def _start_kernel(self, client: Any, env: dict[str, str]) -> dict[str, Any]:
-        job, km = self.job, client.km
-        arguments = _IPYTHON_ARGUMENTS if _ipykernel(km, job.kernel_name) else []
-        if arguments and job.flow_dir is not None:  # once started: a flow named types.py cannot break it
-            arguments = [*arguments, f"--IPKernelApp.exec_lines={kernel_code(str(job.flow_dir))}"]
-        await km.start_kernel(
-            cwd=str(job.cwd), env=env, stdout=job.log, stderr=job.log, extra_arguments=arguments
-        )
-        client.kc = km.client()
-        await _ensure(client.kc.start_channels())
-        client.kc.allow_stdin = False
-        return await _wait_ready(km, client.kc, job.startup_timeout)
 
     async def _cells(self, client: Any, outcome: Outcome) -> None:
         from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -276,6 +253,12 @@ class _Runner:
             if outcome.error is not None or outcome.exited_early:
                 return
 
+    def _note(self, outcome: Outcome, text: str) -> None:
+        """Tell, in the log and the outcome's notes, what the engine worked around."""
+        outcome.notes.append(text)
+        self.job.log.write(f"\n[ductaflow] {text}\n")
+        self.job.log.flush()
+
     def _log_error(self, error: ExecutionError) -> None:
         log = self.job.log
         log.write(f"\n[ductaflow] {error.name}: {error.message}\n")
@@ -293,7 +276,7 @@ class _Runner:
         try:
             if kc is not None and not busy and await km.is_alive():
                 await _flush_open_files(client)
-                await _ensure(kc.shutdown())
+                await ensure_awaited(kc.shutdown())
                 deadline = time.monotonic() + SHUTDOWN_GRACE
                 try:
                     self._finish(outcome)
@@ -333,16 +316,6 @@ del _ductaflow_flush
 """
 
 
-def _ipykernel(km: Any, kernel_name: str | None) -> bool:
-    """Whether the kernel is an IPython kernel (ipykernel), which takes IPython's options."""
-    if kernel_name is CURRENT_PYTHON or km.ipykernel:
-        return True
-    try:
-        return any("ipykernel" in str(part) for part in km.kernel_spec.argv)  # another Python's ipykernel
-    except Exception:  # no readable spec: leave the kernel's arguments alone
-        return False
-
-
 async def _cancel_when_set(stop: threading.Event, task: asyncio.Task[Any]) -> None:
     while not stop.is_set():
         await asyncio.sleep(0.1)
@@ -370,49 +343,6 @@ async def _flush_open_files(client: Any) -> None:
         pass
 
 
-async def _wait_ready(km: Any, kc: Any, startup_timeout: float) -> dict[str, Any]:
-    """Wait for the kernel's kernel_info reply and a live IOPub subscription; return the reply.
-
-    jupyter_client's ``wait_for_ready`` also drains IOPub until a 0.2 s read
-    times out, a fixed 0.2 s per kernel; execution filters IOPub messages by
-    their parent anyway, so stale status messages do no harm.
-    """
-    from queue import Empty
-
-    deadline = time.monotonic() + startup_timeout
-    while True:
-        msg_id = kc.kernel_info()
-        reply = None
-        while reply is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the kernel did not answer within {startup_timeout} s")
-            try:
-                msg = await kc.shell_channel.get_msg(timeout=0.5)
-            except Empty:
-                if not await km.is_alive():
-                    raise _KernelExited("the kernel process exited before it was ready") from None
-                continue
-            if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == msg_id:
-                reply = msg
-        try:  # any IOPub message (welcome, status) proves the subscription is live
-            await kc.iopub_channel.get_msg(timeout=1.0)
-            return reply
-        except Empty:
-            continue
-
-
-class _KernelExited(RuntimeError):
-    """The kernel process ended before answering (for example: a port taken meanwhile)."""
-
-
-async def _discard(client: Any) -> None:
-    if client.kc is not None:
-        client.kc.stop_channels()
-        client.kc = None
-    if client.km.has_kernel:
-        await client.km.shutdown_kernel(now=True)
-
-
 def _cancelled() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
@@ -427,7 +357,3 @@ def _last_traceback(cell: Any) -> str:
         if output.get("output_type") == "error":
             return _ANSI.sub("", "\n".join(output.get("traceback", [])))
     return ""
-
-
-async def _ensure(value: Any) -> Any:
-    return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value

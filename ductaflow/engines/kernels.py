@@ -3,11 +3,21 @@
 The default kernel is an ipykernel on the interpreter ductaflow runs in
 (whatever ``python3`` kernelspec the user has installed), started without
 debugpy; any installed kernel can be asked for by name.
+
+On POSIX the default kernel talks over Unix sockets with names of its own
+rather than TCP ports: a port is picked free in one process and bound later
+by the kernel, so processes starting kernels at once sometimes give two
+kernels one port, and an ipykernel whose IOPub port is taken neither exits
+nor answers (ipykernel 7 hangs in its exit handler).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import uuid
+from collections.abc import Callable
 from typing import IO, Any
 
 from ..exceptions import KernelNotFoundError
@@ -65,6 +75,19 @@ def client_class() -> type:
         class StreamingClient(NotebookClient):  # type: ignore[misc]
             ductaflow_log: IO[str]
             ductaflow_echo: bool
+            ductaflow_note: Callable[[str], None]
+
+            async def _async_poll_for_reply(self, msg_id: str, cell: Any, timeout: Any, output: Any,
+                                            alive: Any) -> Any:  # fmt: skip
+                """nbclient's wait for a cell's reply, noting when its last output did not follow in time."""
+                reply = await super()._async_poll_for_reply(msg_id, cell, timeout, output, alive)
+                if output.cancelled():  # nbclient waited iopub_timeout after the reply, then went on
+                    index = next((i for i, c in enumerate(self.nb.cells) if c is cell), None)
+                    self.ductaflow_note(
+                        f"cell {index}: the kernel's reply came but not the end of its output (its 'idle' "
+                        f"message) within {self.iopub_timeout} s; going on with the output received"
+                    )
+                return reply
 
             def output(self, outs: list, msg: dict, display_id: str, cell_index: int) -> Any:
                 if msg["msg_type"] == "stream":
@@ -82,14 +105,82 @@ def client_class() -> type:
 
 
 def kernel_manager(kernel_name: str | None) -> Any:
+    """A new kernel manager for ``kernel_name``; each call chooses new ports (or socket paths)."""
     from jupyter_client.manager import AsyncKernelManager
 
     kwargs: dict[str, Any] = {}
     if "transport_encryption" in AsyncKernelManager.class_trait_names() and _has_curve():
         kwargs["transport_encryption"] = "auto"  # encrypt where the kernel supports it (ipykernel >= 7)
     if kernel_name is not CURRENT_PYTHON:
-        return AsyncKernelManager(kernel_name=kernel_name, **kwargs)
-    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_current_python_specs(), **kwargs)
+        km = AsyncKernelManager(kernel_name=kernel_name, **kwargs)
+    else:
+        prefix = _ipc_prefix()
+        if prefix is not None:
+            kwargs.update(transport="ipc", ip=prefix)
+        km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=_current_python_specs(), **kwargs)
+    km.client_factory = _kernel_client_class()
+    return km
+
+
+#: Longest socket path prefix used: a Unix socket's path is limited to 104 bytes (macOS), 108 (Linux).
+_MAX_IPC_PREFIX = 90
+
+
+def _ipc_prefix() -> str | None:
+    """A new path prefix for one kernel's Unix sockets in Jupyter's runtime folder; None: use TCP."""
+    if os.name != "posix":
+        return None
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    folder = jupyter_runtime_dir()
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    prefix = os.path.join(folder, f"ductaflow-{uuid.uuid4().hex[:16]}")
+    return prefix if len(prefix) <= _MAX_IPC_PREFIX else None
+
+
+#: How long one wait on a kernel's socket lasts before its state is read again, seconds.
+READ_SLICE = 0.25
+_KERNEL_CLIENT_CLASS: type | None = None
+
+
+def _kernel_client_class() -> type:
+    """jupyter_client's asyncio kernel client, reading its shell and IOPub channels in slices (built once).
+
+    nbclient's stand-in for an ipywidgets ``Output`` sends on the shell socket
+    while a reply is awaited on it; the send can consume the wake-up that
+    the reply's arrival gave, and the wait, without a cell timeout, never
+    ends although the reply is there. A wait of at most ``READ_SLICE`` ends
+    by reading the socket's state, which finds the reply.
+    """
+    global _KERNEL_CLIENT_CLASS
+    if _KERNEL_CLIENT_CLASS is None:
+        from jupyter_client.asynchronous import AsyncKernelClient
+        from jupyter_client.channels import AsyncZMQSocketChannel
+        from traitlets import Type
+
+        class SlicedChannel(AsyncZMQSocketChannel):  # type: ignore[misc]
+            async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+                """The next message, waiting at most ``timeout`` seconds (None: no limit)."""
+                from queue import Empty
+
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while True:
+                    left = READ_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+                    try:
+                        return await super().get_msg(timeout=min(READ_SLICE, left))
+                    except Empty:
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise
+
+        class SlicedKernelClient(AsyncKernelClient):  # type: ignore[misc]
+            shell_channel_class = Type(SlicedChannel)
+            iopub_channel_class = Type(SlicedChannel)
+
+        _KERNEL_CLIENT_CLASS = SlicedKernelClient
+    return _KERNEL_CLIENT_CLASS
 
 
 def _has_curve() -> bool:
