@@ -36,6 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     import signal
 
+    config.addinivalue_line("markers", "slow: takes many minutes; runs only with DUCTAFLOW_SLOW=1")
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
