@@ -159,7 +159,7 @@ class Zygote:
     """One zygote process and the socket it listens on."""
 
     def __init__(self, preload: tuple[str, ...], startup_timeout: float) -> None:
-        self.folder = tempfile.mkdtemp(prefix="ductaflow-zygote-")
+        self.folder = _socket_folder()
         self.path = os.path.join(self.folder, "socket")
         env = {**_ZYGOTE_ENV, **os.environ}
         self.process = subprocess.Popen(
@@ -195,6 +195,18 @@ class Zygote:
         for leftover in (self.path, self.folder):
             with contextlib.suppress(OSError):
                 os.unlink(leftover) if leftover == self.path else os.rmdir(leftover)
+
+
+#: Longest socket path used: a Unix socket's path may not exceed 107 bytes (Linux; 103 on macOS).
+_SOCKET_PATH_MAX = 100
+
+
+def _socket_folder() -> str:
+    """A new private folder for the zygote's socket: in the temporary folder, or /tmp if that is too deep."""
+    for parent in (tempfile.gettempdir(), "/tmp"):
+        if len(os.path.join(parent, "ductaflow-zygote-xxxxxxxx", "socket").encode()) <= _SOCKET_PATH_MAX:
+            return tempfile.mkdtemp(prefix="ductaflow-zygote-", dir=parent)
+    raise ZygoteError("no temporary folder is short enough for a Unix socket path: set TMPDIR to a short one")
 
 
 _ZYGOTES: dict[tuple[str, ...], Zygote] = {}
