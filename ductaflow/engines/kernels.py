@@ -13,6 +13,7 @@ nor answers (ipykernel 7 hangs in its exit handler).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -137,8 +138,37 @@ def _ipc_prefix() -> str | None:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
         return None
+    if folder not in _SWEPT:
+        _SWEPT.add(folder)
+        _remove_stale_sockets(folder)
     prefix = os.path.join(folder, f"ductaflow-{uuid.uuid4().hex[:16]}")
     return prefix if len(prefix) <= _MAX_IPC_PREFIX else None
+
+
+#: Runtime folders already rid of stale sockets by this process.
+_SWEPT: set[str] = set()
+#: Age past which a socket nobody listens on is stale, seconds (a kernel listens as it binds).
+_STALE_AFTER = 60
+
+
+def _remove_stale_sockets(folder: str) -> None:
+    """Remove the sockets of kernels killed with their conductor (kill -9): old, and nobody listening."""
+    import socket
+
+    now = time.time()
+    for entry in os.scandir(folder):
+        if not entry.name.startswith("ductaflow-"):
+            continue
+        try:
+            if now - entry.stat().st_mtime < _STALE_AFTER:
+                continue
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.connect(entry.path)
+        except ConnectionRefusedError:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        except OSError:  # gone meanwhile, not a socket, or not ours to probe
+            continue
 
 
 #: How long one wait on a kernel's socket lasts before its state is read again, seconds.
