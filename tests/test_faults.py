@@ -337,3 +337,13 @@ def test_a_conductor_killed_with_9_leaves_no_zygote_behind(project, tally_flow, 
         conductor.send_signal(signal.SIGKILL)
     wait_for(lambda: not made[0].exists())
     short.rmdir()
+
+
+def test_what_the_engine_worked_around_is_in_the_record(project, flows):
+    """A cell whose end of output never came: the run succeeds and run.json's warnings say so."""
+    result = ductaflow.run_step_flow(flows / "drops_idle.py", "idle", "a", {}, engine="kernel",
+                                     export_html=False)  # fmt: skip
+    assert result.status == "success"
+    [warning] = result.record["warnings"]
+    assert warning.startswith("cell 3: the kernel's reply came but not the end of its output")
+    assert record(result.run_dir)["warnings"] == [warning] and "engine_restarts" not in result.record
