@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         code = run_cli(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # a Ctrl-C just after the command returned: the exit code still says it
+        code = EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 #: Imported before any preload: what every child needs, so no child pays for it.
 BASE_PRELOAD = ("IPython.core.interactiveshell", "ductaflow.inflow", "ductaflow.metrics", "ductaflow.script",
@@ -64,15 +64,14 @@ def serve(path: str) -> None:
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "parent")
     selector.register(wake_read, selectors.EVENT_READ, "child")
-    print(json.dumps({"ready": True}), flush=True)
+    try:
+        print(json.dumps({"ready": True}), flush=True)
+    except OSError:  # the parent is gone already
+        _leave(path, children)
     while True:
         for key, _ in selector.select(timeout=1.0):
             if key.data == "parent" and not os.read(sys.stdin.fileno(), 4096):
-                _stop(children)
-                with contextlib.suppress(OSError):  # a parent killed with -9 cannot remove them
-                    os.unlink(path)
-                    os.rmdir(os.path.dirname(path))
-                os._exit(0)  # at once: tearing down what was preloaded takes longer than the work left
+                _leave(path, children)
             if key.data == "child":
                 while os.read(wake_read, 4096) == 4096:
                     pass
@@ -149,6 +148,19 @@ _ZYGOTE_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
+
+
+def _leave(path: str, children: dict[int, socket.socket]) -> NoReturn:
+    """The parent is gone: stop the children, remove the socket and its folder, exit at once.
+
+    A parent killed with -9 cannot remove them itself; tearing down what was
+    preloaded would take longer than the work left.
+    """
+    _stop(children)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    os._exit(0)
 
 
 class ZygoteError(RuntimeError):
