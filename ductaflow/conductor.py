@@ -44,7 +44,7 @@ from .sources import check_replacement, instances_from_table, source_rows
 from .tasks import (
     Task,
     attempt_id,
-    decide_on,
+    decide,
     last_attempt_failed,
     not_started,
     run_task,
@@ -278,8 +278,8 @@ class _Conductor:
         for plan in plans:
             record = read_record(plan.run_dir)
             plan.seen = attempt_id(record)
-            plan.reason = decide_on(record, plan.run_dir, plan.fingerprint, plan.config, force=self.force,
-                                    lock_held=False) or ""  # fmt: skip
+            plan.reason = decide(record, plan.run_dir, plan.fingerprint, plan.config, force=self.force,
+                                 lock_held=False) or ""  # fmt: skip
             if self.only_failed and plan.reason and not last_attempt_failed(plan.run_dir):
                 plan.reason, plan.skip_reason = "", "last attempt did not fail (only_failed)"
         return plans

@@ -68,18 +68,6 @@ class Task:
 
 
 def decide(
-    run_dir: Path,
-    fingerprint: Fingerprint,
-    config: dict[str, JSONValue],
-    *,
-    force: bool,
-    lock_held: bool,
-) -> str | None:
-    """Why the instance must run, or ``None`` when its last success is up to date."""
-    return decide_on(read_record(run_dir), run_dir, fingerprint, config, force=force, lock_held=lock_held)
-
-
-def decide_on(
     record: dict[str, Any] | None,
     run_dir: Path,
     fingerprint: Fingerprint,
@@ -88,7 +76,7 @@ def decide_on(
     force: bool,
     lock_held: bool,
 ) -> str | None:
-    """:func:`decide` from a record already read."""
+    """Why the instance must run, or ``None`` when its last success (``record``, as read) is up to date."""
     if record is None and (problem := unreadable_record(run_dir)) is not None:
         return f"previous attempt left an unreadable record ({problem})"
     status = current_status(record, run_dir, lock_held=lock_held)
@@ -253,11 +241,12 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
     if lock is None:
         return None if not stop.is_set() else not_started(task)
     with lock:
-        record = read_record(task.run_dir) or {}
+        found = read_record(task.run_dir)
+        record = found or {}
         if record.get("sweep_id") == task.sweep_id:  # an executor's retry (its worker died): not again
             status = current_status(record, task.run_dir, lock_held=True)
             return _died(task, record) if status is RunStatus.CRASHED else _from_record(task, record, status)
-        reason = decide(task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
+        reason = decide(found, task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
         if reason is None or (task.force and _done_since_planned(task, record)):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
         if task.only_failed and not last_attempt_failed(task.run_dir, lock_held=True):

@@ -205,3 +205,12 @@ def result_rows(stdout: str) -> list[dict]:
     """The frame printed by :func:`conductor_script`'s code."""
     line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` no longer exists (it ended and was reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from conftest import REPO
+from conftest import REPO, gone
 
 from ductaflow.engines import Execution, Outcome, get_engine
 from ductaflow.engines.limits import MEMORY_RLIMIT, OomKills, describe_bytes, parse_bytes
@@ -58,15 +58,6 @@ def wait_for(path: Path, timeout: float = 120) -> str:
 
 #: A cell that writes its process id to pid.txt (whole, by a rename) once the flow is in it.
 WRITE_PID = "import os\nopen('pid.tmp', 'w').write(str(os.getpid()))\nos.replace('pid.tmp', 'pid.txt')"
-
-
-def gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended and been reaped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from conftest import FLOWS
+from conftest import FLOWS, gone
 
 import ductaflow
 from ductaflow.engines import Execution, Outcome, get_engine
@@ -113,15 +113,6 @@ def stalling_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stalls: int
     (spec / "kernel.json").write_text(json.dumps(kernelspec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     return counter
-
-
-def gone(pid: int) -> bool:
-    """Whether process ``pid`` no longer exists (killed and reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_a_kernel_that_never_answers_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
