@@ -653,7 +653,7 @@ def signal_trial(
         code: int | None = None
     else:
         code = conductor.wait(60)
-        check_stop(code, time.monotonic() - sent, landed, conductor, problems)
+        check_stop(code, time.monotonic() - sent, landed, sig, conductor, problems)
     settle_processes(project, f"after {sig.name}", problems)
     clean = (sig is not signal.SIGKILL and code == 130) or landed == "after exit"
     statuses = scan_records(project, problems, f"after {sig.name}", stopped_cleanly=clean)
@@ -678,16 +678,26 @@ def where_landed(project: Project, conductor: Conductor, total: int) -> str:
 
 
 def check_stop(
-    code: int | None, latency: float, landed: str, conductor: Conductor, problems: Problems
+    code: int | None,
+    latency: float,
+    landed: str,
+    sig: signal.Signals,
+    conductor: Conductor,
+    problems: Problems,
 ) -> None:
-    """After SIGINT or SIGTERM: exit 130 (0 if it had already finished), promptly."""
+    """After SIGINT or SIGTERM: exit 130 (0 if it had already finished), promptly.
+
+    After the flows, the command may have returned already: it has put back
+    the handlers the process had before (the defaults), so the process, its
+    results recorded, dies of the signal (exit code minus its number).
+    """
     if code is None:
         conductor.kill()
         problems.other.append(
             f"still running 60 s after the signal (landed {landed}), killed; {conductor.tail()}"
         )
         return
-    expected = (0,) if landed == "after exit" else (130, 0) if landed == "after the flows" else (130,)
+    expected = (0,) if landed == "after exit" else (130, 0, -sig) if landed == "after the flows" else (130,)
     if code not in expected:
         problems.other.append(f"exit code {code} after the signal (landed {landed}); {conductor.tail()}")
     limit = PLANNING_STOP_PROMPT_S if landed == "planning" else STOP_PROMPT_S
