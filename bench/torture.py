@@ -30,8 +30,8 @@ every trial, all of which must be 0:
   racing conductors, or started again by the re-run after it had succeeded;
 * leftover processes: any process carrying the trial's environment marker
   (zygote, forked child, kernel) still alive 15 s after its conductors ended;
-* leftover temporary files: ``*.tmp`` anywhere under ``runs/``, ``new-*``
-  staging folders in ``.ductaflow/``;
+* leftover temporary files: ``*.tmp`` anywhere under ``runs/``, staging
+  folders in ``.ductaflow/staging/`` (or ``new-*`` ones of older versions);
 * not completed: an instance whose record is not ``success`` after the re-run;
 * other: an unexpected exit code, a conductor slow to stop after SIGINT or
   SIGTERM, a record left ``running`` by a conductor that stopped cleanly, a
@@ -489,7 +489,7 @@ def scan_records(project: Project, problems: Problems, when: str, *, stopped_cle
 
 
 def scan_leftover_files(project: Project, problems: Problems) -> None:
-    """``*.tmp`` anywhere under runs/, ``new-*`` staging folders, previous attempts of succeeded instances."""
+    """``*.tmp`` anywhere under runs/, staging folders, previous attempts of succeeded instances."""
     runs = project.root / "runs"
     if not runs.exists():
         return
@@ -499,7 +499,7 @@ def scan_leftover_files(project: Project, problems: Problems) -> None:
                 problems.leftover_tmp.append(str(Path(folder, name).relative_to(project.root)))
     state = project.step_dir / ".ductaflow"
     if state.exists():
-        for staging in state.glob("new-*"):
+        for staging in [*state.glob("new-*"), *state.glob("staging/*")]:
             problems.leftover_tmp.append(f"staging folder {staging.relative_to(project.root)}")
         previous = state / "previous"
         for kept in sorted(previous.iterdir()) if previous.exists() else []:

@@ -14,7 +14,7 @@ it is ductaflow's:
 - ``not-in-table``: with ``not_in``, an instance directory of the step,
   holding its run record, whose name the table does not give;
 - ``leftover``: a folder a clean was deleting when it stopped, or an
-  attempt's directory a killed process was making (``.ductaflow/new-*``).
+  attempt's directory a killed process was making (``.ductaflow/staging/``).
 
 The rules: a previous attempt or an instance is deleted only under the
 instance's lock, so nothing running is touched (it is listed, ``kept``); no
@@ -39,7 +39,6 @@ from .exceptions import ConfigError, InstanceBusyError, RunDirectoryError
 from .files import rename
 from .rundir import (
     CONFIG_NAME,
-    STAGING_PREFIX,
     STATE_DIR,
     is_locked,
     lock_instance,
@@ -179,7 +178,7 @@ def _found_in(step: Path, names: set[str] | None) -> list[_Found]:
         found += [_Found("attempts", step, p.name, p) for p in _folders(state / "attempts") if _attempts(p)]
         found += [_Found("leftover", step, "", p) for p in _folders(state) if p.name.startswith(_TRASH)]
         found += [_Found("leftover", step, "", p) for p in stale_staging(step)
-                  if not _running(step / p.name.removeprefix(STAGING_PREFIX).rsplit("-", 2)[0])]  # fmt: skip
+                  if not _running(step / p.name.rsplit("-", 2)[0])]  # fmt: skip
     for folder in _folders(step):
         if folder.name.startswith(DEBUG_PREFIX) and is_debug_copy(folder):
             found.append(_Found("debug", step, folder.name.removeprefix(DEBUG_PREFIX), folder))

@@ -8,6 +8,7 @@ Layout of a runs folder::
         <instance>.lock            held while an attempt runs
         previous/<instance>/       the last successful attempt, kept while a
                                    newer attempt runs or after it failed
+        staging/<instance>-<pid>-<thread>/  an attempt's directory being made, then renamed
         attempts/<instance>/<n>/   the unsuccessful attempts of the latest call that
                                    tried it again (retries), and an attempt whose
                                    record was unreadable, set aside as found
@@ -230,7 +231,7 @@ def open_attempt(
     if keep_failed_as is None:
         forget_attempts(run_dir)
     _set_aside(run_dir, keep_failed_as)
-    staging = state_file(run_dir, f"{STAGING_PREFIX}{run_dir.name}-{os.getpid()}-{threading.get_ident()}")
+    staging = staging_dir(run_dir.parent) / f"{run_dir.name}-{os.getpid()}-{threading.get_ident()}"
     for stale in stale_staging(run_dir.parent, run_dir.name):  # a process killed while it staged
         shutil.rmtree(stale, ignore_errors=True)
     try:
@@ -317,23 +318,28 @@ def _set_aside(run_dir: Path, keep_failed_as: str | None = None) -> None:
         shutil.rmtree(run_dir)
 
 
-STAGING_PREFIX = "new-"  # runs/<step>/.ductaflow/new-<instance>-<pid>-<thread>: an attempt being made
+def staging_dir(step_dir: Path) -> Path:
+    """Where attempts' directories are made (``staging/<instance>-<pid>-<thread>``), to be renamed."""
+    return state_dir(step_dir) / "staging"
 
 
 def stale_staging(step_dir: Path, instance: str | None = None) -> list[Path]:
-    """Staging folders in ``step_dir``'s state folder (of ``instance`` only, when given).
+    """Directories being made in ``step_dir``'s staging folder (of ``instance`` only, when given).
 
-    Under the instance's lock, every staging folder of that instance is a
-    leftover of a process killed while it made the attempt's directory.
+    Under the instance's lock, every one of that instance is a leftover of a
+    process killed while it made the attempt's directory. The folder holds
+    only the attempts being made, so looking costs nothing in a large step.
     """
-    pattern = re.compile(rf"{STAGING_PREFIX}(.+)-\d+-\d+")
     found = []
-    with contextlib.suppress(OSError), os.scandir(state_dir(step_dir)) as entries:
+    with contextlib.suppress(OSError), os.scandir(staging_dir(step_dir)) as entries:
         for entry in entries:
-            match = pattern.fullmatch(entry.name)
+            match = _STAGED.fullmatch(entry.name)
             if match and entry.is_dir(follow_symlinks=False) and instance in (None, match.group(1)):
                 found.append(Path(entry.path))
     return sorted(found)
+
+
+_STAGED = re.compile(r"(.+)-\d+-\d+")  # <instance>-<pid>-<thread>
 
 
 def keep_attempt(run_dir: Path, name: str) -> Path:

@@ -71,7 +71,7 @@ def _state(snapshot: Path) -> dict:
     """What a copy of the runs folder holds: records by instance, leftover temporary files."""
     records = {p.parent.name: json.loads(p.read_text()) for p in snapshot.glob("*/*/run.json")}
     leftovers = [str(p.relative_to(snapshot)) for p in snapshot.rglob("*")
-                 if p.name.endswith(".tmp") or p.name.startswith("new-")]  # fmt: skip
+                 if p.name.endswith(".tmp") or p.parent.name == "staging"]  # fmt: skip
     return {"records": records, "leftovers": leftovers}
 
 

@@ -297,17 +297,18 @@ def test_clean_lists_and_deletes_kept_attempts(project, flaky):
 def test_a_process_killed_while_it_made_an_attempt_leaves_nothing_for_long(project, flaky):
     """A staging folder a kill -9 left goes with the instance's next attempt, and clean lists it."""
     run(flaky, [{"instance_name": "a"}, {"instance_name": "a-1"}], project)
-    state = project / RUNS / "flaky" / ".ductaflow"
-    for name in ("new-a-99999-1", "new-a-1-99999-2"):  # as a process killed inside open_attempt leaves them
+    state = project / RUNS / "flaky" / ".ductaflow" / "staging"  # emptied by every attempt
+    assert list(state.iterdir()) == []
+    for name in ("a-99999-1", "a-1-99999-2"):  # as a process killed inside open_attempt leaves them
         (state / name).mkdir()
         (state / name / ".config.json.99999.1.tmp").write_bytes(b"")
     listed = ductaflow.clean_runs(project / RUNS)
-    assert sorted(listed.path) == [str(state / "new-a-1-99999-2"), str(state / "new-a-99999-1")]
+    assert sorted(listed.path) == [str(state / "a-1-99999-2"), str(state / "a-99999-1")]
     assert set(listed.kind) == {"leftover"}
     run(flaky, [{"instance_name": "a"}], project, force=True)
-    assert not (state / "new-a-99999-1").exists() and (state / "new-a-1-99999-2").exists()  # not a's
+    assert not (state / "a-99999-1").exists() and (state / "a-1-99999-2").exists()  # not a's
     assert ductaflow.clean_runs(project / RUNS, delete=True).deleted.tolist() == [True]
-    assert not [p for p in state.iterdir() if p.name.startswith("new-")]
+    assert list(state.iterdir()) == []
 
 
 @pytest.mark.parametrize("depth", ["short", "too deep for a socket"])

@@ -158,7 +158,7 @@ def test_rerun_never_mixes_attempts(project, flows):
     second = ductaflow.run_step_flow(flows / "ok.py", "ok", "same", {"extra_file": False})
     assert not (second.run_dir / "extra.txt").exists()
     assert json.loads((second.run_dir / "config.json").read_text()) == {"extra_file": False}
-    assert listing(project / "runs" / "ok" / ".ductaflow") == ["previous", "same.lock"]
+    assert listing(project / "runs" / "ok" / ".ductaflow") == ["previous", "same.lock", "staging"]
 
 
 def test_failed_rerun_keeps_last_success(project, flows):
