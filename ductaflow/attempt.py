@@ -22,7 +22,7 @@ from typing import Any
 from . import rundir
 from .config import config_hash
 from .engines import Execution, ExecutionError, Outcome, get_engine
-from .exceptions import DiskFullError, FlowExecutionError
+from .exceptions import FlowExecutionError
 from .files import no_space, shown_path
 from .fingerprint import Fingerprint, why_run
 from .flow import Flow
@@ -94,7 +94,7 @@ class Attempt:
             self._prepare_directory()
         except OSError as exc:
             if no_space(exc):  # nothing was made: the new directory is assembled aside, then renamed
-                raise DiskFullError(_disk_full(exc, self.run_dir), path=exc.filename) from exc
+                raise rundir.disk_full(exc, self.run_dir) from exc
             raise
         nb = None
         try:  # from the 'running' record on, whatever stops the attempt is recorded
@@ -112,7 +112,7 @@ class Attempt:
             if not self.concluded:
                 self._record_crash(nb, exc)
             if no_space(exc):
-                raise DiskFullError(_disk_full(exc, self.run_dir), path=exc.filename) from exc
+                raise rundir.disk_full(exc, self.run_dir) from exc
             raise
         if outcome.interrupt_received:  # the cells had finished: the result stands, the Ctrl-C goes on
             raise KeyboardInterrupt
@@ -259,7 +259,7 @@ class Attempt:
             return
         interrupted = isinstance(exc, KeyboardInterrupt)
         if no_space(exc):
-            error = RunError("DiskFullError", _disk_full(exc, self.run_dir))  # type: ignore[arg-type]
+            error = RunError("DiskFullError", str(rundir.disk_full(exc, self.run_dir)))  # type: ignore[arg-type]
         else:
             error = RunError(type(exc).__name__, str(exc) or "interrupted by the user")
         self.record["error"] = error.as_record()
@@ -348,14 +348,6 @@ class _Log:
 def _interrupted(error: ExecutionError) -> bool:
     """Stopped from outside: Ctrl-C, the stop event, or the flow's process terminated by SIGTERM."""
     return error.interrupted or error.signal == "SIGTERM"
-
-
-def _disk_full(exc: OSError, run_dir: Path) -> str:
-    """What a user reads about a write that found no room: which file, which disk, what to do."""
-    staging = exc.filename and rundir.STATE_DIR in Path(exc.filename).parts  # the directory being made
-    where = shown_path(exc.filename) if exc.filename and not staging else shown_path(run_dir)
-    return (f"the disk is full ({exc.strerror or exc}) writing {where}: free space on the disk holding "
-            f"{shown_path(run_dir.parent.parent)}, then run again; finished instances are kept")  # fmt: skip
 
 
 def _where(cell_index: int | None, error: ExecutionError) -> str:

@@ -280,7 +280,7 @@ class _Conductor:
             plan.seen = attempt_id(record)
             plan.reason = decide(record, plan.run_dir, plan.fingerprint, plan.config, force=self.force,
                                  lock_held=False) or ""  # fmt: skip
-            if self.only_failed and plan.reason and not last_attempt_failed(plan.run_dir):
+            if self.only_failed and plan.reason and not last_attempt_failed(record, plan.run_dir):
                 plan.reason, plan.skip_reason = "", "last attempt did not fail (only_failed)"
         return plans
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError, DiskFullError, InstanceBusyError, RunDirectoryError
-from .files import no_space, overwrite_in_place, read_json, rename, write_json_atomic
+from .files import no_space, overwrite_in_place, read_json, rename, shown_path, write_json_atomic
 from .metrics import fold as fold_metrics
 from .runrecord import RECORD_NAME, RunStatus, is_record, now_iso, read_record, write_record
 
@@ -119,14 +119,25 @@ def lock_instance(run_dir: Path) -> Any:
         ) from None
     except OSError as exc:
         if no_space(exc):
-            raise DiskFullError(f"the disk is full ({exc.strerror}): cannot create ductaflow's lock for "
-                                f"{run_dir}. Free space on that disk, then run again.",
-                                path=str(path)) from None  # fmt: skip
+            raise disk_full(exc, run_dir) from None
         raise RunDirectoryError(
             f"cannot create ductaflow's lock for {run_dir} ({type(exc).__name__}: {exc}). "
             "Check that the folder is writable and that no file stands where a folder should be.",
             run_dir=str(run_dir),
         ) from None
+
+
+def disk_full(exc: OSError, run_dir: Path) -> DiskFullError:
+    """The error for a write about ``run_dir`` that found no room: which file, which disk, what to do.
+
+    A file of ductaflow's own state (the lock, the directory being made) is
+    named by the instance directory, which is what a user knows.
+    """
+    ours = exc.filename is not None and STATE_DIR in Path(exc.filename).parts
+    where = shown_path(exc.filename) if exc.filename is not None and not ours else shown_path(run_dir)
+    return DiskFullError(f"the disk is full ({exc.strerror or exc}) writing {where}: free space on the disk "
+                         f"holding {shown_path(run_dir.parent.parent)}, then run again; finished instances "
+                         "are kept", path=exc.filename or str(run_dir))  # fmt: skip
 
 
 class _HeldLock:

@@ -249,7 +249,7 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
         reason = decide(found, task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
         if reason is None or (task.force and _done_since_planned(task, record)):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
-        if task.only_failed and not last_attempt_failed(task.run_dir, lock_held=True):
+        if task.only_failed and not last_attempt_failed(found, task.run_dir, lock_held=True):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
         return _attempts(task, reason, stop)
 
@@ -258,9 +258,9 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
 FAILED_STATES = frozenset({RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INTERRUPTED})
 
 
-def last_attempt_failed(run_dir: Path, *, lock_held: bool = False) -> bool:
-    """Whether the instance's last attempt failed, crashed, was interrupted or left an unreadable record."""
-    record = read_record(run_dir)
+def last_attempt_failed(record: dict[str, Any] | None, run_dir: Path, *, lock_held: bool = False) -> bool:
+    """Whether the instance's last attempt (``record``, as read) failed, crashed, was interrupted or left
+    an unreadable record."""
     if record is None:
         return unreadable_record(run_dir) is not None
     return current_status(record, run_dir, lock_held=lock_held) in FAILED_STATES

@@ -156,9 +156,7 @@ class _Runner:
         watcher = asyncio.create_task(self._deadline(asyncio.current_task()))
         try:
             await self._start(client, outcome)
-            if outcome.error is not None:
-                outcome.error.fault = True  # the kernel did not start or answer
-            else:
+            if outcome.error is None:
                 self._watch_process(client, outcome)
             if outcome.error is None:
                 await self._cells(client, outcome)
@@ -217,7 +215,7 @@ class _Runner:
             reply = await start_kernel(client, self.job, outcome, lambda text: self._note(outcome, text))
         except Exception as exc:  # no kernel started or answered
             message = f"the kernel could not start: {type(exc).__name__}: {exc}"
-            outcome.error = ExecutionError("KernelStartError", message, stop_now=True)
+            outcome.error = ExecutionError("KernelStartError", message, stop_now=True, fault=True)
             self._log_error(outcome.error)
             return
         self.nb.metadata["language_info"] = reply["content"].get("language_info", {})

@@ -29,6 +29,7 @@ taken for the killer's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import signal
 import sys
@@ -222,7 +223,6 @@ def _cgroup_counters(pid: int) -> list[Path]:
     """The OOM-kill counters of ``pid``'s memory cgroup, nearest first (cgroup v1, then v2)."""
     try:
         memberships = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
         return []
     found: list[Path] = []
@@ -231,12 +231,20 @@ def _cgroup_counters(pid: int) -> list[Path]:
             number, controllers, path = line.split(":", 2)
             ours = "memory" in controllers.split(",") if version == 1 else number == "0" and not controllers
             if ours:
-                found += _nearest(path, _cgroup_mounts(mounts, version), counters)
+                found += _nearest(path, _cgroup_mounts(version), counters)
     return found
 
 
-def _cgroup_mounts(mounts: list[str], version: int) -> list[tuple[str, str]]:
-    """(root, mount point) of each mount of the cgroup v1 memory hierarchy, or of cgroup v2."""
+@functools.cache
+def _cgroup_mounts(version: int) -> list[tuple[str, str]]:
+    """(root, mount point) of each mount of the cgroup v1 memory hierarchy, or of cgroup v2.
+
+    Read once per process: cgroup hierarchies are mounted at boot.
+    """
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
     found = []
     for line in mounts:
         fields, _, rest = line.partition(" - ")
