@@ -324,7 +324,6 @@ def test_a_conductor_killed_with_9_leaves_no_zygote_behind(project, tally_flow, 
     short = Path(tempfile.mkdtemp(prefix="df-"))
     temp = short if depth == "short" else project / ("deep" * 30)
     temp.mkdir(exist_ok=True)
-    before = set(Path("/tmp").glob("ductaflow-zygote-*"))
     hold = project / "hold"
     hold.write_text("")
     script = conductor_script(project, tally_flow, [{"instance_name": "a", "hold": str(hold)}], engine="fork",
@@ -332,12 +331,25 @@ def test_a_conductor_killed_with_9_leaves_no_zygote_behind(project, tally_flow, 
     env = {**os.environ, "TMPDIR": str(temp)}
     with subprocess.Popen([sys.executable, "-c", script], cwd=project, env=env) as conductor:
         wait_for(lambda: "a" in tally(project))
-        folder = temp if depth == "short" else Path("/tmp")
-        made = [p for p in folder.glob("ductaflow-zygote-*") if p not in before]
-        assert len(made) == 1
+        [folder] = [Path(arguments[4]).parent for arguments in _commands_of_children(conductor.pid)
+                    if arguments[2:4] == ["-m", "ductaflow.engines.zygote"]]  # fmt: skip
+        assert folder.parent == (temp if depth == "short" else Path("/tmp"))
+        assert folder.name.startswith("ductaflow-zygote-") and (folder / "socket").exists()
         conductor.send_signal(signal.SIGKILL)
-    wait_for(lambda: not made[0].exists())
+    wait_for(lambda: not folder.exists())
     short.rmdir()
+
+
+def _commands_of_children(pid: int) -> list[list[str]]:
+    """The command lines of the processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((stat.parent / "cmdline").read_text().rstrip("\0").split("\0"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 def test_what_the_engine_worked_around_is_in_the_record(project, flows):
