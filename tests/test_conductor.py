@@ -227,7 +227,10 @@ def test_kill_9_then_rerun_resumes_exactly_the_unfinished(project, tally_flow):
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=project, stdout=subprocess.DEVNULL)
     runs = project / "runs" / "tally"
     deadline = time.monotonic() + 120
-    while sum((record(d) or {}).get("status") == "success" for d in _instance_dirs(runs)) < 2:
+    while True:  # kill once two have finished and a later one is in flight
+        statuses = [(record(d) or {}).get("status") for d in _instance_dirs(runs)]
+        if statuses.count("success") >= 2 and "running" in statuses:
+            break
         assert time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
