@@ -30,7 +30,7 @@ from .script import load_cli_config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .clean import clean_runs
-    from .conductor import run_instances, sweep
+    from .conductor import run_instances
     from .debug import debug_notebook
     from .executors import dask_client
     from .freshness import InstanceCheck, check_instance, check_instances
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .results import collect
     from .runrecord import RunStatus
     from .scaffold import new_project
+    from .sweeps import sweep
     from .table import read_table
 
 __version__ = "0.1.0"
@@ -48,7 +49,7 @@ _LAZY = {
     "run_notebook": "instance",
     "run_step_flow": "instance",
     "run_instances": "conductor",
-    "sweep": "conductor",
+    "sweep": "sweeps",
     "dask_client": "executors",
     "RunStatus": "runrecord",
     "read_table": "table",
