@@ -1,10 +1,13 @@
 """Fingerprints: what decides whether an instance is up to date, and why it is not.
 
 An instance's fingerprint covers the flow source, the normalised config, the
-content of its declared inputs and the options that change results (the
-kernel). Its parts are stored in ``run.json`` so a later run can say what
-changed: ``flow changed``, ``config changed (param1: 100 -> 200)``,
-``input changed (data/x.csv)``...
+content of its declared inputs, the project modules the flow imports
+(:mod:`ductaflow.projectcode`), the fingerprints of the upstream instances
+it reads (:mod:`ductaflow.upstream`) and the options that change results
+(the kernel). Its parts are stored in ``run.json`` so a later run can say
+what changed: ``flow changed``, ``config changed (param1: 100 -> 200)``,
+``input changed (data/x.csv)``, ``code changed (src/mylib/model.py)``,
+``upstream changed (prep/a)``...
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .config import canonical_json, flatten
 from .config import config_hash as hash_config
 from .exceptions import ConfigError
 from .files import shown_path
+from .projectcode import code_changes
 from .runrecord import RunStatus
 
 _GLOB_CHARS = set("*?[")
@@ -36,12 +40,24 @@ class Fingerprint:
     config_hash: str
     inputs: dict[str, str] = field(default_factory=dict)  # input path -> content hash
     kernel: str = "ductaflow-python"
+    code: dict[str, str] = field(default_factory=dict)  # project module path -> content hash
+    upstream: dict[str, str] = field(default_factory=dict)  # "step/instance" -> its fingerprint
 
     @property
     def parts(self) -> dict[str, Any]:
-        """The parts as stored in ``run.json`` under ``fingerprint_parts``."""
-        return {"flow_sha256": self.flow_sha256, "config_hash": self.config_hash, "inputs": self.inputs,
-                "kernel": self.kernel}  # fmt: skip
+        """The parts as stored in ``run.json`` under ``fingerprint_parts``.
+
+        ``code`` and ``upstream`` appear only when not empty, so a flow that
+        imports no project module and reads no other step keeps the
+        fingerprint it had before they were parts.
+        """
+        parts = {"flow_sha256": self.flow_sha256, "config_hash": self.config_hash, "inputs": self.inputs,
+                 "kernel": self.kernel}  # fmt: skip
+        if self.code:
+            parts["code"] = self.code
+        if self.upstream:
+            parts["upstream"] = self.upstream
+        return parts
 
     @functools.cached_property
     def digest(self) -> str:
@@ -140,6 +156,8 @@ def why_run(
     if old.get("config_hash") != fingerprint.config_hash:
         changes.append(config_changes(old_config, new_config))
     changes += _input_changes(old.get("inputs") or {}, fingerprint.inputs)
+    changes += code_changes(old.get("code") or {}, fingerprint.code)
+    changes += upstream_changes(old.get("upstream") or {}, fingerprint.upstream)
     if old.get("kernel") != fingerprint.kernel:
         changes.append(f"kernel changed ({old.get('kernel')} -> {fingerprint.kernel})")
     return "; ".join(changes) or "fingerprint changed"
@@ -198,6 +216,15 @@ def _input_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     out += [f"input removed ({p})" for p in removed[:_SHOWN_CHANGES]]
     hidden = len(changed) + len(added) + len(removed) - len(out)
     return out + ([f"+{hidden} more input change{'s' * (hidden > 1)}"] if hidden > 0 else [])
+
+
+def upstream_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """``upstream changed (prep/a)``, ``upstream added (prep/b)``, ``upstream removed (prep/c)``."""
+    out = [f"upstream changed ({k})" for k in new if k in old and old[k] != new[k]]
+    out += [f"upstream added ({k})" for k in new if k not in old]
+    out += [f"upstream removed ({k})" for k in old if k not in new]
+    return out[:_SHOWN_CHANGES] + ([f"+{len(out) - _SHOWN_CHANGES} more upstream changes"]
+                                   if len(out) > _SHOWN_CHANGES else [])  # fmt: skip
 
 
 def _short(value: Any, limit: int = 40) -> str:

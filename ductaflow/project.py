@@ -94,3 +94,44 @@ def _ipython() -> object | None:
     if "IPython" not in sys.modules:
         return None
     return sys.modules["IPython"].get_ipython()  # type: ignore[no-any-return]
+
+
+def output_of(step: str, instance: str | None = None) -> Path:
+    """The folder of instance ``instance`` of step ``step``: the results of an upstream step, to read.
+
+    Without ``instance``, the instance of ``step`` named like the one running
+    (``runs/fit/a`` reads ``runs/prep/a``). The folder is looked for in the
+    runs folder of the running instance (ductaflow runs and ``--output-dir``),
+    else in the project's ``runs`` folder. A conductor reads these calls in the
+    flow's code: the upstream instance is then part of this one's
+    fingerprint and must be up to date before it runs.
+
+    Raises ``FileNotFoundError`` naming the folder when the upstream instance
+    does not exist or its last attempt did not succeed.
+    """
+    here = os.environ.get("DUCTAFLOW_RUN_DIR")
+    if instance is None:
+        if not here:
+            raise FileNotFoundError(
+                f"output_of({step!r}) reads the instance named like the running one, and no instance "
+                "is running here (not run by ductaflow or with --output-dir): name it, "
+                f"output_of({step!r}, NAME)."
+            )
+        instance = Path(here).name
+    runs = Path(here).absolute().parent.parent if here else project_root() / "runs"
+    folder = runs / step / instance
+    status = _recorded_status(folder)
+    if status != "success":
+        found = "does not exist" if not folder.is_dir() else f"holds no successful run (status: {status})"
+        raise FileNotFoundError(f"upstream instance {folder} {found}: run step {step!r} for it first.")
+    return folder
+
+
+def _recorded_status(folder: Path) -> str | None:
+    import json
+
+    try:
+        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record.get("status") if isinstance(record, dict) else None
