@@ -31,6 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .clean import clean_runs
     from .conductor import run_instances
+    from .configkeys import config_keys
     from .debug import debug_notebook
     from .executors import dask_client
     from .freshness import InstanceCheck, check_instance, check_instances
@@ -49,6 +50,7 @@ _LAZY = {
     "run_notebook": "instance",
     "run_step_flow": "instance",
     "run_instances": "conductor",
+    "config_keys": "configkeys",
     "sweep": "sweeps",
     "dask_client": "executors",
     "RunStatus": "runrecord",
@@ -97,6 +99,7 @@ __all__ = [
     "check_instances",
     "clean_runs",
     "collect",
+    "config_keys",
     "dask_client",
     "debug_notebook",
     "display_config_summary",

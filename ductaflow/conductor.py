@@ -56,7 +56,7 @@ from .tasks import (
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error", "attempts"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source", "engine",
-            "preload", "instance_timeout", "max_memory"}  # fmt: skip
+            "preload", "instance_timeout", "max_memory", "check_config"}  # fmt: skip
 
 
 STOP_WAIT_S = 60.0  # after Ctrl-C, how long to wait for instances running elsewhere to stop
@@ -203,7 +203,8 @@ class _Conductor:
         plans = []
         instances = instances_from_table(table, name_column=name_column, base_config=base, new_keys=new_keys)
         for name, config in instances:
-            check_config(self.flow.parameters, config, f"{shown_path(self.flow.path)} (instance {name!r})")
+            check_config(self.flow.parameters, config, f"{shown_path(self.flow.path)} (instance {name!r})",
+                         strict=self.options.check_config)  # fmt: skip
             where = f" (instance {name!r})"
             hashes = hasher.hash_inputs(row_inputs(inputs, config, where), where)
             fingerprint = Fingerprint(self.flow.sha256, config_hash(config), hashes, kernel)

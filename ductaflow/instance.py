@@ -45,6 +45,7 @@ def run_step_flow(
     preload: Sequence[str] | None = None,
     instance_timeout: float | None = None,
     max_memory: int | str | None = None,
+    check_config: bool = True,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``runs/<step_name>/<instance_name>/``.
 
@@ -67,6 +68,8 @@ def run_step_flow(
     ``max_memory`` what the flow's process may allocate (``"2GB"``, or
     bytes): an instance stopped by either fails with an error naming the
     limit (``InstanceTimeoutError``, ``MemoryLimitError``).
+    ``check_config=False`` runs a config with keys the flow's parameters
+    cell does not declare, or values of other types than its defaults.
 
     Returns a :class:`RunResult`. Raises :class:`FlowExecutionError` when the
     flow fails (after saving the notebook, HTML and record), and ductaflow
@@ -79,7 +82,7 @@ def run_step_flow(
     """
     options = make_options(project_root, kernel_name, timeout, export_html, log_output, runs_dir,
                            config_source, engine, preload, instance_timeout=instance_timeout,
-                           max_memory=max_memory)  # fmt: skip
+                           max_memory=max_memory, check_config=check_config)  # fmt: skip
     check_name(step_name, "step name")
     check_name(instance_name, "instance name")
     run_dir = options.runs_dir / step_name / instance_name
@@ -102,6 +105,7 @@ def run_notebook(
     preload: Sequence[str] | None = None,
     instance_timeout: float | None = None,
     max_memory: int | str | None = None,
+    check_config: bool = True,
 ) -> RunResult:
     """Execute a flow with ``config`` into ``output_dir``.
 
@@ -116,7 +120,7 @@ def run_notebook(
     """
     options = make_options(project_root, kernel_name, timeout, export_html, log_output, runs_dir,
                            config_source, engine, preload, instance_timeout=instance_timeout,
-                           max_memory=max_memory)  # fmt: skip
+                           max_memory=max_memory, check_config=check_config)  # fmt: skip
     if output_dir is not None:
         run_dir = Path(output_dir).absolute()
         check_name(run_dir.name, "output directory name")
@@ -167,7 +171,8 @@ def prepare_attempt(
     if flow is None:
         flow = read_flow(notebook_file)
         get_engine(options.engine).check(options.kernel_name)
-    check_config(flow.parameters, normalised, shown_path(flow.path, options.project_root))
+    check_config(flow.parameters, normalised, shown_path(flow.path, options.project_root),
+                 strict=options.check_config)  # fmt: skip
     rundir.check_run_dir(run_dir)
     if fingerprint is None:
         fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, options.kernel_label)

@@ -40,6 +40,7 @@ class RunOptions:
     preload: tuple[str, ...] = ()  # modules the engine may import once for many notebooks
     instance_timeout: float | None = None  # wall time of one instance's execution, seconds
     max_memory: int | None = None  # bytes the flow's process may allocate
+    check_config: bool = True  # unknown config keys and wrong types are refused (False: let through)
 
     @property
     def kernel_label(self) -> str:
@@ -60,6 +61,7 @@ def make_options(
     default_engine: str = DEFAULT_ENGINE,
     instance_timeout: float | None = None,
     max_memory: int | str | None = None,
+    check_config: bool = True,
 ) -> RunOptions:
     """Check and gather the options every instance of a call shares.
 
@@ -67,6 +69,8 @@ def make_options(
     ``ductaflow.toml`` (found from ``project_root`` upwards), else default to
     ``default_engine`` and no modules. A ``kernel_name`` without an engine
     chosen anywhere selects the kernel engine: only it runs named kernels.
+    ``check_config=False`` lets configs through with keys the flow's
+    parameters cell does not declare, or values of other types.
     """
     for name, seconds in (("timeout", timeout), ("instance_timeout", instance_timeout)):
         if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
@@ -81,7 +85,7 @@ def make_options(
     runs = runs_folder(root, runs_dir)
     source = normalise_config(config_source) if config_source is not None else None
     return RunOptions(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source, chosen,
-                      modules, instance_timeout, memory)  # fmt: skip
+                      modules, instance_timeout, memory, check_config=bool(check_config))  # fmt: skip
 
 
 def memory_limit(value: int | str | None) -> int | None:

@@ -15,6 +15,12 @@ Two conventions are understood:
   is refused: a run never reports success having ignored a parameter given
   to it. Variables the config leaves out keep the cell's values.
 
+Values are checked against the literal defaults too, by the rules of
+:mod:`ductaflow.configtypes` (a string where the default is a number is
+refused). The comment line ``# ductaflow: no-check-config`` in the cell (or
+``check_config=False`` on the call) turns off the unknown-key and type
+checks; declared keys must still be given.
+
 A cell that assigns nothing (or cannot be parsed) declares nothing. Light
 imports only: script mode checks its config with this.
 """
@@ -25,14 +31,17 @@ import ast
 import pprint
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import closest
+from .configtypes import NO_CHECK_DIRECTIVE, fits, type_name, wrong_type
 from .exceptions import ConfigError
 
 #: Config keys every flow accepts: ductaflow itself reads them.
-RESERVED_KEYS = frozenset({"instance_name"})
+RESERVED_KEYS = frozenset({"instance_name", "ductaflow_seed"})
+_DIRECTIVE = re.compile(r"^\s*#\s*ductaflow:\s*no-check-config\s*$", re.MULTILINE)
+_RESERVED_TYPES = {"ductaflow_seed": 0}  # reserved keys whose values are checked, as against these defaults
 _MAGIC = re.compile(r"^\s*[%!]")
 _SCRIPT_CELL = re.compile(r"^# (?:%%|\+)(?P<options>.*)$")  # percent and light cell markers
 _SCRIPT_END = re.compile(r"^# (?:%%|\+|-)\s*(?:$|\S)")
@@ -48,6 +57,10 @@ class Parameters:
     variables: tuple[str, ...]
     #: The cell assigns ``config``: ductaflow's convention.
     assigns_config: bool
+    #: The literal values the cell assigns to its variables (papermill-style defaults).
+    values: dict[str, Any] = field(default_factory=dict)
+    #: Unknown keys and types are checked: the cell has no ``# ductaflow: no-check-config`` line.
+    checked: bool = True
 
     @property
     def papermill_style(self) -> bool:
@@ -65,6 +78,8 @@ def read_parameters(source: str) -> Parameters:
     {'drift': 0.1}
     >>> read_parameters("alpha = 0.1\\nbeta: int = 2").variables
     ('alpha', 'beta')
+    >>> read_parameters("# ductaflow: no-check-config\\nconfig = {}").checked
+    False
     """
     code = "\n".join(line for line in source.splitlines() if not _MAGIC.match(line))
     try:
@@ -72,15 +87,23 @@ def read_parameters(source: str) -> Parameters:
     except SyntaxError:
         return NOTHING
     names: list[str] = []
+    values: dict[str, Any] = {}
     defaults: dict[str, Any] | None = None
     for node in tree.body:
         for target, value in _assignments(node):
             if target == "config":
                 defaults = _literal_dict(value)
-            elif target not in names:
+                continue
+            if target not in names:
                 names.append(target)
+            literal = _literal(value)
+            if literal is _NOT_LITERAL:
+                values.pop(target, None)
+            else:
+                values[target] = literal
     assigns_config = "config" in {t for node in tree.body for t, _ in _assignments(node)}
-    return Parameters(defaults, tuple(names), assigns_config)
+    checked = not _DIRECTIVE.search(source)
+    return Parameters(defaults, tuple(names), assigns_config, values, checked)
 
 
 def script_parameters(text: str) -> Parameters:
@@ -98,21 +121,84 @@ def script_parameters(text: str) -> Parameters:
     return NOTHING
 
 
-def check_config(parameters: Parameters, config: Mapping[str, Any], flow: str) -> None:
+def check_config(
+    parameters: Parameters, config: Mapping[str, Any], flow: str, *, strict: bool = True
+) -> None:
     """Raise :class:`ConfigError` when ``config`` does not fit what the parameters cell declares.
+
+    ``strict=False`` (``check_config=False`` on a call) or the cell's ``#
+    ductaflow: no-check-config`` line lets unknown keys and other types
+    through; a declared key left out is refused either way, and
+    ``ductaflow_seed``, read by ductaflow, must be an int.
 
     >>> try:
     ...     check_config(read_parameters("config = {'drift': 0.1}"), {"drfit": 0.3}, "flow/x.py")
     ... except ConfigError as exc:
     ...     print(exc)
     config key 'drfit' is not declared by the parameters cell of flow/x.py. Did you mean 'drift'? ...
+    >>> try:
+    ...     check_config(read_parameters("config = {'epochs': 10}"), {"epochs": "10"}, "flow/x.py")
+    ... except ConfigError as exc:
+    ...     print(exc)
+    config key 'epochs' is '10' (str), but the parameters cell of flow/x.py declares it int (default 10). ...
     """
+    for key, default in _RESERVED_TYPES.items():
+        if key in config and not fits(config[key], default):
+            raise wrong_type(key, config[key], default, flow, reserved=True)
+    strict = strict and parameters.checked
     if parameters.defaults:
-        _check_against(parameters.defaults, config, "", flow)
-    elif parameters.papermill_style:
+        _check_against(parameters.defaults, config, "", flow, strict)
+    elif parameters.papermill_style and strict:
         unknown = [k for k in config if k not in parameters.variables and k not in RESERVED_KEYS]
         if unknown:
             raise _not_a_variable(unknown[0], parameters.variables, flow)
+        for key, default in parameters.values.items():
+            if key in config and not fits(config[key], default):
+                raise wrong_type(key, config[key], default, flow)
+
+
+def declared_keys(parameters: Parameters) -> list[dict[str, Any]]:
+    """The keys a parameters cell declares, one dict each: what ``ductaflow.config_keys`` returns.
+
+    Each has ``key`` (dotted for nested sections), ``type`` (as
+    :func:`ductaflow.configtypes.type_name` names it), ``default``,
+    ``required`` (ductaflow's convention: every declared key must be given),
+    ``source`` (``config``: a key of the cell's dict; ``variable``: a
+    papermill-style variable; ``ductaflow``: a reserved key any flow accepts)
+    and ``checked`` (whether its type, and unknown keys beside it, are checked).
+
+    >>> cell = read_parameters("config = {'m': {'a': 1}}")
+    >>> [(k["key"], k["type"], k["default"]) for k in declared_keys(cell)]
+    [('m.a', 'int', 1), ('instance_name', 'str', None), ('ductaflow_seed', 'int', None)]
+    """
+    rows: list[dict[str, Any]] = []
+    if parameters.defaults:
+        _declared_rows(parameters.defaults, "", parameters.checked, rows)
+    elif parameters.papermill_style:
+        for name in parameters.variables:
+            literal = name in parameters.values
+            kind = "" if literal else "any (not a literal)"
+            rows.append(_row(name, parameters.values.get(name), False, "variable", parameters.checked, kind))
+    rows.append(_row("instance_name", None, False, "ductaflow", True, "str"))
+    rows.append(_row("ductaflow_seed", None, False, "ductaflow", True, "int"))
+    return rows
+
+
+def _declared_rows(
+    declared: Mapping[str, Any], prefix: str, checked: bool, rows: list[dict[str, Any]]
+) -> None:
+    for key, default in declared.items():
+        if isinstance(default, dict) and default:
+            _declared_rows(default, f"{prefix}{key}.", checked, rows)
+        else:
+            rows.append(_row(prefix + key, default, True, "config", checked))
+
+
+def _row(
+    key: str, default: Any, required: bool, source: str, checked: bool, kind: str = ""
+) -> dict[str, Any]:
+    return {"key": key, "type": kind or type_name(default), "default": default, "required": required,
+            "source": source, "checked": checked}  # fmt: skip
 
 
 def injected_source(parameters: Parameters, config: Mapping[str, Any]) -> str:
@@ -139,18 +225,27 @@ def _assignments(node: ast.stmt) -> list[tuple[str, ast.expr | None]]:
     return []
 
 
-def _literal_dict(value: ast.expr | None) -> dict[str, Any] | None:
+_NOT_LITERAL = object()
+
+
+def _literal(value: ast.expr | None) -> Any:
     if value is None:
-        return None
+        return _NOT_LITERAL
     try:
-        literal = ast.literal_eval(value)
+        return ast.literal_eval(value)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return None
+        return _NOT_LITERAL
+
+
+def _literal_dict(value: ast.expr | None) -> dict[str, Any] | None:
+    literal = _literal(value)
     return literal if isinstance(literal, dict) and all(isinstance(k, str) for k in literal) else None
 
 
-def _check_against(declared: Mapping[str, Any], config: Mapping[str, Any], prefix: str, flow: str) -> None:
-    for key in config:
+def _check_against(
+    declared: Mapping[str, Any], config: Mapping[str, Any], prefix: str, flow: str, strict: bool
+) -> None:
+    for key in config if strict else ():
         if key not in declared and not (not prefix and key in RESERVED_KEYS):
             raise _undeclared(prefix + key, [prefix + k for k in declared], flow)
     missing = [prefix + k for k in declared if k not in config]
@@ -163,8 +258,10 @@ def _check_against(declared: Mapping[str, Any], config: Mapping[str, Any], prefi
             key=missing[0],
         )
     for key, default in declared.items():
+        if strict and not fits(config[key], default):
+            raise wrong_type(prefix + key, config[key], default, flow)
         if isinstance(default, dict) and default and isinstance(config[key], Mapping):
-            _check_against(default, config[key], f"{prefix}{key}.", flow)
+            _check_against(default, config[key], f"{prefix}{key}.", flow, strict)
 
 
 def _default(declared: Mapping[str, Any], dotted: str, prefix: str) -> Any:
@@ -185,7 +282,8 @@ def _undeclared(key: str, declared: list[str], flow: str) -> ConfigError:
     listing = ", ".join(declared[:20]) + (" ..." if len(declared) > 20 else "")
     return ConfigError(
         f"config key {key!r} is not declared by the parameters cell of {flow}.{hint} "
-        f"Declared keys: {listing}. Fix the key, or add it to the flow's parameters cell.",
+        f"Declared keys: {listing}. Fix the key, or add it to the flow's parameters cell "
+        f"(`{NO_CHECK_DIRECTIVE}` in that cell, or --no-check-config, lets unknown keys through).",
         key=key,
     )
 

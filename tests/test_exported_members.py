@@ -27,6 +27,7 @@ DOCUMENTED = {
     "check_instances",
     "clean_runs",
     "collect",
+    "config_keys",
     "dask_client",
     "debug_notebook",
     "display_config_summary",

@@ -10,6 +10,7 @@ import click
 
 import ductaflow
 
+from ..configkeys import config_help
 from ..console import print_plan, shown
 from ..options import memory_limit
 from .common import CONTEXT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, debug_option
@@ -54,6 +55,9 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--preload", multiple=True, metavar="MODULE",
                      help="A module the engine may import once for many notebooks (fork does), such as "
                           "pandas (default: preload in ductaflow.toml). Repeatable."),
+        click.option("--no-check-config", "check_config", is_flag=True, flag_value=False, default=True,
+                     help="Run configs with keys the flow's parameters cell does not declare, or values of "
+                          "other types than its defaults."),
         debug_option,
     ]  # fmt: skip
     for option in reversed(options):
@@ -76,7 +80,12 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--echo", is_flag=True, help="Also print the flow's output as it runs.")
 @click.option("--report", is_flag=True, help="Refresh runs/index.html (ductaflow report) at the end.")
-def run(flow: Path, instance_name: str | None, replace: bool, echo: bool, **options: Any) -> int:
+@click.option(
+    "--help-config", is_flag=True, help="List the flow's config keys, types and defaults; run nothing."
+)
+def run(
+    flow: Path, instance_name: str | None, replace: bool, echo: bool, help_config: bool, **options: Any
+) -> int:
     """Run one instance of FLOW, unless it is up to date.
 
     The config is --config with the -o overrides applied (without --config,
@@ -93,7 +102,11 @@ def run(flow: Path, instance_name: str | None, replace: bool, echo: bool, **opti
       ductaflow run flow/simulate.py --config config/simulate.json -o drift=0.3 --instance steep
       ductaflow run flow/simulate.py --config config/simulate.json -o drift=0.5 --replace
       ductaflow run flow/analyse.py -o input_csv=data/demand.csv --input input_csv --force
+      ductaflow run flow/simulate.py --help-config
     """
+    if help_config:
+        click.echo(config_help(flow))
+        return EXIT_OK
     return _run_sweep(flow, options, instance_name=instance_name, replace=replace, jobs=1, log_output=echo)
 
 
