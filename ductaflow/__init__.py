@@ -22,7 +22,7 @@ from .exceptions import (
     SchedulerError,
     UnsafeNameError,
 )
-from .inflow import display_config_summary, is_notebook_execution
+from .inflow import display_config_summary, is_notebook_execution, seed
 from .metrics import record, recorded
 from .project import project_path, project_root
 from .script import load_cli_config
@@ -37,9 +37,10 @@ if TYPE_CHECKING:
     from .freshness import InstanceCheck, check_instance, check_instances
     from .instance import RunResult, run_notebook, run_step_flow
     from .report import build_report
-    from .results import collect
+    from .results import aggregate_replicates, collect
     from .runrecord import RunStatus
     from .scaffold import new_project
+    from .spaces import log_uniform, uniform
     from .sweeps import sweep
     from .table import read_table
 
@@ -62,6 +63,9 @@ _LAZY = {
     "clean_runs": "clean",
     "new_project": "scaffold",
     "collect": "results",
+    "aggregate_replicates": "results",
+    "uniform": "spaces",
+    "log_uniform": "spaces",
     "build_report": "report",
 }
 
@@ -94,6 +98,7 @@ __all__ = [
     "SchedulerError",
     "UnsafeNameError",
     "__version__",
+    "aggregate_replicates",
     "build_report",
     "check_instance",
     "check_instances",
@@ -106,6 +111,7 @@ __all__ = [
     "is_notebook_execution",
     "load_cli_config",
     "load_config",
+    "log_uniform",
     "new_project",
     "project_path",
     "project_root",
@@ -115,5 +121,7 @@ __all__ = [
     "run_instances",
     "run_notebook",
     "run_step_flow",
+    "seed",
     "sweep",
+    "uniform",
 ]

@@ -30,6 +30,7 @@ from .notebook import failure_banner, save_notebook, warm_up, write_html
 from .options import RunOptions
 from .project import ROOT_ENV, find_project_root
 from .runrecord import RECORD_NAME, RunError, RunStatus, base_record, git_info, now_iso, read_record
+from .seeds import config_seed
 
 UNKNOWN = object()  # git state not computed yet
 
@@ -82,6 +83,8 @@ class Attempt:
         self.reason: str | None = None  # why it runs, recorded; worked out under the lock when not given
         self.concluded = False  # the final record is written
         self.number = 1  # which attempt of this conductor call: retries keep the earlier ones
+        self.replicate: int | None = None  # which replicate of a row (replicates=N), recorded
+        self.replicate_of: str | None = None  # that row's instance name
 
     def run(self) -> RunResult:
         """Execute the attempt; call with the instance lock held.
@@ -159,6 +162,9 @@ class Attempt:
             self.record["config_source"] = options.config_source
         if self.sweep_id is not None:
             self.record["sweep_id"] = self.sweep_id
+        self.record["seed"] = config_seed(self.config, self.instance)  # what ductaflow.seed() returns
+        if self.replicate is not None:
+            self.record["replicate"], self.record["replicate_of"] = self.replicate, self.replicate_of
         keep_as = None
         if self.number > 1:  # a retry: the attempts before it stay in the step's attempts folder
             keep_as = str(self.number - 1)

@@ -40,7 +40,7 @@ from .options import make_options
 from .parameters import check_config
 from .progress import Display, InstanceRow, count, make_display
 from .runrecord import RunStatus, git_info, now_iso, read_record
-from .sources import instances_from_table
+from .sources import planned_instances
 from .tasks import (
     Task,
     attempt_id,
@@ -83,6 +83,8 @@ def run_instances(
     retries: int = 0,
     retry_on_error: bool = False,
     only_failed: bool = False,
+    replicates: int | None = None,
+    seed: int | None = None,
     **options: Any,
 ) -> Any:
     """Run ``flow`` once per row of ``table`` into ``runs/<step>/<instance>/``; return a DataFrame.
@@ -116,6 +118,11 @@ def run_instances(
     instances whose last attempt failed, crashed or was interrupted (or left
     an unreadable record); the others are skipped, up to date or not.
 
+    ``replicates=N`` runs N instances of each row, ``<row>-r0 … -r{N-1}``,
+    differing only by their seed (``ductaflow.seed()`` in the flow, derived
+    from the instance's name). ``seed`` is the sweep seed those seeds derive
+    from; given, it is put in each config as ``ductaflow_seed``.
+
     ``options`` pass to each instance:
     ``kernel_name``, ``timeout``, ``instance_timeout``, ``max_memory``,
     ``export_html``, ``log_output``, ``runs_dir``, ``config_source``,
@@ -146,6 +153,7 @@ def run_instances(
         raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
     conductor = _Conductor(flow, step_name, jobs, force, project_root, executor, options)
     conductor.retries, conductor.retry_on_error, conductor.only_failed = retries, retry_on_error, only_failed
+    conductor.replicates, conductor.seed = replicates, seed
     plans = conductor.plan(table, name_column, base_config, new_keys, inputs or [])
     if dry_run:
         rows = [InstanceRow(p.name, RunStatus.PENDING if p.reason else RunStatus.SKIPPED,
@@ -191,6 +199,8 @@ class _Conductor:
         self.deferred: list[Task] = []  # held by another process: retried when nothing else is left
         self.finished: SimpleQueue[Future[InstanceRow | None]] = SimpleQueue()  # futures as they finish
         self.retries, self.retry_on_error, self.only_failed = 0, False, False
+        self.replicates: int | None = None  # instances per row (replicates=N)
+        self.seed: int | None = None  # the sweep seed given, put in each config as ductaflow_seed
         self.halted: str | None = None  # why no further instance starts (the disk is full)
 
     def plan(
@@ -201,7 +211,10 @@ class _Conductor:
         kernel = self.options.kernel_label
         step_dir = self.options.runs_dir / self.step
         plans = []
-        instances = instances_from_table(table, name_column=name_column, base_config=base, new_keys=new_keys)
+        planned = planned_instances(table, name_column=name_column, base_config=base, new_keys=new_keys,
+                                    replicates=self.replicates, seed=self.seed)  # fmt: skip
+        instances = [(p.name, p.config) for p in planned]
+        replicas = {p.name: p for p in planned}
         for name, config in instances:
             check_config(self.flow.parameters, config, f"{shown_path(self.flow.path)} (instance {name!r})",
                          strict=self.options.check_config)  # fmt: skip
@@ -211,6 +224,7 @@ class _Conductor:
             plans.append(Task(self.flow, self.step, name, config, fingerprint, step_dir / name, "",
                               self.options, self.force, self.sweep_id, self.started_at, self.git,
                               stop_file=self.stop_file, retries=self.retries,
+                              replicate=replicas[name].replicate, replicate_of=replicas[name].replicate_of,
                               retry_on_error=self.retry_on_error, only_failed=self.only_failed))  # fmt: skip
         for plan in plans:
             record = read_record(plan.run_dir)

@@ -8,6 +8,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .seeds import config_seed
+
+_script_config: list[Mapping[str, Any]] = []  # what load_cli_config last returned in this process
+
 
 def _kernel_shell() -> Any:
     """The IPython shell of the Jupyter kernel this code runs in, or ``None``."""
@@ -38,6 +42,42 @@ def is_notebook_execution() -> bool:
         return True
     config = shell.user_ns.get("config")
     return isinstance(config, Mapping) and len(config) > 0
+
+
+def seed() -> int:
+    """The seed of this instance: an int in ``[0, 2**32)``, stable across re-runs, distinct per instance.
+
+    It is the config's ``ductaflow_seed`` when there is one (the conductor
+    puts it there when given a sweep seed: ``seed=``, ``--seed``), else a
+    hash of sweep seed 0 and the instance's name: the name of the folder the
+    flow runs in (``runs/<step>/<instance>/``, also for a script run with
+    ``--output-dir``), else the config's ``instance_name``, else ``default``
+    (an interactive notebook gets the seed of an instance named ``default``).
+    Pass it to the generators the flow uses, e.g.
+    ``numpy.random.default_rng(ductaflow.seed())``.
+
+    >>> seed() == seed() and 0 <= seed() < 2**32
+    True
+    """
+    config = _flow_config()
+    run_dir = os.environ.get("DUCTAFLOW_RUN_DIR")
+    if run_dir:
+        return config_seed(config, os.path.basename(os.path.normpath(run_dir)))
+    named = config.get("instance_name") if config is not None else None
+    return config_seed(config, str(named) if named else "default")
+
+
+def _flow_config() -> Mapping[str, Any] | None:
+    """The flow's config: the kernel's ``config`` variable, else what ``load_cli_config`` returned."""
+    shell = _kernel_shell()
+    if shell is not None and isinstance(shell.user_ns.get("config"), Mapping):
+        return shell.user_ns["config"]  # type: ignore[no-any-return]
+    return _script_config[-1] if _script_config else None
+
+
+def keep_script_config(config: Mapping[str, Any]) -> None:
+    """Remember the config ``load_cli_config`` returns, for :func:`seed` in script mode."""
+    _script_config[:] = [config]
 
 
 def display_config_summary(config: Mapping[str, Any], title: str = "Configuration") -> None:

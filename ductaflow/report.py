@@ -9,6 +9,9 @@ sorts by any column and filters by text and status, links to each
 instance's report, config and log, and a chart of a chosen metric against a
 chosen config column (at first a metric and a column that vary). The chart
 measures its labels in the page, so they stay inside it whatever the values.
+A step with replicates (``replicates=N``) also gets a table of each
+replicated row: every metric's mean ± standard deviation over its successful
+replicates, and how many there were (:func:`ductaflow.aggregate_replicates`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from .exceptions import ConfigError
 from .files import write_atomic
-from .results import collect_rows
+from .results import aggregate_rows, collect_rows
 
 REPORT_NAME = "index.html"
 
@@ -47,7 +50,8 @@ def build_report(path: str | os.PathLike[str] = "runs", output: str | os.PathLik
         row["links"] = _links(Path(row["run_dir"]), row.pop("_html", None), target.parent)
         steps.setdefault(row["step"], []).append(row)
     data = [{"step": step, "rows": rows, "configs": _columns(rows, "config."),
-             "metrics": _columns(rows, "metric.")} for step, rows in sorted(steps.items())]  # fmt: skip
+             "metrics": _columns(rows, "metric."), "replicates": aggregate_rows(rows)}
+            for step, rows in sorted(steps.items())]  # fmt: skip
     payload = json.dumps(_finite({"steps": data}), ensure_ascii=False, default=str, allow_nan=False)
     for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):  # inert inside <script>
         payload = payload.replace(char, escaped)
@@ -312,11 +316,23 @@ function section(step, parent) {
   filter.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(render, 150); });
   select.addEventListener("change", render);
   sec.append(el("h2", {}, step.step), line, el("div", {"class": "controls"}, filter, select), table, more);
+  if (step.replicates.length) sec.append(...replicateTable(step));
   const plot = chartOf(step);
   if (plot) sec.append(...plot.nodes);
   render();
   parent.append(sec);
   if (plot) plot.draw();  // once on the page: the chart measures its labels
+}
+function replicateTable(step) {  // mean ± std (n) of each metric over each row's successful replicates
+  const head = el("tr", {}, ...["row", "replicates", "succeeded", ...step.metrics].map(c => el("th", {}, c)));
+  const spread = (r, m) => r[m + ".n"] == null ? "" : shown(r[m + ".mean"]) +
+    (r[m + ".std"] == null ? "" : " ± " + shown(r[m + ".std"])) + ` (n=${r[m + ".n"]})`;
+  const body = step.replicates.map(r => el("tr", {"class": "replicate-row", "data-row": r.replicate_of},
+    el("td", {}, r.replicate_of), el("td", {"class": "num"}, r.replicates),
+    el("td", {"class": "num"}, r.succeeded),
+    ...step.metrics.map(m => el("td", {"class": "num", "data-metric": m}, spread(r, m)))));
+  return [el("h3", {}, "Replicates: mean ± std (n) of each metric, per row"),
+          el("table", {"class": "replicates"}, el("thead", {}, head), el("tbody", {}, ...body))];
 }
 function axes(step) {  // what the chart offers, and by default a metric and a config column that vary
   const numeric = c => step.rows.some(r => typeof r[c] === "number");

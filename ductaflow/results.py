@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
-from .config import flatten
+from .config import flatten, is_missing
 from .files import read_json
 from .metrics import read_metrics
 from .rundir import CONFIG_NAME, current_status, find_instances, unreadable_record
 from .runrecord import RECORD_NAME, RunStatus, error_line, is_record
 
-BASE_COLUMNS = ["step", "instance", "status", "started", "duration", "run_dir", "error", "note"]
+BASE_COLUMNS = ["step", "instance", "status", "started", "duration", "run_dir", "error", "note", "seed",
+                "replicate", "replicate_of"]  # fmt: skip
 
 
 def collect(path: str | os.PathLike[str] = "runs", step: str | None = None) -> Any:
     """One row per instance under ``path`` (a runs folder, a step folder or an instance directory).
 
     Columns: step, instance, status, started, duration (seconds), run_dir,
-    error (the failure's first line), note (why a row is incomplete), then
+    error (the failure's first line), note (why a row is incomplete), seed
+    (what ``ductaflow.seed()`` returned), replicate and replicate_of (which
+    replicate of which row, with ``replicates=N``; else empty), then
     every config key as ``config.<key>`` (nested keys dotted) and every metric
     as ``metric.<name>``. ``step`` keeps one step. An instance directory whose
     ``run.json`` is missing or corrupt appears with status ``unknown`` and a
@@ -40,7 +46,9 @@ def collect(path: str | os.PathLike[str] = "runs", step: str | None = None) -> A
     extra = list(dict.fromkeys(k for row in rows for k in row if k not in BASE_COLUMNS))
     configs = [c for c in extra if c.startswith("config.")]
     metrics = [c for c in extra if c.startswith("metric.")]
-    return pd.DataFrame(rows, columns=[*BASE_COLUMNS, *configs, *metrics])
+    frame = pd.DataFrame(rows, columns=[*BASE_COLUMNS, *configs, *metrics])
+    frame["replicate"] = frame["replicate"].astype("Int64")  # whole numbers, empty where not replicated
+    return frame
 
 
 def collect_rows(path: str | os.PathLike[str], step: str | None = None) -> list[dict[str, Any]]:
@@ -53,9 +61,8 @@ def collect_rows(path: str | os.PathLike[str], step: str | None = None) -> list[
 
 def instance_row(run_dir: Path) -> dict[str, Any]:
     """The flat row of one instance directory, as :func:`collect` shows it."""
-    row: dict[str, Any] = {"step": run_dir.parent.name, "instance": run_dir.name, "status": "unknown",
-                           "started": None, "duration": None, "run_dir": os.fspath(run_dir), "error": None,
-                           "note": None}  # fmt: skip
+    row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
+    row.update(step=run_dir.parent.name, instance=run_dir.name, status="unknown", run_dir=os.fspath(run_dir))
     folder = str(run_dir)
     record, problem = read_json(os.path.join(folder, RECORD_NAME))
     if not is_record(record):
@@ -66,7 +73,8 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
     status = current_status(record, run_dir)
     row.update(step=str(record.get("step", row["step"])), status=str(status),
                instance=str(record.get("instance", row["instance"])), started=record.get("started_at"),
-               duration=record.get("duration_s"), error=error_line(record))  # fmt: skip
+               duration=record.get("duration_s"), error=error_line(record), seed=record.get("seed"),
+               replicate=record.get("replicate"), replicate_of=record.get("replicate_of"))  # fmt: skip
     html = (record.get("outputs") or {}).get("html")
     row["_html"] = html if isinstance(html, str) else None  # the instance's own report, for build_report
     config = record.get("config")
@@ -80,3 +88,58 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
             "the process running it stopped without recording an end (killed, or the machine went down)"
         )
     return row
+
+
+def aggregate_replicates(results: Any = "runs", step: str | None = None) -> Any:
+    """Mean and spread of each metric over the replicates of each row; one row per replicated row.
+
+    ``results`` is a :func:`collect` DataFrame, or a path to collect from
+    (``step`` keeps one step). Only successful replicates count. Columns:
+    step, replicate_of (the row), replicates (how many were found),
+    succeeded, every config value the replicates share as ``config.<key>``,
+    then for each numeric metric ``metric.<name>.mean``, ``.std`` (sample
+    standard deviation; empty for fewer than two values) and ``.n``.
+
+    >>> aggregate_replicates("runs").empty  # the example project has no replicates
+    True
+    """
+    import pandas as pd
+
+    if hasattr(results, "to_dict") and hasattr(results, "columns"):
+        records = results.to_dict("records")
+        rows = [{k: None if is_missing(v) else v for k, v in row.items()} for row in records]
+        rows = [row for row in rows if step is None or row.get("step") == step]
+    else:
+        rows = collect_rows(results, step)
+    aggregated = aggregate_rows(rows)
+    columns = list(dict.fromkeys(k for row in aggregated for k in row))
+    return pd.DataFrame(aggregated, columns=columns or ["step", "replicate_of", "replicates", "succeeded"])
+
+
+def aggregate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`aggregate_replicates` over rows of :func:`collect_rows` (plain values), as dicts."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("replicate_of") is not None:
+            groups.setdefault((str(row.get("step")), str(row["replicate_of"])), []).append(row)
+    out = []
+    for (step, of), members in groups.items():
+        done = [r for r in members if r.get("status") == RunStatus.SUCCESS]
+        summary: dict[str, Any] = {"step": step, "replicate_of": of, "replicates": len(members),
+                                   "succeeded": len(done)}  # fmt: skip
+        keys = list(dict.fromkeys(k for r in members for k in r))
+        for key in [k for k in keys if k.startswith("config.")]:
+            if members[0].get(key) is not None and len({repr(r.get(key)) for r in members}) == 1:
+                summary[key] = members[0].get(key)
+        for key in [k for k in keys if k.startswith("metric.")]:
+            values = [float(r[key]) for r in done if _number(r.get(key))]
+            if values:
+                summary[f"{key}.mean"] = statistics.fmean(values)
+                summary[f"{key}.std"] = statistics.stdev(values) if len(values) > 1 else None
+                summary[f"{key}.n"] = len(values)
+        out.append(summary)
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from .config import apply_overrides, load_config_file
 from .exceptions import ConfigError, DuctaflowError
-from .inflow import _kernel_shell, is_notebook_execution
+from .inflow import _kernel_shell, is_notebook_execution, keep_script_config
 from .parameters import check_config, script_parameters
 from .project import project_root
 from .supervisor import child_config_path, run_script
@@ -80,13 +80,16 @@ def load_cli_config(
     global _child_config
     _child_config = child_config_path() or _child_config  # the supervised re-execution: config resolved
     if _child_config is not None:
-        return json.loads(Path(_child_config).read_text(encoding="utf-8"))
-    shell = _kernel_shell()
-    if shell is not None:
+        config = json.loads(Path(_child_config).read_text(encoding="utf-8"))
+    elif (shell := _kernel_shell()) is not None:
         if is_notebook_execution():  # called without the guard: keep the injected config
-            return dict(shell.user_ns["config"])
-        return _interactive_config(default_config_path)
-    return _script_config(default_config_path, description, sys.argv[1:] if argv is None else argv)
+            config = dict(shell.user_ns["config"])
+        else:
+            config = _interactive_config(default_config_path)
+    else:
+        config = _script_config(default_config_path, description, sys.argv[1:] if argv is None else argv)
+    keep_script_config(config)  # ductaflow.seed() reads it in script mode
+    return config
 
 
 def _interactive_config(default_config_path: str | os.PathLike[str] | None) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import itertools
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,14 +39,14 @@ from .config import (
     load_config,
     normalise_config,
 )
-from .exceptions import ConfigError, RunDirectoryError
-from .files import shown_path
-from .fingerprint import config_changes
+from .exceptions import ConfigError
 from .names import check_name
-from .runrecord import read_record
+from .seeds import NamedConfig, replicated
+from .spaces import combinations
 from .table import read_table
 
 _MAX_DERIVED = 80
+_DRAW_DIGITS = 4  # significant digits of a random draw's float in an instance name
 _UNSAFE_CHARS = re.compile(r'[\\/:*?"<>|\s\x00-\x1f\x7f]+')
 _INVISIBLE = {"Cc", "Cf", "Zl", "Zp", "Zs"}  # control, format (zero-width...), separators
 
@@ -187,21 +187,25 @@ def _given_name(name: Any, index: int, column: str) -> str:
     return check_name(text, f"instance name in row {index}")
 
 
-def _derived_names(rows: list[dict[str, Any]]) -> list[str]:
+def _derived_names(rows: list[dict[str, Any]], digits: int | None = None) -> list[str]:
     flat = [dict(flatten(row)) for row in rows]
     columns = list(dict.fromkeys(k for row in flat for k in row))
     varying = [c for c in columns if len({canonical_json({"v": row.get(c)}) for row in flat}) > 1]
     shown = varying or (columns if len(rows) == 1 else [])
     return [
-        check_name(instance_label({c: row.get(c) for c in shown}), "derived instance name") for row in flat
+        check_name(instance_label({c: row.get(c) for c in shown}, digits=digits), "derived instance name")
+        for row in flat
     ]
 
 
-def instance_label(values: Mapping[str, Any]) -> str:
-    """A safe instance name from values: ``param1=100,mode=A`` (long ones cut, with a hash suffix)."""
+def instance_label(values: Mapping[str, Any], *, digits: int | None = None) -> str:
+    """A safe instance name from values: ``param1=100,mode=A`` (long ones cut, with a hash suffix).
+
+    With ``digits``, floats are shown to that many significant digits (a random draw's ``lr=0.001234``).
+    """
     if not values:
         return "default"
-    text = ",".join(f"{key}={_text(value)}" for key, value in values.items())
+    text = ",".join(f"{key}={_text(value, digits)}" for key, value in values.items())
     visible = "".join("_" if unicodedata.category(ch) in _INVISIBLE else ch for ch in text)
     safe = _UNSAFE_CHARS.sub("_", visible).lstrip(".").rstrip(" .") or "default"
     if len(safe) <= _MAX_DERIVED:
@@ -210,7 +214,9 @@ def instance_label(values: Mapping[str, Any]) -> str:
     return f"{safe[: _MAX_DERIVED - 11].rstrip(' .')}-{digest}"
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, digits: int | None = None) -> str:
+    if digits is not None and isinstance(value, float) and math.isfinite(value):
+        value = float(f"{value:.{digits}g}")
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -231,6 +237,26 @@ def _check_unique(names: list[str]) -> None:
         )
 
 
+def planned_instances(
+    table: Any,
+    *,
+    name_column: str = "instance_name",
+    base_config: Mapping[str, Any] | None = None,
+    new_keys: bool = False,
+    replicates: int | None = None,
+    seed: int | None = None,
+) -> list[NamedConfig]:
+    """The instances a conductor call plans: :func:`instances_from_table`, then replicates and seeds.
+
+    ``replicates=N`` makes N instances of each row, ``<row>-r0 … -r{N-1}``;
+    a sweep ``seed`` puts each instance's seed in its config
+    (``ductaflow_seed``, see :mod:`ductaflow.seeds`).
+    """
+    instances = instances_from_table(table, name_column=name_column, base_config=base_config,
+                                     new_keys=new_keys)  # fmt: skip
+    return replicated(instances, replicates, seed)  # distinct names with one suffix each stay distinct
+
+
 def rebuild_configs(source: Mapping[str, Any], root: Path) -> dict[str, dict[str, JSONValue]]:
     """Instance name -> the config it would get today from a recorded ``config_source``.
 
@@ -239,7 +265,9 @@ def rebuild_configs(source: Mapping[str, Any], root: Path) -> dict[str, dict[str
     base, rows = source_rows(source, root)
     name_column = source.get("name_column") or "instance_name"
     # source_rows checked the columns as the sweep did: they hold no key to check again
-    return dict(instances_from_table(rows, name_column=name_column, base_config=base, new_keys=True))
+    planned = planned_instances(rows, name_column=name_column, base_config=base, new_keys=True,
+                                replicates=source.get("replicates"), seed=source.get("seed"))  # fmt: skip
+    return {p.name: p.config for p in planned}
 
 
 def source_rows(
@@ -248,20 +276,22 @@ def source_rows(
     """The base config and the table rows (times the grid) a ``config_source`` describes.
 
     ``source`` holds ``config_file``, ``overrides``, ``table`` (a file, read
-    now), ``grid``, ``instance_name``, ``name_column`` and ``new_keys``, paths
+    now), ``grid``, ``paired``, ``random`` and ``space`` (drawn with
+    ``seed``), ``instance_name``, ``name_column`` and ``new_keys``, paths
     relative to ``root``; ``table`` gives the rows of an in-memory table
     instead. Over a config file, the table's columns must be keys of it unless
     ``new_keys`` is true (a source recorded before ``new_keys`` existed is
-    rebuilt as it was built then: unchecked).
+    rebuilt as it was built then: unchecked); grid, paired and space keys
+    must be keys of it.
     """
     config_file = source.get("config_file")
     base = load_config(_absolute(config_file, root), source.get("overrides") or ())
     name_column = source.get("name_column") or "instance_name"
-    grid = source.get("grid") or {}
+    combos, draw_index = combinations(source)
     if source.get("table"):
         table = read_table(_absolute(source["table"], root))
     if table is None:
-        rows: list[dict[str, Any]] = [{}] if grid else [{name_column: _single_name(source, base)}]
+        rows: list[dict[str, Any]] = [{}] if combos else [{name_column: _single_name(source, base)}]
     else:
         rows = table_rows(table)
         if name_column != "instance_name" and not any(name_column in row for row in rows):
@@ -271,9 +301,11 @@ def source_rows(
         if config_file is not None and not source.get("new_keys", True):
             check_columns(table_columns(table), base, name_column=name_column, table=source.get("table"),
                           base_name=f"the config file {config_file!r}")  # fmt: skip
-    if grid and config_file is not None:
-        _check_grid_keys(grid, base, config_file)
-    return base, _times_grid(rows, grid, name_column)
+    if config_file is not None:
+        for kind in ("grid", "paired", "space"):
+            _check_keys(source.get(kind) or {}, base, config_file, kind)
+    random_names = source.get("random") is not None
+    return base, _times(rows, combos, draw_index if random_names else None, name_column)
 
 
 def _single_name(source: Mapping[str, Any], base: Mapping[str, Any]) -> str:
@@ -289,93 +321,46 @@ def _single_name(source: Mapping[str, Any], base: Mapping[str, Any]) -> str:
     return "default"
 
 
-def check_replacement(
-    run_dir: Path, source: Mapping[str, Any], config: Mapping[str, Any], root: Path
-) -> None:
-    """Refuse to run a single, implicitly named instance where another config's run is.
-
-    Such an instance is named after the config's ``instance_name``, its file or
-    ``default``, not after its values, so ``-o drift=0.5`` would replace the
-    run of ``-o drift=0.3``. The run there is the same experiment when it has
-    ``config``, or when its recorded config file and overrides give ``config``
-    today (the file was edited since: an ordinary re-run). Raises
-    :class:`RunDirectoryError` naming the instance, the difference and both
-    fixes; reads only.
-    """
-    record = read_record(run_dir)
-    if record is None or _same_experiment(record, source, config, root):
-        return
-    old = record.get("config") if isinstance(record.get("config"), Mapping) else {}
-    changes = config_changes(old, config, limit=5).removeprefix("config changed (").removesuffix(")")
-    before, after = dict(flatten(old)), dict(flatten(config))
-    changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
-    suggestion = instance_label(changed) if changed and len(changed) <= 3 else "NAME"
-    raise RunDirectoryError(
-        f"instance {run_dir.name!r} ({shown_path(run_dir, root)}) holds the run of another config: "
-        f"{changes}. {_name_origin(source, config)}, "
-        "not after its values, so this run would replace that one. "
-        f"To keep both, name this one: --instance {suggestion} (instance_name= in Python); "
-        "to replace it: --replace (replace=True).",
-        run_dir=str(run_dir),
-    )
-
-
-def _same_experiment(record: Mapping[str, Any], source: Mapping[str, Any], config: Mapping[str, Any],
-                     root: Path) -> bool:  # fmt: skip
-    if record.get("config") == config:
-        return True
-    old = record.get("config_source")
-    if not isinstance(old, Mapping) or old.get("table") or old.get("grid"):
-        return False  # not a single instance of a config file and overrides: another experiment
-    if old.get("config_file") != source.get("config_file"):
-        return False
-    try:
-        return load_config(_absolute(old.get("config_file"), root), old.get("overrides") or ()) == config
-    except ConfigError:  # its overrides no longer apply to today's file: another experiment
-        return False
-
-
-def _name_origin(source: Mapping[str, Any], config: Mapping[str, Any]) -> str:
-    if config.get("instance_name"):
-        return "It is named by the config's instance_name"
-    if source.get("config_file"):
-        return f"It is named after the config file {source['config_file']!r}"
-    return "It has the default name, given when nothing names it"
-
-
-def _check_grid_keys(grid: Mapping[str, Sequence[Any]], base: dict[str, Any], config_file: str) -> None:
-    """A grid key must exist in the config file, as an override's must: a typo is an error."""
-    for key, values in grid.items():
+def _check_keys(keys: Iterable[str], base: dict[str, Any], config_file: str, kind: str) -> None:
+    """A grid (paired, space) key must exist in the config file, as an override's must: a typo is an error."""
+    for key in keys:
         try:
-            apply_overrides(base, [(key, values[0] if values else None)])
+            apply_overrides(base, [(key, None)])
         except ConfigError as exc:
-            message = str(exc).replace("override key", "grid key", 1)
+            message = str(exc).replace("override key", f"{kind} key", 1)
             raise ConfigError(message.replace("does not exist in the config", f"is not in {config_file}", 1),
                               key=key) from None  # fmt: skip
 
 
-def _times_grid(rows: list[dict[str, Any]], grid: Mapping[str, Sequence[Any]],
-                name_column: str) -> list[dict[str, Any]]:  # fmt: skip
-    """Every row times every grid combination; a named row's name gets the combination appended."""
-    if not grid:
+def _times(rows: list[dict[str, Any]], combos: list[dict[str, Any]], draw_index: list[int] | None,
+           name_column: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Every row times every combination; a named row's name gets the combination appended.
+
+    With random draws (``draw_index``), every row is named here, floats shown to 4 significant digits,
+    and a name met before gets its draw's index (``,draw=7``).
+    """
+    if not combos:
         return rows
-    for key, values in grid.items():
-        if not isinstance(values, Sequence) or isinstance(values, str) or not values:
-            raise ConfigError(f"grid key {key!r} needs a non-empty list of values, got {values!r}.", key=key)
-        seen = [canonical_json({"v": v}) for v in normalise_config({key: list(values)})[key]]
-        if len(set(seen)) < len(seen):
-            raise ConfigError(f"grid key {key!r} lists a value twice ({values!r}); list each value once.",
-                              key=key)  # fmt: skip
-    combos = [
-        normalise_config(dict(zip(grid, values, strict=True))) for values in itertools.product(*grid.values())
-    ]
+    digits = None if draw_index is None else _DRAW_DIGITS
     out = []
     for row in rows:
         for combo in combos:
             merged = {**row, **combo}
             if name_column in row:
-                merged[name_column] = f"{row[name_column]},{instance_label(combo)}"
+                merged[name_column] = f"{row[name_column]},{instance_label(combo, digits=digits)}"
             out.append(merged)
+    if draw_index is not None:
+        named = [name_column in row for row in out]
+        derived = _derived_names([normalise_config(r) for r in out], _DRAW_DIGITS) if not any(named) else []
+        seen: set[str] = set()
+        for at, row in enumerate(out):
+            if not named[at] and not derived:
+                continue  # some rows named, this one not: instances_from_table says so
+            name = row[name_column] if named[at] else derived[at]
+            if name.casefold() in seen:
+                name = check_name(f"{name},draw={draw_index[at % len(combos)]}", "derived instance name")
+            seen.add(name.casefold())
+            row[name_column] = name
     return out
 
 

@@ -65,6 +65,8 @@ class Task:
     only_failed: bool = False  # run only if the last attempt failed, crashed or was interrupted
     skip_reason: str = "unchanged"  # shown for an instance the plan does not run
     seen: str | None = None  # the attempt whose record the plan read (attempt_id)
+    replicate: int | None = None  # which replicate of its row (replicates=N), for the record
+    replicate_of: str | None = None  # that row's instance name
 
 
 def decide(
@@ -318,6 +320,7 @@ def _attempt(task: Task, reason: str, stop: threading.Event, number: int) -> tup
                                   stop=stop, git=task.git, sweep_id=task.sweep_id)  # fmt: skip
         attempt.reason = reason  # recorded in run.json as the reason this attempt runs
         attempt.number = number
+        attempt.replicate, attempt.replicate_of = task.replicate, task.replicate_of
         result = attempt.run()
     except FlowExecutionError as exc:
         error = f"{exc.error_name}: {exc.error_message}".splitlines()[0]

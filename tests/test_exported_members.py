@@ -22,6 +22,7 @@ DOCUMENTED = {
     "SchedulerError",
     "UnsafeNameError",
     "__version__",
+    "aggregate_replicates",
     "build_report",
     "check_instance",
     "check_instances",
@@ -34,6 +35,7 @@ DOCUMENTED = {
     "is_notebook_execution",
     "load_cli_config",
     "load_config",
+    "log_uniform",
     "new_project",
     "project_path",
     "project_root",
@@ -43,7 +45,9 @@ DOCUMENTED = {
     "run_instances",
     "run_notebook",
     "run_step_flow",
+    "seed",
     "sweep",
+    "uniform",
 }
 
 

@@ -15,6 +15,7 @@ from ..console import print_plan, shown
 from ..options import memory_limit
 from .common import CONTEXT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, debug_option
 from .grid import parse_grids
+from .spaces import parse_paired, parse_space
 
 
 def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,6 +48,11 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="With --retries: also try again when the flow raised an exception."),
         click.option("--only-failed", is_flag=True,
                      help="Run only the instances whose last attempt failed, crashed or was interrupted."),
+        click.option("--seed", type=int, metavar="N",
+                     help="Sweep seed: each instance's seed (ductaflow.seed()) derives from it and the "
+                          "instance's name, and is put in its config as ductaflow_seed."),
+        click.option("--replicates", type=click.IntRange(min=1), metavar="N",
+                     help="N instances of each row, <row>-r0 ... -r{N-1}, differing only by their seed."),
         click.option("--kernel", "kernel_name", metavar="NAME",
                      help="An installed Jupyter kernel (default: this Python)."),
         click.option("--engine", metavar="NAME",
@@ -126,6 +132,25 @@ def run(
     help="Values for one key; several --grid give every combination. Repeatable.",
 )
 @click.option(
+    "--zip",
+    "--paired",
+    "paired",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Values for one key, taken together with the other --zip keys' (one instance per position, "
+    "not every combination); all need as many values. Repeatable.",
+)
+@click.option("--random", "draws", type=click.IntRange(min=1), metavar="N",
+              help="N random draws from the --space values, reproducible from --seed.")  # fmt: skip
+@click.option(
+    "--space",
+    "spaces",
+    multiple=True,
+    metavar="KEY=SPEC",
+    help="What --random draws for a key: log:LOW:HIGH (log-uniform), range:LOW:HIGH (uniform; whole "
+    "numbers give whole numbers) or V1,V2,... (one of them). Repeatable.",
+)
+@click.option(
     "--name-column", default="instance_name", show_default=True, help="Table column naming instances."
 )
 @click.option(
@@ -144,9 +169,10 @@ def run(
     help="Run on Dask: local:N (N worker processes here) or tcp://HOST:8786 (a running scheduler). "
     "Needs ductaflow[dask].",
 )
-def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: str, new_keys: bool,
-          jobs: int | None, scheduler: str | None, **options: Any) -> int:  # fmt: skip
-    """Run FLOW for every row of a table and/or every combination of a grid.
+def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], paired: tuple[str, ...], draws: int | None,
+          spaces: tuple[str, ...], name_column: str, new_keys: bool, jobs: int | None, scheduler: str | None,
+          **options: Any) -> int:  # fmt: skip
+    """Run FLOW for every row of a table, every combination of a grid, paired values or random draws.
 
     Each row (and grid combination) is merged over the base config; dotted
     columns or keys (model.alpha) reach into nested sections. Instances are
@@ -155,6 +181,9 @@ def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: s
     naming the closest keys); --new-keys lets the table add keys.
     Only new or changed instances run. Grid values are read as JSON when they
     parse: --grid seed=1,2,3, --grid mode=fast,slow, --grid 'weights=[[1,2],[3,4]]'.
+    --zip lists are taken together (a=1,b=x then a=2,b=y); --random N draws N
+    rows from the --space values, the same for the same --seed. Table rows,
+    grid combinations, zipped rows and draws multiply each other.
 
     \b
     Examples:
@@ -163,15 +192,22 @@ def sweep(flow: Path, table: Path | None, grids: tuple[str, ...], name_column: s
       ductaflow sweep flow/simulate.py --config config/simulate.json --table scenarios.xlsx --dry-run
       ductaflow sweep flow/simulate.py --table scenarios.csv --scheduler local:4
       ductaflow sweep flow/simulate.py --table scenarios.csv --scheduler tcp://login1:8786
+      ductaflow sweep flow/fit.py --random 20 --space lr=log:1e-4:1e-1 --space layers=1,2,3 --seed 7
+      ductaflow sweep flow/fit.py --zip lr=0.1,0.01 --zip epochs=10,50 --replicates 3
     """
-    if table is None and not grids:
-        raise click.UsageError(
-            "sweep needs --table FILE or at least one --grid KEY=V1,V2 (use 'run' for one)."
-        )
+    if table is None and not grids and not paired and draws is None:
+        raise click.UsageError("sweep needs --table FILE, a --grid KEY=V1,V2, a --zip KEY=V1,V2 or "
+                               "--random N with --space KEY=SPEC (use 'run' for one).")  # fmt: skip
+    if (draws is None) != (not spaces):
+        raise click.UsageError("--random N and --space KEY=SPEC go together: N draws from the --space "
+                               "values.")  # fmt: skip
     grid = parse_grids(grids)
     kwargs = {
         "table": table,
         "grid": grid or None,
+        "paired": parse_paired(paired) or None,
+        "random": draws,
+        "space": parse_space(spaces) or None,
         "jobs": jobs,
         "name_column": name_column,
         "new_keys": new_keys,
