@@ -11,6 +11,7 @@ from typing import Any
 from .seeds import config_seed
 
 _script_config: list[Mapping[str, Any]] = []  # what load_cli_config last returned in this process
+_DEBUG_PREFIX = ".debug-"  # ductaflow.debug.DEBUG_PREFIX: instance names never start with a dot
 
 
 def _kernel_shell() -> Any:
@@ -51,7 +52,8 @@ def seed() -> int:
     puts it there when given a sweep seed: ``seed=``, ``--seed``), else a
     hash of sweep seed 0 and the instance's name: the name of the folder the
     flow runs in (``runs/<step>/<instance>/``, also for a script run with
-    ``--output-dir``), else the config's ``instance_name``, else ``default``
+    ``--output-dir``, and the instance's for its debug copy), else the
+    config's ``instance_name``, else ``default``
     (an interactive notebook gets the seed of an instance named ``default``).
     Pass it to the generators the flow uses, e.g.
     ``numpy.random.default_rng(ductaflow.seed())``.
@@ -61,8 +63,9 @@ def seed() -> int:
     """
     config = _flow_config()
     run_dir = os.environ.get("DUCTAFLOW_RUN_DIR")
-    if run_dir:
-        return config_seed(config, os.path.basename(os.path.normpath(run_dir)))
+    if run_dir:  # a debug copy's folder, runs/<step>/.debug-<instance>, draws what the instance drew
+        name = os.path.basename(os.path.normpath(run_dir)).removeprefix(_DEBUG_PREFIX)
+        return config_seed(config, name)
     named = config.get("instance_name") if config is not None else None
     return config_seed(config, str(named) if named else "default")
 

@@ -86,6 +86,16 @@ def test_seed_outside_a_run_comes_from_the_instance_name_or_default(tmp_path: Pa
         assert f"seed {instance_seed(0, name)}" in done.stdout
 
 
+def test_a_debug_copy_draws_the_seed_of_its_instance(tmp_path: Path) -> None:
+    """In runs/<step>/.debug-<instance>/ (a debug notebook's folder), seed() is the instance's seed."""
+    from ductaflow.debug import debug_dir
+
+    env = {**os.environ, "DUCTAFLOW_RUN_DIR": str(debug_dir(tmp_path / "runs" / "s" / "north"))}
+    code = "import ductaflow; print(ductaflow.seed())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(done.stdout) == instance_seed(0, "north")
+
+
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with 2 rows x 3 replicates of the seed flow, run from a config file (config_source)."""
