@@ -22,6 +22,7 @@ from typing import Any
 from . import rundir
 from .config import config_hash
 from .engines import Execution, ExecutionError, Outcome, get_engine
+from .environment import Environment, kernel_environment
 from .exceptions import FlowExecutionError
 from .files import no_space, shown_path
 from .fingerprint import Fingerprint, why_run
@@ -76,6 +77,7 @@ class Attempt:
         self.log_path = run_dir / rundir.LOG_NAME
         self.previous = rundir.previous_attempt_dir(run_dir)
         self.record: dict[str, Any] = {}
+        self.environment: Environment | None = None  # the kernel's, linked into the directory
         self.started = 0.0
         self.html_import: Any = None
         self.git: Any = UNKNOWN
@@ -171,7 +173,18 @@ class Attempt:
             self.record["attempt"] = self.number
             kept = rundir.attempts_dir(self.run_dir)
             self.record["earlier_attempts"] = [str(kept / str(n)) for n in range(1, self.number)]
-        rundir.open_attempt(self.run_dir, self.config, self.record, keep_failed_as=keep_as)
+        self.environment = self._environment()
+        rundir.open_attempt(self.run_dir, self.config, self.record, keep_failed_as=keep_as,
+                            environment=self.environment)  # fmt: skip
+
+    def _environment(self) -> Environment | None:
+        """The kernel's environment, named in the record; ``None`` (and a warning why) when not known."""
+        captured = kernel_environment(self.options.kernel_name)
+        if isinstance(captured, str):
+            self.record.setdefault("warnings", []).append(f"environment not recorded: {captured}")
+            return None
+        self.record["environment"] = captured.summary
+        return captured
 
     def _why(self) -> str:
         """Why a direct call runs the instance: what a conductor would say, else that it runs again."""
@@ -228,7 +241,8 @@ class Attempt:
 
     def _conclude(self, outcome: Outcome) -> RunResult:
         error = outcome.error
-        for warning in rundir.keep_flow_files(self.run_dir, self.config, self.record["started_at"]):
+        for warning in rundir.keep_flow_files(self.run_dir, self.config, self.record["started_at"],
+                                              self.environment):  # fmt: skip
             self.record.setdefault("warnings", []).append(warning)
         if outcome.restarts:
             self.record["engine_restarts"] = outcome.restarts

@@ -45,6 +45,7 @@ from .tasks import (
     Task,
     attempt_id,
     decide,
+    environment_today,
     last_attempt_failed,
     not_started,
     run_task,
@@ -56,7 +57,7 @@ from .tasks import (
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error", "attempts"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source", "engine",
-            "preload", "instance_timeout", "max_memory", "check_config"}  # fmt: skip
+            "preload", "instance_timeout", "max_memory", "check_config", "rerun_on_env_change"}  # fmt: skip
 
 
 STOP_WAIT_S = 60.0  # after Ctrl-C, how long to wait for instances running elsewhere to stop
@@ -226,11 +227,12 @@ class _Conductor:
                               stop_file=self.stop_file, retries=self.retries,
                               replicate=replicas[name].replicate, replicate_of=replicas[name].replicate_of,
                               retry_on_error=self.retry_on_error, only_failed=self.only_failed))  # fmt: skip
+        environment = environment_today(self.options)  # once per call; each success compares its digest
         for plan in plans:
             record = read_record(plan.run_dir)
             plan.seen = attempt_id(record)
             plan.reason = decide(record, plan.run_dir, plan.fingerprint, plan.config, force=self.force,
-                                 lock_held=False) or ""  # fmt: skip
+                                 lock_held=False, environment=environment) or ""  # fmt: skip
             if self.only_failed and plan.reason and not last_attempt_failed(record, plan.run_dir):
                 plan.reason, plan.skip_reason = "", "last attempt did not fail (only_failed)"
         return plans

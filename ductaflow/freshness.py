@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import config_hash
+from .engines.kernels import CURRENT_PYTHON_LABEL
+from .environment import environment_detail, kernel_environment
 from .exceptions import ConfigError, DuctaflowError
 from .fingerprint import InputHasher, config_changes
 from .rundir import current_status, find_instances, layout_root, previous_attempt_dir, unreadable_record
@@ -96,6 +98,7 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
     if basis is None or basis.get("status") != RunStatus.SUCCESS:
         return InstanceCheck(**fields, outdated=True, reason=f"last attempt {status}, no successful run")
     details, changes = _compare(basis, _root(basis, path, cache), fields["instance"], cache)
+    details.append(("environment", _environment(basis, basis_dir)))  # shown, never makes it outdated
     if not succeeded:
         changes.insert(0, f"last attempt {status}")
     unchecked = ("config", UNCHECKED_CONFIG) in details
@@ -195,6 +198,13 @@ def _compare(basis: Mapping[str, Any], root: Path, instance: str,
     kernel = parts.get("kernel") or basis.get("kernel") or f"none ({basis.get('mode', 'unknown')} mode)"
     details.append(("kernel", str(kernel)))
     return details, changes
+
+
+def _environment(basis: Mapping[str, Any], basis_dir: Path) -> str:
+    """``packages unchanged``, or what differs from the environment its kernel has today."""
+    kernel = (basis.get("fingerprint_parts") or {}).get("kernel") or basis.get("kernel")
+    name = None if kernel in (None, CURRENT_PYTHON_LABEL) else str(kernel)
+    return environment_detail(basis, basis_dir, kernel_environment(name))
 
 
 def _orphaned(record: Mapping[str, Any], root: Path, instance: str, cache: _Cache) -> str | None:

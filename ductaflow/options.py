@@ -41,6 +41,7 @@ class RunOptions:
     instance_timeout: float | None = None  # wall time of one instance's execution, seconds
     max_memory: int | None = None  # bytes the flow's process may allocate
     check_config: bool = True  # unknown config keys and wrong types are refused (False: let through)
+    rerun_on_env_change: bool = False  # a success recorded in another environment runs again
 
     @property
     def kernel_label(self) -> str:
@@ -62,6 +63,7 @@ def make_options(
     instance_timeout: float | None = None,
     max_memory: int | str | None = None,
     check_config: bool = True,
+    rerun_on_env_change: bool = False,
 ) -> RunOptions:
     """Check and gather the options every instance of a call shares.
 
@@ -71,6 +73,8 @@ def make_options(
     chosen anywhere selects the kernel engine: only it runs named kernels.
     ``check_config=False`` lets configs through with keys the flow's
     parameters cell does not declare, or values of other types.
+    ``rerun_on_env_change=True`` runs again an instance whose last success
+    recorded another environment (packages, Python, machine) than today's.
     """
     for name, seconds in (("timeout", timeout), ("instance_timeout", instance_timeout)):
         if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
@@ -85,7 +89,8 @@ def make_options(
     runs = runs_folder(root, runs_dir)
     source = normalise_config(config_source) if config_source is not None else None
     return RunOptions(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source, chosen,
-                      modules, instance_timeout, memory, check_config=bool(check_config))  # fmt: skip
+                      modules, instance_timeout, memory, check_config=bool(check_config),
+                      rerun_on_env_change=bool(rerun_on_env_change))  # fmt: skip
 
 
 def memory_limit(value: int | str | None) -> int | None:

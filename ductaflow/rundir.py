@@ -9,6 +9,7 @@ Layout of a runs folder::
         previous/<instance>/       the last successful attempt, kept while a
                                    newer attempt runs or after it failed
         staging/<instance>-<pid>-<thread>/  an attempt's directory being made, then renamed
+        environments/<sha256>.json  each environment.json once, hard-linked into the instances
         attempts/<instance>/<n>/   the unsuccessful attempts of the latest call that
                                    tried it again (retries), and an attempt whose
                                    record was unreadable, set aside as found
@@ -31,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .environment import STORE_NAME, Environment, keep_flow_file, store_environment
 from .exceptions import ConfigError, DiskFullError, InstanceBusyError, RunDirectoryError
 from .files import no_space, overwrite_in_place, read_json, rename, shown_path, write_json_atomic
 from .metrics import fold as fold_metrics
@@ -226,9 +228,17 @@ def check_run_dir(run_dir: Path) -> None:
 
 
 def open_attempt(
-    run_dir: Path, config: dict[str, Any], record: dict[str, Any], *, keep_failed_as: str | None = None
+    run_dir: Path,
+    config: dict[str, Any],
+    record: dict[str, Any],
+    *,
+    keep_failed_as: str | None = None,
+    environment: Environment | None = None,
 ) -> None:
     """Give ``run_dir`` a fresh directory holding only ``config.json`` and ``run.json``.
+
+    With ``environment``, it also holds ``environment.json``, a hard link to
+    the step's one copy of it (:func:`ductaflow.environment.store_environment`).
 
     A previous successful attempt is moved to :func:`previous_attempt_dir`; the
     remains of an unsuccessful one are removed, or kept as
@@ -248,6 +258,8 @@ def open_attempt(
     try:
         staging.mkdir(parents=True)
         write_json_atomic(staging / CONFIG_NAME, config, durable=True)
+        if environment is not None:
+            store_environment(environment, staging, _store(run_dir))
         write_record(staging, record)
         rename(staging, run_dir)
     except BaseException:
@@ -290,11 +302,14 @@ def _overwrite_record(run_dir: Path, record: dict[str, Any], exc: OSError) -> No
         raise exc from None
 
 
-def keep_flow_files(run_dir: Path, config: dict[str, Any], started_at: str) -> list[str]:
-    """A flow that wrote config.json or run.json itself: keep its file as ``*.flow.json``, ours stands.
+def keep_flow_files(
+    run_dir: Path, config: dict[str, Any], started_at: str, environment: Environment | None = None
+) -> list[str]:
+    """A flow that wrote config.json, run.json or environment.json itself: keep its file as ``*.flow.json``.
 
     ``started_at`` tells the attempt's own record from the flow's. Returns a
-    warning per file kept; ``config.json`` is written again if the flow removed it.
+    warning per file kept; ``config.json`` (and ``environment.json``, given
+    ``environment``) is written again if the flow removed it.
     """
     warnings = []
     for name in (CONFIG_NAME, RECORD_NAME):
@@ -308,7 +323,14 @@ def keep_flow_files(run_dir: Path, config: dict[str, Any], started_at: str) -> l
             warnings.append(f"the flow wrote {name}, a name ductaflow uses: kept as {path.stem}.flow.json")
     if not (run_dir / CONFIG_NAME).exists():
         write_json_atomic(run_dir / CONFIG_NAME, config, durable=True)
+    if environment is not None and (kept := keep_flow_file(environment, run_dir, _store(run_dir))):
+        warnings.append(kept)
     return warnings
+
+
+def _store(run_dir: Path) -> Path:
+    """Where the step of ``run_dir`` keeps one file per environment."""
+    return state_dir(run_dir.parent) / STORE_NAME
 
 
 def _set_aside(run_dir: Path, keep_failed_as: str | None = None) -> None:

@@ -46,6 +46,7 @@ _QUIET = 0.2  # seconds without output after which an ended child's pipes are do
 
 def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
     """Run the current script under supervision in ``out_dir``; return its exit code."""
+    from .environment import kernel_environment
     from .project import ROOT_ENV, find_project_root
     from .rundir import CONFIG_NAME, check_run_dir, close_attempt, lock_instance, open_attempt, state_file
     from .runrecord import RunStatus
@@ -58,7 +59,12 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
     with lock_instance(out_dir):
         record = _start_record(out_dir, script, config, command)
         started = time.monotonic()
-        open_attempt(out_dir, config, record)
+        environment = kernel_environment()  # the child runs in this interpreter
+        if isinstance(environment, str):
+            record["warnings"], environment = [f"environment not recorded: {environment}"], None
+        else:
+            record["environment"] = environment.summary
+        open_attempt(out_dir, config, record, environment=environment)
         error_file = state_file(out_dir, f"error-{out_dir.name}-{os.getpid()}.json")
         error_file.unlink(missing_ok=True)
         env.update(

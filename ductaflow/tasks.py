@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import JSONValue
+from .environment import Environment, environment_reason, kernel_environment
 from .exceptions import DiskFullError, DuctaflowError, FlowExecutionError, InstanceBusyError
 from .fingerprint import Fingerprint, why_run
 from .flow import Flow
@@ -77,8 +78,13 @@ def decide(
     *,
     force: bool,
     lock_held: bool,
+    environment: Environment | None = None,
 ) -> str | None:
-    """Why the instance must run, or ``None`` when its last success (``record``, as read) is up to date."""
+    """Why the instance must run, or ``None`` when its last success (``record``, as read) is up to date.
+
+    ``environment`` (:func:`environment_today`) also makes a success recorded
+    in another environment run again: a comparison of digests.
+    """
     if record is None and (problem := unreadable_record(run_dir)) is not None:
         return f"previous attempt left an unreadable record ({problem})"
     status = current_status(record, run_dir, lock_held=lock_held)
@@ -87,7 +93,18 @@ def decide(
     old_config = None
     if record and (record.get("fingerprint_parts") or {}).get("config_hash") != fingerprint.config_hash:
         old_config = record.get("config")
-    return why_run(record, status, fingerprint, old_config, config)
+    reason = why_run(record, status, fingerprint, old_config, config)
+    if reason is None and record is not None and environment is not None:
+        return environment_reason(record, run_dir, environment)
+    return reason
+
+
+def environment_today(options: RunOptions) -> Environment | None:
+    """The environment flows run in now, when ``rerun_on_env_change`` asks to compare it; else ``None``."""
+    if not options.rerun_on_env_change:
+        return None
+    captured = kernel_environment(options.kernel_name)
+    return None if isinstance(captured, str) else captured
 
 
 def run_task(task: Task, stop: threading.Event) -> InstanceRow | None:
@@ -248,7 +265,8 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
         if record.get("sweep_id") == task.sweep_id:  # an executor's retry (its worker died): not again
             status = current_status(record, task.run_dir, lock_held=True)
             return _died(task, record) if status is RunStatus.CRASHED else _from_record(task, record, status)
-        reason = decide(found, task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True)
+        reason = decide(found, task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True,
+                        environment=environment_today(task.options))  # fmt: skip
         if reason is None or (task.force and _done_since_planned(task, record)):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
         if task.only_failed and not last_attempt_failed(found, task.run_dir, lock_held=True):

@@ -17,7 +17,7 @@ import ductaflow
 # that earlier ones made (the step make_data of the example project), as a reader would.
 IN_ORDER = ["config", "settings", "options", "project", "configtypes", "parameters", "configkeys", "seeds",
             "spaces", "inflow", "instance", "conductor", "sweeps", "freshness", "results", "report", "debug",
-            "clean", "scaffold", "executors"]  # fmt: skip
+            "clean", "scaffold", "executors", "envprobe", "environment"]  # fmt: skip
 
 
 def _modules() -> dict[str, object]:

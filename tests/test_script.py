@@ -50,7 +50,8 @@ def test_output_dir_records_the_run(script_project):
     out = run(["flow/header.py", "--output-dir", "runs/header/a"], script_project)
     assert out.returncode == 0, out.stderr
     run_dir = script_project / "runs" / "header" / "a"
-    assert sorted(os.listdir(run_dir)) == ["config.json", "log.txt", "out.json", "run.json"]
+    files = ["config.json", "environment.json", "log.txt", "out.json", "run.json"]
+    assert sorted(os.listdir(run_dir)) == files
     assert json.loads((run_dir / "out.json").read_text()) == {"config": DEFAULT_CONFIG, "cwd": str(run_dir)}
     assert json.loads((run_dir / "config.json").read_text()) == DEFAULT_CONFIG
     rec = record(run_dir)

@@ -48,6 +48,9 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="With --retries: also try again when the flow raised an exception."),
         click.option("--only-failed", is_flag=True,
                      help="Run only the instances whose last attempt failed, crashed or was interrupted."),
+        click.option("--rerun-on-env-change", is_flag=True,
+                     help="Also run an instance whose last success recorded another environment (packages, "
+                          "Python, machine) than today's."),
         click.option("--seed", type=int, metavar="N",
                      help="Sweep seed: each instance's seed (ductaflow.seed()) derives from it and the "
                           "instance's name, and is put in its config as ductaflow_seed."),
