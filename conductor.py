@@ -5,7 +5,7 @@
 # `flow/analyse.py` on each scenario's data into `runs/analyse/<scenario>/`, two
 # at a time. Run it again and only what changed runs: edit a row, the flows or
 # `config/make_data.json`, and just the affected instances execute (an analysis
-# also re-runs when its input CSV changed).
+# also re-runs when the scenario it reads was made again: `upstream`).
 #
 # Run it with `python conductor.py` from the project root, or open it as a
 # notebook and run the cells.
@@ -42,7 +42,8 @@ analyses = pd.DataFrame(
         "window_days": 28,
     }
 )
-analysed = ductaflow.run_instances("flow/analyse.py", analyses, inputs=["input_csv"], jobs=2, report=True)
+# each analysis reads the data made for its scenario: make_data's instance of the same name
+analysed = ductaflow.run_instances("flow/analyse.py", analyses, upstream="make_data", jobs=2, report=True)
 if (analysed.status == "interrupted").any():
     raise SystemExit(130)
 

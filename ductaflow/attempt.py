@@ -164,6 +164,12 @@ class Attempt:
             self.record["config_source"] = options.config_source
         if self.sweep_id is not None:
             self.record["sweep_id"] = self.sweep_id
+        if self.fingerprint.upstream:  # the upstream instances it reads, with the fingerprints it read
+            self.record["upstream"] = [
+                {"step": key.split("/")[0], "instance": key.split("/", 1)[1], "fingerprint": digest,
+                 "run_dir": shown_path(options.runs_dir / key, options.project_root)}
+                for key, digest in self.fingerprint.upstream.items()
+            ]  # fmt: skip
         self.record["seed"] = config_seed(self.config, self.instance)  # what ductaflow.seed() returns
         if self.replicate is not None:
             self.record["replicate"], self.record["replicate_of"] = self.replicate, self.replicate_of

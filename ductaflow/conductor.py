@@ -39,6 +39,7 @@ from .names import check_name
 from .options import make_options
 from .parameters import check_config
 from .progress import Display, InstanceRow, count, make_display
+from .projectcode import flow_code
 from .runrecord import RunStatus, git_info, now_iso, read_record
 from .sources import planned_instances
 from .tasks import (
@@ -54,6 +55,7 @@ from .tasks import (
     stop_file,
     sweep_marker,
 )
+from .upstream import plan_upstream
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error", "attempts"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source", "engine",
@@ -86,6 +88,8 @@ def run_instances(
     only_failed: bool = False,
     replicates: int | None = None,
     seed: int | None = None,
+    upstream: Any = None,
+    with_upstream: bool = False,
     **options: Any,
 ) -> Any:
     """Run ``flow`` once per row of ``table`` into ``runs/<step>/<instance>/``; return a DataFrame.
@@ -124,6 +128,19 @@ def run_instances(
     from the instance's name). ``seed`` is the sweep seed those seeds derive
     from; given, it is put in each config as ``ductaflow_seed``.
 
+    Steps that depend on steps: an instance reading another step's results
+    with :func:`output_of` (``output_of("prep")``: the instance of step
+    ``prep`` named like it) has that upstream instance's fingerprint in its
+    own, found by reading the flow's code. ``upstream`` declares more, or
+    other, upstream instances: a step name, a list of ``"step"`` or
+    ``"step/instance"``, or ``{"prep": "{dataset}"}`` (templates filled in
+    with ``{instance}`` and config keys). An upstream instance that is
+    missing, failed or out of date (its flow, project code, inputs or own
+    upstream changed) raises :class:`UpstreamError` before anything runs;
+    ``with_upstream=True`` runs the ones that exist again first, from their
+    records, chain included. The project's own modules the flow imports
+    (``src/mylib/model.py``) are part of the fingerprint too.
+
     ``options`` pass to each instance:
     ``kernel_name``, ``timeout``, ``instance_timeout``, ``max_memory``,
     ``export_html``, ``log_output``, ``runs_dir``, ``config_source``,
@@ -155,6 +172,8 @@ def run_instances(
     conductor = _Conductor(flow, step_name, jobs, force, project_root, executor, options)
     conductor.retries, conductor.retry_on_error, conductor.only_failed = retries, retry_on_error, only_failed
     conductor.replicates, conductor.seed = replicates, seed
+    conductor.upstream, conductor.with_upstream, conductor.dry_run = upstream, with_upstream, dry_run
+    conductor.progress = progress
     plans = conductor.plan(table, name_column, base_config, new_keys, inputs or [])
     if dry_run:
         rows = [InstanceRow(p.name, RunStatus.PENDING if p.reason else RunStatus.SKIPPED,
@@ -203,6 +222,9 @@ class _Conductor:
         self.replicates: int | None = None  # instances per row (replicates=N)
         self.seed: int | None = None  # the sweep seed given, put in each config as ductaflow_seed
         self.halted: str | None = None  # why no further instance starts (the disk is full)
+        self.upstream: Any = None  # upstream instances declared by the call (see upstream_templates)
+        self.with_upstream = self.dry_run = False
+        self.progress = True
 
     def plan(
         self, table: Any, name_column: str, base: Any, new_keys: bool, inputs: Sequence[Any]
@@ -216,12 +238,20 @@ class _Conductor:
                                     replicates=self.replicates, seed=self.seed)  # fmt: skip
         instances = [(p.name, p.config) for p in planned]
         replicas = {p.name: p for p in planned}
+        shown = shown_path(self.flow.path)
         for name, config in instances:
-            check_config(self.flow.parameters, config, f"{shown_path(self.flow.path)} (instance {name!r})",
+            check_config(self.flow.parameters, config, f"{shown} (instance {name!r})",
                          strict=self.options.check_config)  # fmt: skip
+        code = flow_code(self.flow.notebook, self.flow.path, self.options.project_root)
+        upstream, waiting = plan_upstream(self.flow, self.upstream, instances, self.options.runs_dir, hasher,
+                                          with_upstream=self.with_upstream, dry_run=self.dry_run,
+                                          run_first=self._run_upstream_first)  # fmt: skip
+        for name, config in instances:
             where = f" (instance {name!r})"
             hashes = hasher.hash_inputs(row_inputs(inputs, config, where), where)
-            fingerprint = Fingerprint(self.flow.sha256, config_hash(config), hashes, kernel)
+            fingerprint = Fingerprint(
+                self.flow.sha256, config_hash(config), hashes, kernel, code, upstream[name]
+            )
             plans.append(Task(self.flow, self.step, name, config, fingerprint, step_dir / name, "",
                               self.options, self.force, self.sweep_id, self.started_at, self.git,
                               stop_file=self.stop_file, retries=self.retries,
@@ -235,7 +265,19 @@ class _Conductor:
                                  lock_held=False, environment=environment) or ""  # fmt: skip
             if self.only_failed and plan.reason and not last_attempt_failed(record, plan.run_dir):
                 plan.reason, plan.skip_reason = "", "last attempt did not fail (only_failed)"
+            if plan.name in waiting:  # a dry run with_upstream: its upstream instances would run first
+                plan.reason = f"after upstream {waiting[plan.name]}"
         return plans
+
+    def _run_upstream_first(self, runs: list[dict[str, Any]]) -> None:
+        """Run again the upstream instances :func:`plan_upstream` asks for, with this call's options."""
+        options = self.options
+        for how in runs:
+            run_instances(**how, with_upstream=True, jobs=self.jobs, project_root=options.project_root,
+                          runs_dir=options.runs_dir, engine=options.engine, kernel_name=options.kernel_name,
+                          timeout=options.timeout, export_html=options.export_html, progress=self.progress,
+                          executor=self.pool, check_config=options.check_config,
+                          rerun_on_env_change=options.rerun_on_env_change)  # fmt: skip
 
     def run(self, plans: list[Task], display: Display) -> list[InstanceRow]:
         """Execute the plans that must run, ``jobs`` at a time; rows come back in table order."""

@@ -86,3 +86,7 @@ class InstancesFailedError(DuctaflowError, RuntimeError):
 
 class SchedulerError(DuctaflowError, RuntimeError):
     """A Dask scheduler could not be used: a bad address, none listening, or no ``distributed``."""
+
+
+class UpstreamError(DuctaflowError, RuntimeError):
+    """Upstream instances an instance reads are missing, failed or out of date (field: ``upstream``)."""

@@ -25,9 +25,11 @@ from .engines.kernels import CURRENT_PYTHON_LABEL
 from .environment import environment_detail, kernel_environment
 from .exceptions import ConfigError, DuctaflowError
 from .fingerprint import InputHasher, config_changes
+from .projectcode import code_changes
 from .rundir import current_status, find_instances, layout_root, previous_attempt_dir, unreadable_record
 from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
 from .sources import rebuild_configs
+from .upstream import Upstreams
 
 #: The status of an instance ductaflow made whose run.json cannot be read (an interrupted attempt).
 UNREADABLE = "unreadable record"
@@ -69,7 +71,8 @@ def check_instance(run_dir: str | os.PathLike[str]) -> InstanceCheck:
     >>> check_instance("runs/make_data/seed=2").reason
     'config changed (noise: 5.0 -> 7.5)'
     """
-    return _check(Path(run_dir).absolute(), _Cache())
+    with _Cache() as cache:
+        return _check(Path(run_dir).absolute(), cache)
 
 
 def _check(path: Path, cache: _Cache) -> InstanceCheck:
@@ -97,7 +100,9 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
     basis = record if succeeded else read_record(basis_dir)
     if basis is None or basis.get("status") != RunStatus.SUCCESS:
         return InstanceCheck(**fields, outdated=True, reason=f"last attempt {status}, no successful run")
-    details, changes = _compare(basis, _root(basis, path, cache), fields["instance"], cache)
+    details, changes = _compare(
+        basis, _root(basis, path, cache), fields["instance"], cache, path.parent.parent
+    )
     details.append(("environment", _environment(basis, basis_dir)))  # shown, never makes it outdated
     if not succeeded:
         changes.insert(0, f"last attempt {status}")
@@ -117,11 +122,11 @@ def check_instances(paths: Iterable[str | os.PathLike[str]] = ("runs",)) -> Any:
     """
     import pandas as pd
 
-    cache = _Cache()
     rows = []
-    for run_dir in find_instances(paths):
-        check = _check(run_dir, cache)
-        rows.append({c: getattr(check, c) for c in COLUMNS})
+    with _Cache() as cache:
+        for run_dir in find_instances(paths):
+            check = _check(run_dir, cache)
+            rows.append({c: getattr(check, c) for c in COLUMNS})
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["run_dir"] = frame["run_dir"].astype(str)
     return frame
@@ -134,6 +139,7 @@ class _Cache:
         self.flows: dict[Path, str | None] = {}
         self.hashers: dict[Path, InputHasher] = {}
         self.sweeps: dict[str, Any] = {}
+        self.lineages: dict[tuple[Path, Path], Upstreams] = {}
         self.roots: dict[str, Path | None] = {}  # recorded project root -> that directory, if it exists
 
     def flow_sha(self, path: Path) -> str | None:
@@ -146,6 +152,19 @@ class _Cache:
 
     def hasher(self, root: Path) -> InputHasher:
         return self.hashers.setdefault(root, InputHasher(root))
+
+    def __enter__(self) -> _Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for lineage in self.lineages.values():  # the step folders they opened
+            lineage.close()
+
+    def lineage(self, runs_dir: Path, root: Path) -> Upstreams:
+        """Upstream instances' states and flows' project code under ``runs_dir``, worked out once."""
+        if (runs_dir, root) not in self.lineages:
+            self.lineages[(runs_dir, root)] = Upstreams(runs_dir, root, self.hasher(root))
+        return self.lineages[(runs_dir, root)]
 
     def configs(self, source: Mapping[str, Any], root: Path) -> Any:
         """Today's configs by instance name from ``source``, or the error that prevents building them."""
@@ -169,8 +188,8 @@ def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:
     return layout_root(run_dir)
 
 
-def _compare(basis: Mapping[str, Any], root: Path, instance: str,
-             cache: _Cache) -> tuple[list[tuple[str, str]], list[str]]:  # fmt: skip
+def _compare(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache,
+             runs_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:  # fmt: skip
     """Each part's comparison for ``details``, and the changes that make the instance outdated."""
     parts = basis.get("fingerprint_parts") or {}
     details: list[tuple[str, str]] = []
@@ -195,6 +214,18 @@ def _compare(basis: Mapping[str, Any], root: Path, instance: str,
     _compare_config(basis, root, instance, cache, note)
     for text, changed in _compare_inputs(parts.get("inputs") or {}, cache.hasher(root)):
         note("input", text, changed)
+    lineage = cache.lineage(runs_dir, root)
+    code = lineage.code_of(Path(flow) if Path(flow).is_absolute() else root / flow)
+    if code is not None and (code or parts.get("code")):
+        changed_code = code_changes(parts.get("code") or {}, code)
+        note(
+            "code",
+            "; ".join(changed_code) or f"project code unchanged ({len(code)} modules)",
+            bool(changed_code),
+        )
+    for key, digest in (parts.get("upstream") or {}).items():
+        change = lineage.upstream_changes({key: digest})
+        note("upstream", change[0] if change else f"upstream {key} unchanged", bool(change))
     kernel = parts.get("kernel") or basis.get("kernel") or f"none ({basis.get('mode', 'unknown')} mode)"
     details.append(("kernel", str(kernel)))
     return details, changes

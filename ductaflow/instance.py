@@ -24,6 +24,7 @@ from .flow import Flow, read_flow
 from .names import check_name
 from .options import RunOptions, make_options
 from .parameters import check_config
+from .projectcode import flow_code
 
 __all__ = ["RunResult", "prepare_attempt", "run_notebook", "run_step_flow"]
 
@@ -175,7 +176,8 @@ def prepare_attempt(
                  strict=options.check_config)  # fmt: skip
     rundir.check_run_dir(run_dir)
     if fingerprint is None:
-        fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, options.kernel_label)
+        code = flow_code(flow.notebook, flow.path, options.project_root)
+        fingerprint = Fingerprint(flow.sha256, config_hash(normalised), {}, options.kernel_label, code)
     attempt = Attempt(flow, normalised, run_dir, step, instance, options, fingerprint, stop)
     attempt.git = git
     attempt.sweep_id = sweep_id

@@ -28,6 +28,8 @@ import os
 import sys
 from pathlib import Path
 
+from .runrecord import RunStatus
+
 ROOT_ENV = "DUCTAFLOW_PROJECT_ROOT"
 #: Files or folders whose presence marks a project root (``config`` counts only as a folder).
 MARKERS = ("ductaflow.toml", "pyproject.toml", "setup.py", "setup.cfg", ".git", "conductor.py", "config")
@@ -121,7 +123,7 @@ def output_of(step: str, instance: str | None = None) -> Path:
     runs = Path(here).absolute().parent.parent if here else project_root() / "runs"
     folder = runs / step / instance
     status = _recorded_status(folder)
-    if status != "success":
+    if status != RunStatus.SUCCESS:
         found = "does not exist" if not folder.is_dir() else f"holds no successful run (status: {status})"
         raise FileNotFoundError(f"upstream instance {folder} {found}: run step {step!r} for it first.")
     return folder

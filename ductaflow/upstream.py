@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,22 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from .config import flatten
-from .exceptions import ConfigError, DuctaflowError, FlowError
+from .exceptions import ConfigError, FlowError, UpstreamError
 from .fingerprint import InputHasher
 from .flow import Flow, read_flow
 from .names import check_name
 from .projectcode import code_changes, flow_code
 from .rundir import current_status
-from .runrecord import RunStatus, read_record
+from .runrecord import RECORD_NAME, RunStatus, is_record, read_record
 
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _MAGIC = re.compile(r"^\s*[%!]")
 _INSTANCE = "{instance}"
+_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 _NAME = "ductaflow_instance"  # the name column of the tables upstream instances are run again from
-
-
-class UpstreamError(DuctaflowError, RuntimeError):
-    """An upstream instance an instance reads is missing, failed or out of date."""
 
 
 @dataclass(frozen=True)
@@ -86,11 +84,15 @@ def upstream_templates(flow: Flow, given: Any = None) -> dict[str, list[str]]:
 
 def resolve(templates: Mapping[str, list[str]], instance: str, config: Mapping[str, Any]) -> list[str]:
     """The upstream instances (``"step/instance"``) of one instance, its templates filled in."""
-    flat = dict(flatten(config))
+    flat: dict[str, Any] | None = None
     keys = []
     for step, names in templates.items():
         for text in names:
-            name = _FIELD.sub(lambda m, t=text, s=step: _field(m.group(1), instance, flat, t, s), text)
+            if text == _INSTANCE:  # the common case: the instance of the same name, already checked
+                keys.append(f"{step}/{instance}")
+                continue
+            flat = dict(flatten(config)) if flat is None else flat
+            name = _FIELD.sub(lambda m, t=text, s=step, f=flat: _field(m.group(1), instance, f, t, s), text)
             check_name(name, f"upstream instance name {text!r} of step {step!r} (instance {instance!r})")
             keys.append(f"{step}/{name}")
     return list(dict.fromkeys(keys))
@@ -101,6 +103,9 @@ class Upstreams:
 
     def __init__(self, runs_dir: Path, root: Path, hasher: InputHasher) -> None:
         self.runs_dir, self.root, self.hasher = runs_dir, root, hasher
+        self.runs_text = str(runs_dir)
+        self.dirs: dict[str, int] = {}  # step -> its folder, opened (-1: none)
+        self.paths: dict[tuple[str, str], Path] = {}  # a record's (project root, flow) -> the flow's file
         self.states: dict[str, UpstreamState] = {}
         self.codes: dict[Path, dict[str, str] | None] = {}
         self.shas: dict[Path, str | None] = {}
@@ -113,8 +118,9 @@ class Upstreams:
         return self.states[key]
 
     def _state(self, key: str) -> UpstreamState:
-        run_dir = self.runs_dir / key
-        record = read_record(run_dir)
+        folder = os.path.join(self.runs_text, key)  # strings: this runs once per upstream instance
+        record = self._read(key)
+        run_dir = Path(folder)
         if record is None:
             there = "has no readable run record" if run_dir.exists() else "does not exist"
             return UpstreamState(key, run_dir, None, there)
@@ -123,16 +129,62 @@ class Upstreams:
             return UpstreamState(key, run_dir, None, "is running", record)
         if status is not RunStatus.SUCCESS:
             return UpstreamState(key, run_dir, None, f"did not succeed (last attempt {status})", record)
-        digest = record.get("fingerprint")
+        # a script run's record has no fingerprint: its flow and config hashes stand for one
+        digest = record.get("fingerprint") or f"{record.get('flow_sha256')}:{record.get('config_hash')}"
         changes = self.changes(record)
         problem = f"is out of date ({'; '.join(changes)})" if changes else None
-        return UpstreamState(key, run_dir, digest, problem, record)
+        # the record is kept only to run it again: thousands of current ones would only weigh on memory
+        return UpstreamState(key, run_dir, digest, problem, record if problem else None)
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        """The record of ``key``, read relative to its step folder, opened once: half the cost of a
+        path walked from the root for each of thousands of instances."""
+        step, _, name = key.partition("/")
+        if not _DIR_FD:
+            return read_record(os.path.join(self.runs_text, key))
+        if step not in self.dirs:
+            try:
+                self.dirs[step] = os.open(os.path.join(self.runs_text, step), os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                self.dirs[step] = -1
+        if self.dirs[step] < 0:
+            return None
+        try:
+            fd = os.open(f"{name}/{RECORD_NAME}", os.O_RDONLY, dir_fd=self.dirs[step])
+        except OSError:
+            return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            value = json.loads(b"".join(chunks))
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+        return value if is_record(value) else None
+
+    def close(self) -> None:
+        """Close the step folders opened to read records (the states stay)."""
+        for fd in self.dirs.values():
+            if fd >= 0:
+                os.close(fd)
+        self.dirs.clear()
+
+    def __enter__(self) -> Upstreams:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def changes(self, record: Mapping[str, Any]) -> list[str]:
         """What changed since ``record``'s success: its flow, project code, inputs, upstream instances."""
-        parts = record.get("fingerprint_parts") or {}
-        flow = Path(str(record.get("flow")))
-        path = flow if flow.is_absolute() else self.root / flow
+        parts = record.get("fingerprint_parts") or {"flow_sha256": record.get("flow_sha256")}  # script runs
+        flow, base = str(record.get("flow")), str(record.get("project_root") or self.root)
+        if (base, flow) not in self.paths:  # relative to the root it ran in (a script: its working dir)
+            root = Path(base) if Path(base).is_dir() else self.root
+            self.paths[(base, flow)] = Path(flow) if Path(flow).is_absolute() else root / flow
+        path = self.paths[(base, flow)]
         changes: list[str] = []
         sha = self._sha(path)
         if sha is None:
@@ -204,18 +256,16 @@ def plan_upstream(
     if not templates:
         return {name: {} for name, _ in instances}, {}
     keys = {name: resolve(templates, name, config) for name, config in instances}
-    lineage = Upstreams(runs_dir, hasher.root, hasher)
-    problems = _problems(keys, lineage)
+    with Upstreams(runs_dir, hasher.root, hasher) as lineage:
+        problems = _problems(keys, lineage)
     waiting: dict[str, str] = {}
     if problems and with_upstream and all(state.record is not None for _, state in problems):
         if dry_run:
             waiting = {name: f"{state.key} ({state.problem})" for name, state in problems}
         else:
             run_first(rerun_arguments([state for _, state in problems], hasher.root))
-            lineage = Upstreams(runs_dir, hasher.root, InputHasher(hasher.root))
-            problems = [
-                (n, lineage.state(k)) for n, ks in keys.items() for k in ks if lineage.state(k).problem
-            ]
+            with Upstreams(runs_dir, hasher.root, InputHasher(hasher.root)) as lineage:
+                problems = _problems(keys, lineage)
     if problems and not waiting:
         raise upstream_error(problems, with_upstream)
     return {name: {k: lineage.state(k).fingerprint or "" for k in ks} for name, ks in keys.items()}, waiting

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from conftest import record
 
 import ductaflow
+from ductaflow import UpstreamError
 from ductaflow.cli import cli
-from ductaflow.upstream import UpstreamError
 
 PREP = """\
 # %% tags=["parameters"]
@@ -112,6 +112,14 @@ def test_an_edited_upstream_flow_stops_downstream_runs_and_why_names_the_chain(c
     result = CliRunner().invoke(cli, ["run", "flow/evaluate.py", "--instance", "a"])
     assert result.exit_code == 2, result.output
     assert "prep/a is out of date" in result.output and "Traceback" not in result.output
+    why = CliRunner().invoke(cli, ["why", "runs/evaluate/a"])
+    assert why.exit_code == 0 and "flow changed (flow/prep.py)" in why.output, why.output
+
+    result = CliRunner().invoke(cli, ["run", "flow/evaluate.py", "--instance", "a", "--with-upstream"])
+    assert result.exit_code == 0, result.output
+    assert record(chain / "runs/fit/a")["reason"] == "upstream changed (prep/a)"
+    assert record(chain / "runs/evaluate/a")["reason"] == "upstream changed (fit/a)"
+    assert record(chain / "runs/fit/b")["reason"] == "new"  # not read by evaluate/a: left as it was
 
 
 def test_with_upstream_runs_the_chain_first_in_order(chain):
@@ -171,8 +179,10 @@ def test_declared_upstream_templates_fill_in_config_keys(chain):
 
     # a flow that reads another step's folder by a path in its config: its upstream is declared
     summary = chain / "flow" / "summary.py"
-    summary.write_text('# %% tags=["parameters"]\nconfig = {"fit_dir": ""}\n\n# %%\nimport ductaflow\n'
-                       'print(ductaflow.project_path(config["fit_dir"], "fit.txt").read_text())\n')  # fmt: skip
+    reads = 'print(ductaflow.project_path(config["fit_dir"], "fit.txt").read_text())\n'
+    summary.write_text(
+        '# %% tags=["parameters"]\nconfig = {"fit_dir": ""}\n\n# %%\nimport ductaflow\n' + reads
+    )
     one = [{"instance_name": "x", "fit_dir": "runs/fit/a"}]
     with pytest.raises(UpstreamError, match=r"fit/a \(read by x\) does not exist"):
         ductaflow.run_instances(summary, one, upstream={"fit": "a"}, progress=False, dry_run=True)
@@ -191,6 +201,14 @@ def test_output_of_works_the_same_in_a_script_run(chain):
     out = subprocess.run([sys.executable, "flow/fit.py", "--output-dir", "runs/fit/zzz"], cwd=chain,
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode != 0 and "runs/prep/zzz does not exist: run step 'prep' for it first" in out.stderr
+
+    # a conductor reads an instance a script run made: current until the script runs it again
+    evaluate = [{"instance_name": "a"}]
+    frame = ductaflow.run_instances(chain / "flow/evaluate.py", evaluate, progress=False, export_html=False)
+    assert list(frame.status) == ["success"]
+    assert (chain / "runs/evaluate/a/eval.txt").read_text() == "evaluated fit of ROWS OF A"
+    frame = ductaflow.run_instances(chain / "flow/evaluate.py", evaluate, progress=False, export_html=False)
+    assert list(frame.reason) == ["unchanged"]
 
 
 MODEL = "def scale(x):\n    return x * 2\n"

@@ -48,14 +48,19 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
                      help="With --retries: also try again when the flow raised an exception."),
         click.option("--only-failed", is_flag=True,
                      help="Run only the instances whose last attempt failed, crashed or was interrupted."),
-        click.option("--rerun-on-env-change", is_flag=True,
-                     help="Also run an instance whose last success recorded another environment (packages, "
-                          "Python, machine) than today's."),
         click.option("--seed", type=int, metavar="N",
                      help="Sweep seed: each instance's seed (ductaflow.seed()) derives from it and the "
                           "instance's name, and is put in its config as ductaflow_seed."),
         click.option("--replicates", type=click.IntRange(min=1), metavar="N",
                      help="N instances of each row, <row>-r0 ... -r{N-1}, differing only by their seed."),
+        click.option("--upstream", "upstream", multiple=True, metavar="STEP[/INSTANCE]",
+                     help="An upstream step whose instance this one reads (default: named like this one; "
+                          "{key} fills in a config value), besides the flow's output_of calls. Repeatable."),
+        click.option("--with-upstream", is_flag=True,
+                     help="Run again first the upstream instances that failed or are out of date."),
+        click.option("--rerun-on-env-change", is_flag=True,
+                     help="Also run an instance whose last success recorded another environment (packages, "
+                          "Python, machine) than today's."),
         click.option("--kernel", "kernel_name", metavar="NAME",
                      help="An installed Jupyter kernel (default: this Python)."),
         click.option("--engine", metavar="NAME",
@@ -226,6 +231,7 @@ def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
     dry_run = options.pop("dry_run")
     export_html = not options.pop("no_html")
     options["preload"] = options["preload"] or None  # none given: the project's ductaflow.toml decides
+    options["upstream"] = list(options["upstream"]) or None  # none given: the flow's output_of calls
     if options["max_memory"] is not None:
         try:
             options["max_memory"] = memory_limit(options["max_memory"])
