@@ -6,7 +6,8 @@ The page embeds its data as JSON and draws everything with a little inline
 JavaScript: no CDN, no server, so it works opened from disk, a shared drive
 or an e-mail attachment, offline. Per step: counts by status, a table that
 sorts by any column and filters by text and status, links to each
-instance's report, config and log, and a chart of a chosen metric against a
+instance's report, config and log (and to the reports of the upstream
+instances it read), and a chart of a chosen metric against a
 chosen config column (at first a metric and a column that vary). The chart
 measures its labels in the page, so they stay inside it whatever the values.
 A step with replicates (``replicates=N``) also gets a table of each
@@ -48,6 +49,7 @@ def build_report(path: str | os.PathLike[str] = "runs", output: str | os.PathLik
     steps: dict[str, list[dict[str, Any]]] = {}
     for row in collect_rows(path):
         row["links"] = _links(Path(row["run_dir"]), row.pop("_html", None), target.parent)
+        row["links"].update(_upstream_links(Path(row["run_dir"]), row.pop("_upstream", []), target.parent))
         steps.setdefault(row["step"], []).append(row)
     data = [{"step": step, "rows": rows, "configs": _columns(rows, "config."),
              "metrics": _columns(rows, "metric."), "replicates": aggregate_rows(rows)}
@@ -68,6 +70,18 @@ def _links(run_dir: Path, html_name: str | None, base: Path) -> dict[str, str]:
         if name and (run_dir / name).is_file():
             relative = Path(os.path.relpath(run_dir / name, base)).as_posix()
             links[label] = "./" + urllib.parse.quote(relative, safe="/")  # '#', '%', '?', ':' in names
+    return links
+
+
+def _upstream_links(run_dir: Path, keys: list[str], base: Path) -> dict[str, str]:
+    """``{"upstream prep/a": link}``: each upstream instance's own report page, else its folder."""
+    links = {}
+    for key in keys:
+        folder = run_dir.parent.parent / key
+        pages = sorted(folder.glob("*.html")) if folder.is_dir() else []
+        target = pages[0] if pages else folder
+        relative = Path(os.path.relpath(target, base)).as_posix()
+        links[f"upstream {key}"] = "./" + urllib.parse.quote(relative, safe="/")
     return links
 
 
@@ -286,7 +300,7 @@ function section(step, parent) {
       for (const c of columns) {
         if (c === "links") {
           const links = Object.entries(r.links).flatMap(
-            ([k, href]) => [el("a", {href, "class": "link-" + k}, k), " "]);
+            ([k, href]) => [el("a", {href, "class": "link-" + k.split(" ")[0]}, k), " "]);
           tr.append(el("td", {}, ...links));
         } else if (c === "status") {
           tr.append(el("td", {}, el("span", {"class": "status " + r.status}, r.status)));

@@ -77,6 +77,9 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
                replicate=record.get("replicate"), replicate_of=record.get("replicate_of"))  # fmt: skip
     html = (record.get("outputs") or {}).get("html")
     row["_html"] = html if isinstance(html, str) else None  # the instance's own report, for build_report
+    upstream = record.get("upstream")  # the upstream instances it read, linked from the report
+    row["_upstream"] = [f"{u.get('step')}/{u.get('instance')}" for u in upstream if isinstance(u, dict)] if (
+        isinstance(upstream, list)) else []  # fmt: skip
     config = record.get("config")
     if not isinstance(config, dict):  # script-mode records keep the config in config.json only
         config, _ = read_json(os.path.join(folder, CONFIG_NAME))

@@ -255,3 +255,20 @@ def test_editing_a_project_module_reruns_exactly_its_importers(project, monkeypa
     assert check.reason == "code changed (src/mylib/model.py)"
     assert sweep("uses_lib") == [("success", "code changed (src/mylib/model.py)")] * 2
     assert (project / "runs/uses_lib/x=2/out.txt").read_text() == "6"
+
+
+def test_the_report_links_each_instance_to_the_upstream_reports_it_read(chain, browser):
+    for step in ("prep", "fit", "evaluate"):
+        rows = [{"instance_name": "a", **({"source": "data/a.txt"} if step == "prep" else {})}]
+        ductaflow.run_instances(chain / "flow" / f"{step}.py", rows, progress=False)
+    report = ductaflow.build_report(chain / "runs")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(report.as_uri())
+    link = page.locator("section[data-step=evaluate] tr[data-instance=a] a", has_text="upstream fit/a")
+    assert link.count() == 1
+    link.click()
+    page.wait_for_url("**/runs/fit/a/fit.html")
+    assert "fit of" in page.content() and errors == []
+    page.close()
