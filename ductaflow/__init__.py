@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .conductor import run_instances
     from .configkeys import config_keys
     from .debug import debug_notebook
+    from .diff import RunDiff, diff_runs
     from .executors import dask_client
     from .freshness import InstanceCheck, check_instance, check_instances
     from .instance import RunResult, run_notebook, run_step_flow
@@ -60,6 +61,8 @@ _LAZY = {
     "check_instance": "freshness",
     "check_instances": "freshness",
     "debug_notebook": "debug",
+    "RunDiff": "diff",
+    "diff_runs": "diff",
     "clean_runs": "clean",
     "new_project": "scaffold",
     "collect": "results",
@@ -92,6 +95,7 @@ __all__ = [
     "InstancesFailedError",
     "KernelNotFoundError",
     "MetricError",
+    "RunDiff",
     "RunDirectoryError",
     "RunResult",
     "RunStatus",
@@ -107,6 +111,7 @@ __all__ = [
     "config_keys",
     "dask_client",
     "debug_notebook",
+    "diff_runs",
     "display_config_summary",
     "is_notebook_execution",
     "load_cli_config",
