@@ -28,6 +28,7 @@ def test_instance_directory_contract(project, flows):
     assert result.status is RunStatus.SUCCESS
     assert sorted(os.listdir(run_dir)) == [
         "config.json",
+        "environment.json",
         "log.txt",
         "ok.html",
         "ok.ipynb",
@@ -158,7 +159,9 @@ def test_rerun_never_mixes_attempts(project, flows):
     second = ductaflow.run_step_flow(flows / "ok.py", "ok", "same", {"extra_file": False})
     assert not (second.run_dir / "extra.txt").exists()
     assert json.loads((second.run_dir / "config.json").read_text()) == {"extra_file": False}
-    assert listing(project / "runs" / "ok" / ".ductaflow") == ["previous", "same.lock", "staging"]
+    stored = f"environments/{record(second.run_dir)['environment']['sha256']}.json"  # linked, one per step
+    state = ["environments", stored, "previous", "same.lock", "staging"]
+    assert listing(project / "runs" / "ok" / ".ductaflow") == state
 
 
 def test_failed_rerun_keeps_last_success(project, flows):
