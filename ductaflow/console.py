@@ -80,7 +80,8 @@ def explanation(check: Any) -> list[str]:
         lines.append("up to date: nothing changed since its last successful run")
     if check.compared_with and check.compared_with != check.run_dir:
         lines.append(f"compared with the last successful run, kept in {shown(check.compared_with)}")
-    return lines + [f"  {part:<7} {state}" for part, state in check.details]
+    width = max((len(part) for part, _ in check.details), default=0)
+    return lines + [f"  {part:<{width}} {state}" for part, state in check.details]
 
 
 def print_table(rows: list[dict[str, Any]], title: str) -> None:
