@@ -291,4 +291,8 @@ def _describe(source: Mapping[str, Any]) -> str:
         bits.append(f"table {source['table']}")
     if source.get("grid"):
         bits.append(f"grid over {', '.join(source['grid'])}")
+    if source.get("paired"):
+        bits.append(f"paired {', '.join(source['paired'])}")
+    if source.get("random"):
+        bits.append(f"{source['random']} random draws (seed {source.get('seed') or 0})")
     return " + ".join(bits)

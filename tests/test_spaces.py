@@ -71,6 +71,8 @@ def test_a_random_sweep_runs_reproducibly_and_is_then_up_to_date(base: Path, pro
     assert record(project / "runs" / "records_seed" / frame.instance[0])["config_source"]["space"] == {
         "lr": {"log_uniform": [1e-4, 1e-1]}, "layers": [1, 2, 3]}  # fmt: skip
     assert list(ductaflow.check_instances(["runs"]).reason) == ["up to date"] * 4
+    details = dict(ductaflow.check_instance(project / "runs" / "records_seed" / frame.instance[0]).details)
+    assert details["config"].endswith(" + 4 random draws (seed 7))")
     again = ductaflow.sweep(FLOW, random=4, space=space, seed=7, dry_run=True, **options)
     assert list(again.instance) == list(frame.instance) and list(again.status) == ["skipped"] * 4
     other = ductaflow.sweep(FLOW, random=4, space=space, seed=8, dry_run=True, **options)
@@ -95,6 +97,8 @@ def test_zip_pairs_values_and_is_then_up_to_date(base: Path, project: Path) -> N
     assert list(frame.instance) == ["a=1,b=x", "a=2,b=y", "a=3,b=z"]
     assert [(c["a"], c["b"]) for c in _configs(frame, project).values()] == [(1, "x"), (2, "y"), (3, "z")]
     assert list(ductaflow.check_instances(["runs"]).reason) == ["up to date"] * 3
+    details = dict(ductaflow.check_instance(project / "runs" / "records_seed" / "a=1,b=x").details)
+    assert details["config"].endswith(" + paired a, b)")
     again = ductaflow.sweep(FLOW, paired={"a": [1, 2, 3], "b": ["x", "y", "z"]}, dry_run=True, **options)
     assert list(again.status) == ["skipped"] * 3
     grid = ductaflow.sweep(FLOW, paired={"a": [1, 2]}, grid={"x": [5, 6]}, dry_run=True, **options)
