@@ -48,7 +48,6 @@ class UpstreamState:
     """An upstream instance as a downstream one sees it."""
 
     key: str  # "<step>/<instance>"
-    run_dir: Path
     fingerprint: str | None  # its last success's fingerprint
     problem: str | None  # why it cannot be read from ("does not exist", "is out of date: ..."), or None
     record: dict[str, Any] | None = None  # its record, when it has one: --with-upstream runs it from it
@@ -113,28 +112,27 @@ class Upstreams:
     def state(self, key: str) -> UpstreamState:
         """The state of ``key`` (``"step/instance"``)."""
         if key not in self.states:
-            self.states[key] = UpstreamState(key, self.runs_dir / key, None, "is part of a cycle of steps")
+            self.states[key] = UpstreamState(key, None, "is part of a cycle of steps")
             self.states[key] = self._state(key)
         return self.states[key]
 
     def _state(self, key: str) -> UpstreamState:
-        folder = os.path.join(self.runs_text, key)  # strings: this runs once per upstream instance
-        record = self._read(key)
-        run_dir = Path(folder)
+        record = self._read(key)  # strings, no Path: this runs once per upstream instance
         if record is None:
-            there = "has no readable run record" if run_dir.exists() else "does not exist"
-            return UpstreamState(key, run_dir, None, there)
-        status = current_status(record, run_dir)
-        if status is RunStatus.RUNNING:
-            return UpstreamState(key, run_dir, None, "is running", record)
-        if status is not RunStatus.SUCCESS:
-            return UpstreamState(key, run_dir, None, f"did not succeed (last attempt {status})", record)
+            folder = os.path.join(self.runs_text, key)
+            there = "has no readable run record" if os.path.exists(folder) else "does not exist"
+            return UpstreamState(key, None, there)
+        if record.get("status") != RunStatus.SUCCESS:
+            status = current_status(record, Path(self.runs_text, key))  # a stale 'running' is crashed
+            if status is RunStatus.RUNNING:
+                return UpstreamState(key, None, "is running", record)
+            return UpstreamState(key, None, f"did not succeed (last attempt {status})", record)
         # a script run's record has no fingerprint: its flow and config hashes stand for one
         digest = record.get("fingerprint") or f"{record.get('flow_sha256')}:{record.get('config_hash')}"
         changes = self.changes(record)
         problem = f"is out of date ({'; '.join(changes)})" if changes else None
         # the record is kept only to run it again: thousands of current ones would only weigh on memory
-        return UpstreamState(key, run_dir, digest, problem, record if problem else None)
+        return UpstreamState(key, digest, problem, record if problem else None)
 
     def _read(self, key: str) -> dict[str, Any] | None:
         """The record of ``key``, read relative to its step folder, opened once: half the cost of a
