@@ -176,6 +176,55 @@ def test_a_failed_run_shows_its_error_in_the_cell_that_raised(runs: Path) -> Non
     assert [m.state for m in found.metrics] == ["same", "same"]
 
 
+PREP = """\
+# %% tags=["parameters"]
+config = {"rows": 3}
+
+# %%
+open("data.txt", "w").write("x" * config["rows"])
+"""
+FIT = """\
+# %% tags=["parameters"]
+config = {}
+
+# %%
+from model import scale
+
+rows = len(open("../../prep/a/data.txt").read())
+print(f"fitted {scale(rows)}")
+"""
+
+
+def test_project_code_and_upstream_instances_that_differ_are_named(project: Path) -> None:
+    """A run kept from before a project module and its upstream instance changed: both parts, by name."""
+    (project / "ductaflow.toml").write_text("")
+    (project / "flow").mkdir()
+    model = project / "flow" / "model.py"  # a module of the project beside the flows
+    model.write_text("def scale(x):\n    return x * 2\n")
+    (project / "flow" / "prep.py").write_text(PREP)
+    (project / "flow" / "fit.py").write_text(FIT)
+    options = {"progress": False, "export_html": False}
+
+    def chain(rows: int) -> None:
+        for step, row, upstream in (("prep", {"instance_name": "a", "rows": rows}, None),
+                                    ("fit", {"instance_name": "a"}, "prep")):  # fmt: skip
+            flow = project / "flow" / f"{step}.py"
+            frame = ductaflow.run_instances(flow, [row], upstream=upstream, **options)
+            assert list(frame.status) == ["success"], frame.error
+
+    chain(3)
+    shutil.copytree(project / "runs" / "fit" / "a", project / "kept" / "fit" / "a")
+    model.write_text("def scale(x):\n    return x * 10\n")
+    chain(4)
+    found = ductaflow.diff_runs("kept/fit/a", "fit/a")
+    assert [(c.name, c.state) for c in found.fingerprint] == [("code flow/model.py", "changed"),
+                                                              ("upstream prep/a", "changed")]  # fmt: skip
+    assert found.config == [] and [c.text[-2:] for c in found.cells] == [["-fitted 6", "+fitted 40"]]
+    printed = cli("diff", "kept/fit/a", "fit/a").stdout.splitlines()
+    code_a, code_b = (found.fingerprint[0].a[:12], found.fingerprint[0].b[:12])
+    assert f"  ~ code flow/model.py: {code_a} -> {code_b}" in printed
+
+
 @pytest.mark.parametrize(
     ("argument", "said"),
     [
