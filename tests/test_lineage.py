@@ -223,7 +223,8 @@ open("out.txt", "w").write(str(scale(config["x"])))
 PLAIN = '# %% tags=["parameters"]\nconfig = {"x": 1}\n\n# %%\nimport json\nprint(json.dumps(config))\n'
 
 
-def test_editing_a_project_module_reruns_exactly_its_importers(project, monkeypatch):
+@pytest.mark.parametrize("engine", ["kernel", "fork"])
+def test_editing_a_project_module_reruns_exactly_its_importers(project, monkeypatch, engine):
     lib = project / "src" / "mylib"
     lib.mkdir(parents=True)
     (lib / "__init__.py").write_text("")
@@ -237,12 +238,13 @@ def test_editing_a_project_module_reruns_exactly_its_importers(project, monkeypa
 
     def sweep(name: str) -> list[tuple[str, str]]:
         frame = ductaflow.run_instances(project / "flow" / f"{name}.py", rows, progress=False,
-                                        export_html=False, engine="kernel")  # fmt: skip
+                                        export_html=False, engine=engine)  # fmt: skip
         return list(zip(frame.status, frame.reason, strict=True))
 
-    # the kernel imports mylib as if installed (a new kernel per instance sees the variable)
+    assert sweep("plain") == [("success", "new")] * 2  # this process's fork zygote starts here
+    # the flow imports mylib as if installed, through a PYTHONPATH set after that
     monkeypatch.setenv("PYTHONPATH", str(project / "src"))
-    assert sweep("uses_lib") == [("success", "new")] * 2 and sweep("plain") == [("success", "new")] * 2
+    assert sweep("uses_lib") == [("success", "new")] * 2
     parts = record(project / "runs/uses_lib/x=1")["fingerprint_parts"]
     assert sorted(parts["code"]) == ["src/mylib/__init__.py", "src/mylib/helpers.py", "src/mylib/model.py"]
     assert "code" not in record(project / "runs/plain/x=1")["fingerprint_parts"]

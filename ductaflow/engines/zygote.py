@@ -221,18 +221,24 @@ def _socket_folder() -> str:
     raise ZygoteError("no temporary folder is short enough for a Unix socket path: set TMPDIR to a short one")
 
 
-_ZYGOTES: dict[tuple[str, ...], Zygote] = {}
+_ZYGOTES: dict[tuple[tuple[str, ...], str], Zygote] = {}  # (preload, PYTHONPATH) -> its zygote
 _ZYGOTES_GUARD = threading.Lock()
 
 
 def zygote_for(preload: tuple[str, ...], startup_timeout: float = 60) -> Zygote:
-    """The zygote of this process for ``preload``, started on first use (and again if it died)."""
+    """The zygote of this process for ``preload``, started on first use (and again if it died).
+
+    A zygote's children inherit its ``sys.path``, made from ``PYTHONPATH``
+    when it started: when this process's ``PYTHONPATH`` is another one now,
+    another zygote starts, so a flow imports what a new kernel would.
+    """
+    key = (preload, os.environ.get("PYTHONPATH", ""))
     with _ZYGOTES_GUARD:
-        zygote = _ZYGOTES.get(preload)
+        zygote = _ZYGOTES.get(key)
         if zygote is None or not zygote.alive():
             if zygote is not None:
                 zygote.close()
-            zygote = _ZYGOTES[preload] = Zygote(preload, startup_timeout)
+            zygote = _ZYGOTES[key] = Zygote(preload, startup_timeout)
         return zygote
 
 
