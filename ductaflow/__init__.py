@@ -21,10 +21,11 @@ from .exceptions import (
     RunDirectoryError,
     SchedulerError,
     UnsafeNameError,
+    UpstreamError,
 )
 from .inflow import display_config_summary, is_notebook_execution, seed
 from .metrics import record, recorded
-from .project import project_path, project_root
+from .project import output_of, project_path, project_root
 from .script import load_cli_config
 
 TYPE_CHECKING = False
@@ -101,6 +102,7 @@ __all__ = [
     "RunStatus",
     "SchedulerError",
     "UnsafeNameError",
+    "UpstreamError",
     "__version__",
     "aggregate_replicates",
     "build_report",
@@ -118,6 +120,7 @@ __all__ = [
     "load_config",
     "log_uniform",
     "new_project",
+    "output_of",
     "project_path",
     "project_root",
     "read_table",

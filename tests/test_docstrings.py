@@ -16,8 +16,9 @@ import ductaflow
 # The modules whose docstrings hold examples, in the order they run: later examples use the runs
 # that earlier ones made (the step make_data of the example project), as a reader would.
 IN_ORDER = ["config", "settings", "options", "project", "configtypes", "parameters", "configkeys", "seeds",
-            "spaces", "inflow", "instance", "conductor", "sweeps", "freshness", "results", "report", "diff",
-            "debug", "clean", "scaffold", "executors", "envprobe", "environment"]  # fmt: skip
+            "spaces", "inflow", "projectcode", "instance", "upstream", "conductor", "sweeps", "freshness",
+            "results", "report", "diff", "debug", "clean", "scaffold", "executors", "envprobe",
+            "environment"]  # fmt: skip
 
 
 def _modules() -> dict[str, object]:
