@@ -25,7 +25,6 @@ from .config import canonical_json, flatten
 from .config import config_hash as hash_config
 from .exceptions import ConfigError
 from .files import shown_path
-from .projectcode import code_changes
 from .runrecord import RunStatus
 
 _GLOB_CHARS = set("*?[")
@@ -155,9 +154,8 @@ def why_run(
         changes.append("flow changed")
     if old.get("config_hash") != fingerprint.config_hash:
         changes.append(config_changes(old_config, new_config))
-    changes += _input_changes(old.get("inputs") or {}, fingerprint.inputs)
-    changes += code_changes(old.get("code") or {}, fingerprint.code)
-    changes += upstream_changes(old.get("upstream") or {}, fingerprint.upstream)
+    for part, key in (("input", "inputs"), ("code", "code"), ("upstream", "upstream")):
+        changes += part_changes(part, old.get(key) or {}, getattr(fingerprint, key))
     if old.get("kernel") != fingerprint.kernel:
         changes.append(f"kernel changed ({old.get('kernel')} -> {fingerprint.kernel})")
     return "; ".join(changes) or "fingerprint changed"
@@ -207,24 +205,17 @@ def config_changes(
     return f"config changed ({', '.join(shown)}{more})"
 
 
-def _input_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+def part_changes(part: str, old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """How a part held as ``{name: hash}`` changed: ``input changed (data/x.csv)``, ``code added (...)``,
+    ``upstream removed (...)``, at most three of each, then ``+N more <part> changes``."""
     changed = [p for p in new if p in old and old[p] != new[p]]
     added = [p for p in new if p not in old]
     removed = [p for p in old if p not in new]
-    out = [f"input changed ({p})" for p in changed[:_SHOWN_CHANGES]]
-    out += [f"input added ({p})" for p in added[:_SHOWN_CHANGES]]
-    out += [f"input removed ({p})" for p in removed[:_SHOWN_CHANGES]]
+    out = [f"{part} changed ({p})" for p in changed[:_SHOWN_CHANGES]]
+    out += [f"{part} added ({p})" for p in added[:_SHOWN_CHANGES]]
+    out += [f"{part} removed ({p})" for p in removed[:_SHOWN_CHANGES]]
     hidden = len(changed) + len(added) + len(removed) - len(out)
-    return out + ([f"+{hidden} more input change{'s' * (hidden > 1)}"] if hidden > 0 else [])
-
-
-def upstream_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
-    """``upstream changed (prep/a)``, ``upstream added (prep/b)``, ``upstream removed (prep/c)``."""
-    out = [f"upstream changed ({k})" for k in new if k in old and old[k] != new[k]]
-    out += [f"upstream added ({k})" for k in new if k not in old]
-    out += [f"upstream removed ({k})" for k in old if k not in new]
-    return out[:_SHOWN_CHANGES] + ([f"+{len(out) - _SHOWN_CHANGES} more upstream changes"]
-                                   if len(out) > _SHOWN_CHANGES else [])  # fmt: skip
+    return out + ([f"+{hidden} more {part} change{'s' * (hidden > 1)}"] if hidden > 0 else [])
 
 
 def _short(value: Any, limit: int = 40) -> str:

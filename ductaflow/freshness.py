@@ -24,8 +24,7 @@ from .config import config_hash
 from .engines.kernels import CURRENT_PYTHON_LABEL
 from .environment import environment_detail, kernel_environment
 from .exceptions import ConfigError, DuctaflowError
-from .fingerprint import InputHasher, config_changes
-from .projectcode import code_changes
+from .fingerprint import InputHasher, config_changes, part_changes
 from .rundir import current_status, find_instances, layout_root, previous_attempt_dir, unreadable_record
 from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
 from .sources import rebuild_configs
@@ -217,7 +216,7 @@ def _compare(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache,
     lineage = cache.lineage(runs_dir, root)
     code = lineage.code_of(Path(flow) if Path(flow).is_absolute() else root / flow)
     if code is not None and (code or parts.get("code")):
-        changed_code = code_changes(parts.get("code") or {}, code)
+        changed_code = part_changes("code", parts.get("code") or {}, code)
         note(
             "code",
             "; ".join(changed_code) or f"project code unchanged ({len(code)} modules)",

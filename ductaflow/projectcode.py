@@ -64,18 +64,6 @@ def flow_code(notebook: Any, flow_path: Path, root: Path) -> dict[str, str]:
     return {path.relative_to(root).as_posix(): found[path] for path in sorted(found)}
 
 
-def code_changes(old: dict[str, str], new: dict[str, str], shown: int = 3) -> list[str]:
-    """How the project code changed: ``code changed (src/mylib/model.py)``, added, removed."""
-    changed = [p for p in new if p in old and old[p] != new[p]]
-    added = [p for p in new if p not in old]
-    removed = [p for p in old if p not in new]
-    out = [f"code changed ({p})" for p in changed[:shown]]
-    out += [f"code added ({p})" for p in added[:shown]]
-    out += [f"code removed ({p})" for p in removed[:shown]]
-    hidden = len(changed) + len(added) + len(removed) - len(out)
-    return out + ([f"+{hidden} more code change{'s' * (hidden > 1)}"] if hidden > 0 else [])
-
-
 def _flow_source(notebook: Any) -> str:
     cells = [c.source for c in notebook.cells if c.get("cell_type") == "code"]
     return "\n".join(cells)

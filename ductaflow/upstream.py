@@ -29,10 +29,10 @@ from typing import Any
 
 from .config import flatten
 from .exceptions import ConfigError, FlowError, UpstreamError
-from .fingerprint import InputHasher
+from .fingerprint import InputHasher, part_changes
 from .flow import Flow, read_flow
 from .names import check_name
-from .projectcode import code_changes, flow_code
+from .projectcode import flow_code
 from .rundir import current_status
 from .runrecord import RECORD_NAME, RunStatus, is_record, read_record
 
@@ -191,7 +191,7 @@ class Upstreams:
             changes.append(f"flow changed ({flow})")
         code = self.code_of(path)
         if code is not None and code != (parts.get("code") or {}):
-            changes += code_changes(parts.get("code") or {}, code)
+            changes += part_changes("code", parts.get("code") or {}, code)
         for shown, old in (parts.get("inputs") or {}).items():
             try:
                 new = self.hasher.hash_inputs([shown]).get(shown)
