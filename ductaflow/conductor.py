@@ -273,11 +273,14 @@ class _Conductor:
         """Run again the upstream instances :func:`plan_upstream` asks for, with this call's options."""
         options = self.options
         for how in runs:
-            run_instances(**how, with_upstream=True, jobs=self.jobs, project_root=options.project_root,
-                          runs_dir=options.runs_dir, engine=options.engine, kernel_name=options.kernel_name,
-                          timeout=options.timeout, export_html=options.export_html, progress=self.progress,
-                          executor=self.pool, check_config=options.check_config,
-                          rerun_on_env_change=options.rerun_on_env_change)  # fmt: skip
+            frame = run_instances(**how, with_upstream=True, jobs=self.jobs, executor=self.pool,
+                                  project_root=options.project_root, runs_dir=options.runs_dir,
+                                  engine=options.engine, kernel_name=options.kernel_name,
+                                  timeout=options.timeout, export_html=options.export_html,
+                                  progress=self.progress, check_config=options.check_config,
+                                  rerun_on_env_change=options.rerun_on_env_change)  # fmt: skip
+            if (frame.status == RunStatus.INTERRUPTED).any():  # Ctrl-C there: this call stops too
+                raise KeyboardInterrupt
 
     def run(self, plans: list[Task], display: Display) -> list[InstanceRow]:
         """Execute the plans that must run, ``jobs`` at a time; rows come back in table order."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -274,3 +276,22 @@ def test_the_report_links_each_instance_to_the_upstream_reports_it_read(chain, b
     page.wait_for_url("**/runs/fit/a/fit.html")
     assert "fit of" in page.content() and errors == []
     page.close()
+
+
+def test_ctrl_c_while_upstream_runs_first_stops_the_call(chain):
+    _run_chain(chain)
+    flow = chain / "flow" / "prep.py"  # edited: prep/a is out of date, and now waits for a file
+    flow.write_text(
+        flow.read_text() + "\nimport os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.05)\n"
+    )
+    code = ("import sys\nfrom ductaflow.cli import run_cli\n"
+            "sys.exit(run_cli(['run', 'flow/fit.py', '--instance', 'a', '--with-upstream']))\n")  # fmt: skip
+    with subprocess.Popen([sys.executable, "-c", code], cwd=chain) as proc:
+        deadline = time.monotonic() + 120
+        while record(chain / "runs/prep/a")["status"] != "running":  # prep/a runs again first
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    assert record(chain / "runs/prep/a")["status"] == "interrupted"
+    assert record(chain / "runs/fit/a")["reason"] == "new"  # fit/a did not run again
