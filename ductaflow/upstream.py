@@ -53,6 +53,9 @@ class UpstreamState:
     record: dict[str, Any] | None = None  # its record, when it has one: --with-upstream runs it from it
 
 
+_CYCLE = UpstreamState("", None, None)
+
+
 def upstream_templates(flow: Flow, given: Any = None) -> dict[str, list[str]]:
     """Step -> instance-name templates: read from the flow's ``output_of`` calls, then ``given`` over them.
 
@@ -111,10 +114,13 @@ class Upstreams:
 
     def state(self, key: str) -> UpstreamState:
         """The state of ``key`` (``"step/instance"``)."""
-        if key not in self.states:
-            self.states[key] = UpstreamState(key, None, "is part of a cycle of steps")
-            self.states[key] = self._state(key)
-        return self.states[key]
+        found = self.states.get(key)
+        if found is None:
+            self.states[key] = _CYCLE  # asked for again while being worked out: steps read each other
+            found = self.states[key] = self._state(key)
+        elif found is _CYCLE:
+            return UpstreamState(key, None, "is part of a cycle of steps")
+        return found
 
     def _state(self, key: str) -> UpstreamState:
         record = self._read(key)  # strings, no Path: this runs once per upstream instance
@@ -254,23 +260,27 @@ def plan_upstream(
     if not templates:
         return {name: {} for name, _ in instances}, {}
     keys = {name: resolve(templates, name, config) for name, config in instances}
-    with Upstreams(runs_dir, hasher.root, hasher) as lineage:
-        problems = _problems(keys, lineage)
+    states, problems = _states(keys, Upstreams(runs_dir, hasher.root, hasher))
     waiting: dict[str, str] = {}
     if problems and with_upstream and all(state.record is not None for _, state in problems):
         if dry_run:
             waiting = {name: f"{state.key} ({state.problem})" for name, state in problems}
         else:
             run_first(rerun_arguments([state for _, state in problems], hasher.root))
-            with Upstreams(runs_dir, hasher.root, InputHasher(hasher.root)) as lineage:
-                problems = _problems(keys, lineage)
+            states, problems = _states(keys, Upstreams(runs_dir, hasher.root, InputHasher(hasher.root)))
     if problems and not waiting:
         raise upstream_error(problems, with_upstream)
-    return {name: {k: lineage.state(k).fingerprint or "" for k in ks} for name, ks in keys.items()}, waiting
+    return {name: {k: states[k].fingerprint or "" for k in ks} for name, ks in keys.items()}, waiting
 
 
-def _problems(keys: Mapping[str, list[str]], lineage: Upstreams) -> list[tuple[str, UpstreamState]]:
-    return [(name, lineage.state(k)) for name, ks in keys.items() for k in ks if lineage.state(k).problem]
+_Problems = list[tuple[str, UpstreamState]]  # (instance, the state of an upstream instance it cannot read)
+
+
+def _states(keys: Mapping[str, list[str]], lineage: Upstreams) -> tuple[dict[str, UpstreamState], _Problems]:
+    """Each upstream instance's state, and the (instance, state) pairs that cannot be read from."""
+    with lineage:
+        states = {k: lineage.state(k) for ks in keys.values() for k in ks}
+    return states, [(name, states[k]) for name, ks in keys.items() for k in ks if states[k].problem]
 
 
 def rerun_arguments(states: list[UpstreamState], root: Path) -> list[dict[str, Any]]:

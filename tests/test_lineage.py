@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -295,3 +296,15 @@ def test_ctrl_c_while_upstream_runs_first_stops_the_call(chain):
         assert proc.wait(timeout=120) == 130
     assert record(chain / "runs/prep/a")["status"] == "interrupted"
     assert record(chain / "runs/fit/a")["reason"] == "new"  # fit/a did not run again
+
+
+def test_steps_that_read_each_other_are_a_cycle_not_a_recursion_error(chain):
+    """Records edited by hand (or by two flows edited in turn) can name each other: that is reported."""
+    _run(chain, "prep")
+    _run(chain, "fit")
+    for here, there in (("prep/a", "fit/a"), ("fit/a", "prep/a")):
+        data = record(chain / "runs" / here)
+        data["fingerprint_parts"]["upstream"] = {there: "0" * 64}
+        (chain / "runs" / here / "run.json").write_text(json.dumps(data))
+    with pytest.raises(UpstreamError, match=r"prep/a is out of date \\(upstream fit/a is part of a cycle of steps\\)"):
+        _run(chain, "evaluate")
