@@ -16,6 +16,7 @@ from conftest import record
 import ductaflow
 from ductaflow import UpstreamError
 from ductaflow.cli import cli
+from ductaflow.runrecord import read_record
 
 PREP = """\
 # %% tags=["parameters"]
@@ -287,13 +288,17 @@ def test_ctrl_c_while_upstream_runs_first_stops_the_call(chain):
     )
     code = ("import sys\nfrom ductaflow.cli import run_cli\n"
             "sys.exit(run_cli(['run', 'flow/fit.py', '--instance', 'a', '--with-upstream']))\n")  # fmt: skip
-    with subprocess.Popen([sys.executable, "-c", code], cwd=chain) as proc:
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=chain)
+    try:
         deadline = time.monotonic() + 120
-        while record(chain / "runs/prep/a")["status"] != "running":  # prep/a runs again first
+        # prep/a runs again first; between the old attempt set aside and the new one in place, no record
+        while (read_record(chain / "runs/prep/a") or {}).get("status") != "running":
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130
+    finally:
+        proc.kill()  # a no-op once it has ended
     assert record(chain / "runs/prep/a")["status"] == "interrupted"
     assert record(chain / "runs/fit/a")["reason"] == "new"  # fit/a did not run again
 
