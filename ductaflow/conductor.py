@@ -271,14 +271,11 @@ class _Conductor:
 
     def _run_upstream_first(self, runs: list[dict[str, Any]]) -> None:
         """Run again the upstream instances :func:`plan_upstream` asks for, with this call's options."""
-        options = self.options
+        options = self.options  # all but where each config came from, which their records say
+        shared = {name: getattr(options, name) for name in _OPTIONS - {"config_source"}}
         for how in runs:
-            frame = run_instances(**how, with_upstream=True, jobs=self.jobs, executor=self.pool,
-                                  project_root=options.project_root, runs_dir=options.runs_dir,
-                                  engine=options.engine, kernel_name=options.kernel_name,
-                                  timeout=options.timeout, export_html=options.export_html,
-                                  progress=self.progress, check_config=options.check_config,
-                                  rerun_on_env_change=options.rerun_on_env_change)  # fmt: skip
+            frame = run_instances(**how, **shared, with_upstream=True, jobs=self.jobs, executor=self.pool,
+                                  project_root=options.project_root, progress=self.progress)  # fmt: skip
             if (frame.status == RunStatus.INTERRUPTED).any():  # Ctrl-C there: this call stops too
                 raise KeyboardInterrupt
 

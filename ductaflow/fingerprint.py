@@ -91,6 +91,19 @@ class InputHasher:
             hashes.update(self._specs[spec])
         return hashes
 
+    def compare(self, recorded: Mapping[str, str]) -> list[tuple[str, bool]]:
+        """Each recorded input (shown path -> hash) against today's file: ``(what, changed)``, as
+        ``input changed (p)``, ``input removed (p)`` or ``p unchanged``."""
+        out = []
+        for path, old in recorded.items():
+            try:
+                new = self.hash_inputs([path]).get(path)
+            except (ConfigError, OSError):
+                out.append((f"input removed ({path})", True))
+                continue
+            out.append((f"input changed ({path})", True) if new != old else (f"{path} unchanged", False))
+        return out
+
     def _expand(self, spec: str, where: str) -> list[Path]:
         path = Path(spec) if Path(spec).is_absolute() else self.root / spec
         if _GLOB_CHARS & set(spec):

@@ -23,7 +23,7 @@ from typing import Any
 from .config import config_hash
 from .engines.kernels import CURRENT_PYTHON_LABEL
 from .environment import environment_detail, kernel_environment
-from .exceptions import ConfigError, DuctaflowError
+from .exceptions import DuctaflowError
 from .fingerprint import InputHasher, config_changes, part_changes
 from .rundir import current_status, find_instances, layout_root, previous_attempt_dir, unreadable_record
 from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
@@ -211,7 +211,7 @@ def _compare(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache,
             sha != recorded_sha,
         )
     _compare_config(basis, root, instance, cache, note)
-    for text, changed in _compare_inputs(parts.get("inputs") or {}, cache.hasher(root)):
+    for text, changed in cache.hasher(root).compare(parts.get("inputs") or {}):
         note("input", text, changed)
     lineage = cache.lineage(runs_dir, root)
     code = lineage.code_of(Path(flow) if Path(flow).is_absolute() else root / flow)
@@ -268,18 +268,6 @@ def _compare_config(basis: Mapping[str, Any], root: Path, instance: str, cache: 
         note("config", config_changes(basis.get("config"), now, limit=None), True)
     else:
         note("config", f"config unchanged ({_describe(source)})", False)
-
-
-def _compare_inputs(recorded: Mapping[str, str], hasher: InputHasher) -> list[tuple[str, bool]]:
-    out = []
-    for path, old in recorded.items():
-        try:
-            new = hasher.hash_inputs([path]).get(path)
-        except (ConfigError, OSError):
-            out.append((f"input removed ({path})", True))
-            continue
-        out.append((f"input changed ({path})", True) if new != old else (f"{path} unchanged", False))
-    return out
 
 
 def _describe(source: Mapping[str, Any]) -> str:

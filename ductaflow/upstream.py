@@ -198,13 +198,7 @@ class Upstreams:
         code = self.code_of(path)
         if code is not None and code != (parts.get("code") or {}):
             changes += part_changes("code", parts.get("code") or {}, code)
-        for shown, old in (parts.get("inputs") or {}).items():
-            try:
-                new = self.hasher.hash_inputs([shown]).get(shown)
-            except (ConfigError, OSError):
-                new = None
-            if new != old:
-                changes.append(f"input {'changed' if new else 'removed'} ({shown})")
+        changes += [text for text, changed in self.hasher.compare(parts.get("inputs") or {}) if changed]
         changes += self.upstream_changes(parts.get("upstream") or {})
         return changes
 
