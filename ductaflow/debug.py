@@ -21,13 +21,13 @@ from typing import Any
 from .exceptions import FlowError, InstanceBusyError, RunDirectoryError
 from .files import read_json, write_json_atomic
 from .flow import read_flow
+from .names import DEBUG_PREFIX
 from .notebook import save_notebook
 from .project import ROOT_ENV, find_project_root
 from .rundir import CONFIG_NAME, current_status, layout_root
 from .runrecord import RECORD_NAME, RunStatus, now_iso, read_record
 
 DEBUG_TAG = "ductaflow-debug"
-DEBUG_PREFIX = ".debug-"  # runs/<step>/.debug-<instance>: instance names never start with a dot
 MARKER_NAME = ".ductaflow-debug.json"  # in a debug copy: the instance it copies
 
 

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .metrics import RUN_DIR_ENV
+from .names import DEBUG_PREFIX
 from .seeds import config_seed
 
 _script_config: list[Mapping[str, Any]] = []  # what load_cli_config last returned in this process
-_DEBUG_PREFIX = ".debug-"  # ductaflow.debug.DEBUG_PREFIX: instance names never start with a dot
 
 
 def _kernel_shell() -> Any:
@@ -62,9 +63,9 @@ def seed() -> int:
     True
     """
     config = _flow_config()
-    run_dir = os.environ.get("DUCTAFLOW_RUN_DIR")
+    run_dir = os.environ.get(RUN_DIR_ENV)
     if run_dir:  # a debug copy's folder, runs/<step>/.debug-<instance>, draws what the instance drew
-        name = os.path.basename(os.path.normpath(run_dir)).removeprefix(_DEBUG_PREFIX)
+        name = os.path.basename(os.path.normpath(run_dir)).removeprefix(DEBUG_PREFIX)
         return config_seed(config, name)
     named = config.get("instance_name") if config is not None else None
     return config_seed(config, str(named) if named else "default")

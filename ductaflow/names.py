@@ -6,6 +6,8 @@ import unicodedata
 
 from .exceptions import UnsafeNameError
 
+#: The prefix of a debug copy, ``runs/<step>/.debug-<instance>``: instance names never start with a dot.
+DEBUG_PREFIX = ".debug-"
 _MAX_LENGTH = 200
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)}
 

@@ -37,6 +37,7 @@ from typing import Any
 from .config import closest
 from .configtypes import NO_CHECK_DIRECTIVE, fits, type_name, wrong_type
 from .exceptions import ConfigError
+from .seeds import SEED_KEY, SEED_LIMIT
 
 #: Config keys every flow accepts: ductaflow itself reads them.
 RESERVED_KEYS = frozenset({"instance_name", "ductaflow_seed"})
@@ -145,6 +146,9 @@ def check_config(
     for key, default in _RESERVED_TYPES.items():
         if key in config and not fits(config[key], default):
             raise wrong_type(key, config[key], default, flow, reserved=True)
+    if not 0 <= config.get(SEED_KEY, 0) < SEED_LIMIT:  # what numpy's generators take
+        raise ConfigError(f"config key {SEED_KEY!r} of {flow} is {config[SEED_KEY]}: a seed must be a whole "
+                          f"number from 0 to {SEED_LIMIT - 1}.", key=SEED_KEY)  # fmt: skip
     strict = strict and parameters.checked
     if parameters.defaults:
         _check_against(parameters.defaults, config, "", flow, strict)

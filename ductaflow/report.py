@@ -47,10 +47,16 @@ def build_report(path: str | os.PathLike[str] = "runs", output: str | os.PathLik
         raise ConfigError(f"the report's output {str(output)!r} is a folder; give a file name such as "
                           f"{Path(str(output)) / REPORT_NAME}.", path=str(output))  # fmt: skip
     steps: dict[str, list[dict[str, Any]]] = {}
-    for row in collect_rows(path):
+    rows = collect_rows(path)
+    pages = {}  # "step/instance" -> the link to its own report page, for the instances reading it
+    for row in rows:
         row["links"] = _links(Path(row["run_dir"]), row.pop("_html", None), target.parent)
-        row["links"].update(_upstream_links(Path(row["run_dir"]), row.pop("_upstream", []), target.parent))
+        pages[f"{row['step']}/{row['instance']}"] = row["links"].get("report")
         steps.setdefault(row["step"], []).append(row)
+    for row in rows:
+        for key in row.pop("_upstream", []):  # an upstream instance outside this report: its folder
+            folder = Path(row["run_dir"]).parent.parent / key
+            row["links"][f"upstream {key}"] = pages.get(key) or _relative(folder, target.parent)
     data = [{"step": step, "rows": rows, "configs": _columns(rows, "config."),
              "metrics": _columns(rows, "metric."), "replicates": aggregate_rows(rows)}
             for step, rows in sorted(steps.items())]  # fmt: skip
@@ -68,21 +74,13 @@ def _links(run_dir: Path, html_name: str | None, base: Path) -> dict[str, str]:
     links = {}
     for label, name in (("report", html_name), ("config", "config.json"), ("log", "log.txt")):
         if name and (run_dir / name).is_file():
-            relative = Path(os.path.relpath(run_dir / name, base)).as_posix()
-            links[label] = "./" + urllib.parse.quote(relative, safe="/")  # '#', '%', '?', ':' in names
+            links[label] = _relative(run_dir / name, base)
     return links
 
 
-def _upstream_links(run_dir: Path, keys: list[str], base: Path) -> dict[str, str]:
-    """``{"upstream prep/a": link}``: each upstream instance's own report page, else its folder."""
-    links = {}
-    for key in keys:
-        folder = run_dir.parent.parent / key
-        pages = sorted(folder.glob("*.html")) if folder.is_dir() else []
-        target = pages[0] if pages else folder
-        relative = Path(os.path.relpath(target, base)).as_posix()
-        links[f"upstream {key}"] = "./" + urllib.parse.quote(relative, safe="/")
-    return links
+def _relative(path: Path, base: Path) -> str:
+    """A link to ``path`` from a page in ``base``, quoted: '#', '%', '?', ':' may be in names."""
+    return "./" + urllib.parse.quote(Path(os.path.relpath(path, base)).as_posix(), safe="/")
 
 
 def _finite(value: Any) -> Any:

@@ -30,7 +30,7 @@ from typing import Any
 
 from .config import canonical_json, normalise_config
 from .exceptions import ConfigError
-from .seeds import check_sweep_seed
+from .seeds import DEFAULT_SWEEP_SEED, check_sweep_seed
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def combinations(source: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[
             seen[key] = kind
     if not seen:
         return [], []
-    drawn = [{}] if space is None else draws(count, space, check_sweep_seed(source.get("seed")) or 0)
+    drawn = [{}] if space is None else draws(count, space, _sweep_seed(source))
     pairs = paired_rows(paired) if paired else [{}]
     out, index = [], []
     for combo in grid_combos(grid):
@@ -226,3 +226,9 @@ def grid_combos(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [
         normalise_config(dict(zip(grid, values, strict=True))) for values in itertools.product(*grid.values())
     ]
+
+
+def _sweep_seed(source: Mapping[str, Any]) -> int:
+    """The sweep seed a source records, the default when it records none."""
+    seed = check_sweep_seed(source.get("seed"))
+    return DEFAULT_SWEEP_SEED if seed is None else seed

@@ -68,7 +68,7 @@ def sweep(
     config as ``ductaflow_seed``. ``replicates=N`` makes N instances of each
     row, ``<row>-r0 … -r{N-1}``, differing only by their seeds.
 
-    Without table and grid there is one instance, named ``instance_name``,
+    Without table, grid, paired or random there is one instance, named ``instance_name``,
     else the config's ``instance_name``, else the config file's stem, else
     ``default``. Unless it was named with ``instance_name``, a run of another
     config already there is not replaced: the call raises

@@ -214,3 +214,14 @@ def test_cli_seed_and_replicates(project: Path) -> None:
         assert _metrics(run_dir)["seed"] == instance_seed(4, f"default-r{i}")
     again = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "success:" not in again.stdout  # up to date: nothing ran
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_numpy_would_refuse_is_refused_before_anything_runs(seed: int) -> None:
+    """ductaflow_seed must lie in [0, 2**32), what numpy's generators take."""
+    from ductaflow.exceptions import ConfigError
+    from ductaflow.parameters import check_config, read_parameters
+
+    with pytest.raises(ConfigError, match=r"'ductaflow_seed' of flow/x.py is .*from 0 to 4294967295"):
+        check_config(read_parameters("config = {}"), {"ductaflow_seed": seed}, "flow/x.py")
+    check_config(read_parameters("config = {}"), {"ductaflow_seed": 2**32 - 1}, "flow/x.py")
