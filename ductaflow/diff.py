@@ -18,13 +18,13 @@ from typing import Any
 
 from .celldiff import CellDiff, compare_cells, parameters_diff, read_cells
 from .config import closest, flatten
+from .environment import read_environment
 from .exceptions import RunDirectoryError
 from .files import read_json, shown_path
 from .metrics import read_metrics
 from .rundir import CONFIG_NAME, current_status
 from .runrecord import RECORD_NAME, error_line, is_record
 
-ENVIRONMENT_NAME = "environment.json"
 #: How each fingerprint part is named in a difference; ``config_hash`` is left to the config's own keys.
 _PARTS = {"flow_sha256": "flow", "kernel": "kernel", "inputs": "input", "code": "code",
           "upstream": "upstream"}  # fmt: skip
@@ -193,14 +193,7 @@ def _read(run_dir: Path) -> _Run:
     side = RunSide(run_dir.absolute(), str(record.get("step", run_dir.parent.name)),
                    str(record.get("instance", run_dir.name)), str(status), record.get("started_at"),
                    record.get("flow"), error_line(record))  # fmt: skip
-    return _Run(side, record, config if isinstance(config, dict) else {}, _read_environment(run_dir, record))
-
-
-def _read_environment(run_dir: Path, record: Mapping[str, Any]) -> dict[str, Any] | None:
-    entry = record.get("environment")
-    name = entry.get("file") if isinstance(entry, Mapping) else None
-    data, _ = read_json(run_dir / (name if isinstance(name, str) and name else ENVIRONMENT_NAME))
-    return data if isinstance(data, dict) else None
+    return _Run(side, record, config if isinstance(config, dict) else {}, read_environment(run_dir))
 
 
 def changes(a: Mapping[str, Any], b: Mapping[str, Any], *, keep_same: bool = False) -> list[Change]:
