@@ -48,7 +48,15 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
     """Run the current script under supervision in ``out_dir``; return its exit code."""
     from .environment import kernel_environment
     from .project import ROOT_ENV, find_project_root
-    from .rundir import CONFIG_NAME, check_run_dir, close_attempt, lock_instance, open_attempt, state_file
+    from .rundir import (
+        CONFIG_NAME,
+        check_run_dir,
+        close_attempt,
+        keep_flow_files,
+        lock_instance,
+        open_attempt,
+        state_file,
+    )
     from .runrecord import RunStatus
 
     check_name(out_dir.name, "output directory name")
@@ -79,6 +87,8 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
         error = _read_error(error_file)
         status = _status(code, interrupted, error)
         record["exit_code"] = code
+        for warning in keep_flow_files(out_dir, config, record["started_at"], environment):  # as engines do
+            record.setdefault("warnings", []).append(warning)
         if status is not RunStatus.SUCCESS:
             record["error"] = (error or _exit_error(code, status)).as_record()
         close_attempt(out_dir, record, status, started)

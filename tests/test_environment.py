@@ -233,6 +233,25 @@ def test_script_mode_records_the_environment(project: Path, flows: Path):
     assert read_environment(step / "a")["distributions"] == current.data["distributions"]
 
 
+def test_a_script_writing_environment_json_keeps_its_file_aside(project: Path, flows: Path):
+    """In script mode too, a flow's own environment.json becomes environment.flow.json, the record's stays."""
+    (project / "config").mkdir()
+    (project / "config" / "header.json").write_text("{}")
+    (project / "flow").mkdir()
+    script = project / "flow" / "header.py"
+    script.write_text((flows / "header.py").read_text() + '\nopen("environment.json", "w").write("mine")\n')
+    done = subprocess.run([sys.executable, str(script), "--output-dir", "runs/header/a"],
+                          cwd=project, capture_output=True, text=True, timeout=120)  # fmt: skip
+    run_dir = project / "runs" / "header" / "a"
+    if os.geteuid() != 0:  # the linked file is read-only: the script is told so
+        assert done.returncode != 0 and "PermissionError" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "environment.flow.json").read_text() == "mine"
+    assert _sha(run_dir / ENVIRONMENT_NAME) == record(run_dir)["environment"]["sha256"]
+    assert any("kept as environment.flow.json" in w for w in record(run_dir)["warnings"])
+
+
 def test_a_full_disk_while_storing_is_a_no_room_error(tmp_path: Path):
     """Storing an environment where writes find no room raises that error, leaving no file, not a copy."""
     code = textwrap.dedent(f"""
