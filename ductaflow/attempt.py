@@ -30,6 +30,7 @@ from .flow import Flow
 from .notebook import failure_banner, save_notebook, warm_up, write_html
 from .options import RunOptions
 from .project import ROOT_ENV, find_project_root
+from .runindex import note_instance
 from .runrecord import RECORD_NAME, RunError, RunStatus, base_record, git_info, now_iso, read_record
 from .seeds import config_seed
 
@@ -182,6 +183,7 @@ class Attempt:
         self.environment = self._environment()
         rundir.open_attempt(self.run_dir, self.config, self.record, keep_failed_as=keep_as,
                             environment=self.environment)  # fmt: skip
+        note_instance(self.run_dir)
 
     def _environment(self) -> Environment | None:
         """The kernel's environment, named in the record; ``None`` (and a warning why) when not known."""
@@ -261,6 +263,7 @@ class Attempt:
             if self.previous.exists():
                 self.record["previous_success"] = str(self.previous)
         rundir.close_attempt(self.run_dir, self.record, status, self.started)
+        note_instance(self.run_dir)
         self.concluded = True
         if status is RunStatus.SUCCESS:
             return self._result(status)
@@ -292,6 +295,7 @@ class Attempt:
         status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
         try:  # the record first: it is small and says what happened
             rundir.close_attempt(self.run_dir, self.record, status, self.started)
+            note_instance(self.run_dir)
         except OSError as write_error:
             print(f"ductaflow: could not record instance {self.instance!r} as {status} "
                   f"({shown_path(self.run_dir / RECORD_NAME)}: {write_error.strerror or write_error}); "

@@ -40,6 +40,7 @@ from .options import make_options
 from .parameters import check_config
 from .progress import Display, InstanceRow, count, make_display
 from .projectcode import flow_code
+from .runindex import shared_index
 from .runrecord import RunStatus, git_info, now_iso, read_record
 from .sources import planned_instances
 from .tasks import (
@@ -258,7 +259,14 @@ class _Conductor:
                               replicate=replicas[name].replicate, replicate_of=replicas[name].replicate_of,
                               retry_on_error=self.retry_on_error, only_failed=self.only_failed))  # fmt: skip
         environment = environment_today(self.options)  # once per call; each success compares its digest
+        glances = shared_index(self.options.runs_dir).glances(self.step) if plans else {}
         for plan in plans:
+            raw, fingerprint, seen = glances.get(plan.name, ("", None, None))
+            if raw == RunStatus.SUCCESS and fingerprint == plan.fingerprint.digest and not (
+                self.force or self.only_failed or environment is not None or plan.name in waiting
+            ):  # up to date by the index, which matched the files' signatures a moment ago
+                plan.seen, plan.reason = seen, ""
+                continue
             record = read_record(plan.run_dir)
             plan.seen = attempt_id(record)
             plan.reason = decide(record, plan.run_dir, plan.fingerprint, plan.config, force=self.force,

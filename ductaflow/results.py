@@ -6,17 +6,12 @@ import math
 import numbers
 import os
 import statistics
-from pathlib import Path
 from typing import Any
 
-from .config import flatten, is_missing
-from .files import read_json
-from .metrics import read_metrics
-from .rundir import CONFIG_NAME, current_status, find_instances, unreadable_record
-from .runrecord import RECORD_NAME, RunStatus, error_line, is_record
-
-BASE_COLUMNS = ["step", "instance", "status", "started", "duration", "run_dir", "error", "note", "seed",
-                "replicate", "replicate_of"]  # fmt: skip
+from .config import is_missing
+from .rows import BASE_COLUMNS
+from .runindex import rows_under
+from .runrecord import RunStatus
 
 
 def collect(path: str | os.PathLike[str] = "runs", step: str | None = None) -> Any:
@@ -52,45 +47,11 @@ def collect(path: str | os.PathLike[str] = "runs", step: str | None = None) -> A
 
 
 def collect_rows(path: str | os.PathLike[str], step: str | None = None) -> list[dict[str, Any]]:
-    """The rows of :func:`collect` as dicts (values exactly as stored)."""
-    dirs = find_instances([path])
-    if step is not None:
-        dirs = [d for d in dirs if d.parent.name == step]
-    return [instance_row(d) for d in dirs]
+    """The rows of :func:`collect` as dicts (values exactly as stored), read through the run index.
 
-
-def instance_row(run_dir: Path) -> dict[str, Any]:
-    """The flat row of one instance directory, as :func:`collect` shows it."""
-    row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
-    row.update(step=run_dir.parent.name, instance=run_dir.name, status="unknown", run_dir=os.fspath(run_dir))
-    folder = str(run_dir)
-    record, problem = read_json(os.path.join(folder, RECORD_NAME))
-    if not is_record(record):
-        row["note"] = f"{RECORD_NAME} {problem or 'is not a ductaflow run record'}"
-        if unreadable_record(run_dir) is not None:  # ductaflow's folder: an interrupted attempt
-            row["status"] = "unreadable record"
-        return row
-    status = current_status(record, run_dir)
-    row.update(step=str(record.get("step", row["step"])), status=str(status),
-               instance=str(record.get("instance", row["instance"])), started=record.get("started_at"),
-               duration=record.get("duration_s"), error=error_line(record), seed=record.get("seed"),
-               replicate=record.get("replicate"), replicate_of=record.get("replicate_of"))  # fmt: skip
-    html = (record.get("outputs") or {}).get("html")
-    row["_html"] = html if isinstance(html, str) else None  # the instance's own report, for build_report
-    upstream = record.get("upstream")  # the upstream instances it read, linked from the report
-    row["_upstream"] = [f"{u.get('step')}/{u.get('instance')}" for u in upstream if isinstance(u, dict)] if (
-        isinstance(upstream, list)) else []  # fmt: skip
-    config = record.get("config")
-    if not isinstance(config, dict):  # script-mode records keep the config in config.json only
-        config, _ = read_json(os.path.join(folder, CONFIG_NAME))
-    row.update(flatten(config if isinstance(config, dict) else {}, "config"))
-    unfinished = status in (RunStatus.RUNNING, RunStatus.CRASHED)  # a journal may be left only then
-    row.update(flatten(read_metrics(folder, journal=unfinished), "metric"))
-    if status is RunStatus.CRASHED:
-        row["note"] = (
-            "the process running it stopped without recording an end (killed, or the machine went down)"
-        )
-    return row
+    Each row also holds the keys of :data:`ductaflow.rows.EXTRA_KEYS`.
+    """
+    return rows_under(path, step)
 
 
 def aggregate_replicates(results: Any = "runs", step: str | None = None) -> Any:

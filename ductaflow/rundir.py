@@ -403,7 +403,7 @@ def find_instances(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
                               path=str(path))  # fmt: skip
         if (path / RECORD_NAME).exists():
             found.append(path)
-        elif _is_step_folder(path):
+        elif is_step_folder(path):
             found += _children(path)
         else:
             for step in _children(path):
@@ -411,7 +411,8 @@ def find_instances(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return list(dict.fromkeys(p.absolute() for p in found))
 
 
-def _is_step_folder(path: Path) -> bool:
+def is_step_folder(path: Path) -> bool:
+    """True for ``runs/<step>``: it holds ductaflow's state folder or an instance directory."""
     return (path / STATE_DIR).is_dir() or any((child / RECORD_NAME).exists() for child in _children(path))
 
 

@@ -57,6 +57,7 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
         open_attempt,
         state_file,
     )
+    from .runindex import note_instance
     from .runrecord import RunStatus
 
     check_name(out_dir.name, "output directory name")
@@ -73,6 +74,7 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
         else:
             record["environment"] = environment.summary
         open_attempt(out_dir, config, record, environment=environment)
+        note_instance(out_dir, create=False)
         error_file = state_file(out_dir, f"error-{out_dir.name}-{os.getpid()}.json")
         error_file.unlink(missing_ok=True)
         env.update(
@@ -92,6 +94,7 @@ def run_script(out_dir: Path, config: dict[str, Any], argv: list[str]) -> int:
         if status is not RunStatus.SUCCESS:
             record["error"] = (error or _exit_error(code, status)).as_record()
         close_attempt(out_dir, record, status, started)
+        note_instance(out_dir, create=False)
     if status is RunStatus.INTERRUPTED:
         return 130
     return code if code >= 0 else 128 - code

@@ -1,0 +1,107 @@
+"""Where the run index lives: its SQLite file, when SQLite can be trusted there, and its tables.
+
+See :mod:`ductaflow.runindex` for what the index holds and how it stays true to the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+INDEX_NAME = ".ductaflow-index.sqlite"
+INDEX_ENV = "DUCTAFLOW_INDEX"  # "off": read the files each time
+SCHEMA = "1"
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre",
+                                 "gpfs", "beegfs", "afs", "fuse.sshfs", "fuse.glusterfs", "fuse.s3fs",
+                                 "fuse.gcsfuse", "fuse.rclone"})  # fmt: skip
+_TOLD: set[str] = set()
+_TOLD_LOCK = threading.Lock()
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS instances (
+    step TEXT NOT NULL, name TEXT NOT NULL, sig TEXT NOT NULL, raw TEXT NOT NULL, status TEXT NOT NULL,
+    fingerprint TEXT, attempt TEXT, row TEXT NOT NULL, PRIMARY KEY (step, name)) WITHOUT ROWID;
+"""
+
+
+def unavailable(runs_dir: Path) -> str | None:
+    """Why ``runs_dir`` cannot hold an index (``DUCTAFLOW_INDEX=off``, a network filesystem), or ``None``."""
+    if os.environ.get(INDEX_ENV, "").lower() in ("off", "0", "no", "false"):
+        return f"{INDEX_ENV}=off"
+    if not runs_dir.is_dir():
+        return "it does not exist yet"
+    kind = filesystem_type(runs_dir)
+    if kind in NETWORK_FILESYSTEMS:
+        return f"it is on a network filesystem ({kind}) where SQLite's locking is unsafe"
+    return None
+
+
+def filesystem_type(path: Path, mounts: str | None = None) -> str | None:
+    """The filesystem type of ``path`` from ``/proc/mounts`` (or ``mounts``' text); ``None`` when unknown."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    target, best, kind = os.path.realpath(path), -1, None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), fields[2]
+    return kind
+
+
+def loads_rows(texts: list[str]) -> list[dict[str, Any]]:
+    """Many rows' JSON texts parsed in one call (much faster than one call each)."""
+    return json.loads("[" + ",".join(texts) + "]") if texts else []
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The database at ``path`` in WAL mode, shared by threads; raises DatabaseError when it is corrupt."""
+    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a corrupt file fails here
+    return db
+
+
+def memory() -> sqlite3.Connection:
+    """An empty database in memory (shared by threads)."""
+    return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+
+
+def is_memory(db: sqlite3.Connection) -> bool:
+    """True when ``db`` lives in memory only."""
+    return all(not file for _, name, file in db.execute("PRAGMA database_list") if name == "main")
+
+
+def drop(path: Path) -> None:
+    """Remove the database at ``path`` and its WAL files."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.unlink(f"{path}{suffix}")
+
+
+def tell_once(runs: Path, why: str) -> None:
+    """Say once per process and runs folder that the views read every file there, and why."""
+    if why == "it does not exist yet":
+        return
+    with _TOLD_LOCK:
+        if os.fspath(runs) in _TOLD:
+            return
+        _TOLD.add(os.fspath(runs))
+    print(
+        f"ductaflow: no run index for {runs}: {why}; views read every run folder's files instead",
+        file=sys.stderr,
+    )

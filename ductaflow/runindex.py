@@ -1,0 +1,398 @@
+"""The run index: every instance's row in one SQLite database in the runs folder, so views stay fast.
+
+``runs/.ductaflow-index.sqlite`` (WAL mode) holds each instance's row (what
+:func:`ductaflow.collect` shows, see :mod:`ductaflow.rows`), its raw
+status, fingerprint and attempt, and the signature of the files it was made
+from (inode, modification time and size of ``run.json`` and
+``metrics.json``). The files stay the truth: every read first calls
+:meth:`RunIndex.refresh`, which lists the step folders, compares each
+signature with a ``stat`` of the files, re-reads what changed, adds new
+folders and drops vanished ones. A conductor updates the row in the same
+step that writes a record (:func:`note_instance`), so the next view reads
+nothing. Several processes share the database through SQLite's own locking.
+
+Where SQLite's locking cannot be trusted (a network filesystem: NFS, SMB,
+Lustre...) or ``DUCTAFLOW_INDEX=off`` is set, the index lives in memory for
+the call: the views read every file each time, as they would without it,
+and say so once. ``read_only=True`` (``ductaflow serve``) never writes into
+the runs folder: it copies the database into memory and keeps that copy true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .indexquery import order_by, where_clause
+from .indexstore import (
+    INDEX_NAME,
+    SCHEMA,
+    TABLES,
+    connect,
+    drop,
+    is_memory,
+    loads_rows,
+    memory,
+    tell_once,
+    unavailable,
+)
+from .rows import BASE_COLUMNS, instance_row, row_of, watched_files
+from .rundir import find_instances, is_step_folder
+from .runrecord import RECORD_NAME, RunStatus, is_record
+
+_SHARED: dict[tuple[int, str], RunIndex] = {}  # per process: the index each runs folder's writers share
+_SHARED_LOCK = threading.Lock()
+
+
+def open_index(runs_dir: str | os.PathLike[str], *, read_only: bool = False) -> RunIndex:
+    """The index of ``runs_dir``: its database, or one in memory when it cannot or must not be written.
+
+    Opening writes nothing into a folder that does not exist yet.
+    """
+    runs = Path(runs_dir).absolute()
+    why = unavailable(runs)
+    if read_only or why is not None:
+        if why is not None:
+            tell_once(runs, why)
+        index = RunIndex(runs, memory())
+        if read_only and why is None:
+            index.seed_from(runs / INDEX_NAME)
+        return index
+    try:
+        return RunIndex(runs, connect(runs / INDEX_NAME))
+    except sqlite3.DatabaseError as exc:  # corrupt: the files are the truth, so it is made again
+        drop(runs / INDEX_NAME)
+        try:
+            return RunIndex(runs, connect(runs / INDEX_NAME))
+        except sqlite3.Error:
+            tell_once(runs, f"its index cannot be opened ({exc})")
+            return RunIndex(runs, memory())
+
+
+def rows_under(path: str | os.PathLike[str], step: str | None = None) -> list[dict[str, Any]]:
+    """The rows of every instance under ``path`` (a runs folder, a step folder or an instance directory).
+
+    Read through the runs folder's index; ``step`` keeps one step. Raises
+    :class:`ConfigError` when ``path`` is not a directory.
+    """
+    folder = Path(path).absolute()
+    if not folder.is_dir() or (folder / RECORD_NAME).exists():
+        return [instance_row(d) for d in find_instances([folder]) if step is None or d.parent.name == step]
+    if is_step_folder(folder):
+        runs, only = folder.parent, folder.name
+        if step is not None and step != only:
+            return []
+    else:
+        runs, only = folder, step
+    return shared_index(runs).rows(only)
+
+
+def shared_index(runs_dir: Path) -> RunIndex:
+    """This process's index of ``runs_dir``, opened once and shared by its threads."""
+    key = (os.getpid(), os.fspath(runs_dir))
+    with _SHARED_LOCK:
+        index = _SHARED.get(key)
+        if index is None or (not index.enabled and unavailable(runs_dir) is None):
+            index = _SHARED[key] = open_index(runs_dir)
+        return index
+
+
+def note_instance(run_dir: Path, *, create: bool = True) -> None:
+    """Bring ``run_dir``'s row in its runs folder's index up to date; never raises (files are the truth).
+
+    ``create=False`` (a script run with ``--output-dir`` anywhere) only
+    updates an index that exists already.
+    """
+    runs = run_dir.parent.parent
+    if not create and not (runs / INDEX_NAME).exists():
+        return
+    try:
+        index = shared_index(runs)
+        if index.enabled:
+            index.note(run_dir)
+    except (sqlite3.Error, OSError):
+        pass
+
+
+class RunIndex:
+    """Rows of a runs folder's instances, kept true to the files. Thread-safe."""
+
+    def __init__(self, runs_dir: Path, connection: sqlite3.Connection) -> None:
+        self.runs_dir = runs_dir
+        self.enabled = connection is not None and not is_memory(connection)
+        self._db = connection
+        self._lock = threading.RLock()
+        self._db.executescript(TABLES)
+        if self._meta("schema") not in (None, SCHEMA):  # made by another version: made again
+            self._db.executescript("DROP TABLE instances; DELETE FROM meta;" + TABLES)
+        self._set_meta("schema", SCHEMA)
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Grows whenever a refresh or a conductor changed a row."""
+        with self._lock:
+            return int(self._meta("version") or 0) + self._version
+
+    def seed_from(self, database: Path) -> None:
+        """Copy the rows of the database at ``database`` (read only) into this in-memory index."""
+        if not database.is_file():
+            return
+        try:
+            source = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=5)
+            try:
+                if source.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (SCHEMA,):
+                    with self._lock:
+                        source.backup(self._db)
+                        self._version += 1
+            finally:
+                source.close()
+        except sqlite3.Error:  # unreadable or busy: the refresh reads the files
+            pass
+
+    def refresh(self, step: str | None = None) -> int:
+        """Reconcile the rows with the files (one step, or all); returns how many rows changed."""
+        steps = [step] if step is not None else _folders(self.runs_dir)
+        changed = 0
+        for name in steps:
+            changed += self._refresh_step(name)
+        if step is None:
+            with self._lock:
+                known = {s for (s,) in self._db.execute("SELECT DISTINCT step FROM instances")}
+                gone = known - set(steps)
+                if gone:
+                    with self._write():
+                        self._db.executemany("DELETE FROM instances WHERE step=?", [(s,) for s in gone])
+                    changed += len(gone)
+        return changed
+
+    def rebuild(self) -> int:
+        """Forget every row and read all the files again; returns how many instances there are."""
+        with self._lock, self._write():
+            self._db.execute("DELETE FROM instances")
+        self.refresh()
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM instances").fetchone()[0])
+
+    def note(self, run_dir: Path) -> None:
+        """Re-read one instance directory's files into its row (or drop the row when it is gone)."""
+        step, name = run_dir.parent.name, run_dir.name
+        with self._lock, self._write():
+            if run_dir.is_dir():
+                self._store(step, [_read(run_dir)])
+            else:
+                self._db.execute("DELETE FROM instances WHERE step=? AND name=?", (step, name))
+
+    def rows(self, step: str | None = None) -> list[dict[str, Any]]:
+        """Every row (of one step), refreshed first, in step and instance order."""
+        self.refresh(step)
+        sql = "SELECT row FROM instances" + (" WHERE step=?" if step is not None else "")
+        with self._lock:
+            texts = [
+                t for (t,) in self._db.execute(sql + " ORDER BY step, name", () if step is None else (step,))
+            ]
+        return loads_rows(texts)
+
+    def row(self, step: str, instance: str) -> dict[str, Any] | None:
+        """One row, read again from its files first; ``None`` when the folder does not exist."""
+        self.note(self.runs_dir / step / instance)
+        with self._lock:
+            sql = "SELECT step, name, row FROM instances WHERE step=? AND name=?"
+            found = self._db.execute(sql, (step, instance)).fetchall()
+        return self._placed(found)[0] if found else None
+
+    def glances(self, step: str) -> dict[str, tuple[str, str | None, str | None]]:
+        """``{instance: (raw status, fingerprint, attempt)}`` of one step, refreshed first (for the plan)."""
+        self.refresh(step)
+        with self._lock:
+            found = self._db.execute(
+                "SELECT name, raw, fingerprint, attempt FROM instances WHERE step=?", (step,)
+            )
+            return {name: (raw, fp, attempt) for name, raw, fp, attempt in found}
+
+    def steps(self) -> list[dict[str, Any]]:
+        """Per step: total, counts by status, first start, last end, mean success duration, running count."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT step, status, count(*), min(json_extract(row, '$.started')),"
+                " max(json_extract(row, '$.ended')),"
+                " avg(CASE WHEN status='success' THEN json_extract(row, '$.duration') END)"
+                " FROM instances GROUP BY step, status ORDER BY step"
+            ).fetchall()
+        steps: dict[str, dict[str, Any]] = {}
+        for step, status, n, first, last, mean in found:
+            empty = {"step": step, "total": 0, "counts": {}, "first_started": None, "last_ended": None,
+                     "mean_success_s": None, "running": 0}  # fmt: skip
+            item = steps.setdefault(step, empty)
+            item["total"] += n
+            item["counts"][status] = n
+            item["first_started"] = min(filter(None, [item["first_started"], first]), default=None)
+            item["last_ended"] = max(filter(None, [item["last_ended"], last]), default=None)
+            if status == RunStatus.SUCCESS:
+                item["mean_success_s"] = mean
+            if status == RunStatus.RUNNING:
+                item["running"] = n
+        return list(steps.values())
+
+    def columns(self, step: str) -> list[str]:
+        """The step's columns: :data:`BASE_COLUMNS`, then ``config.*``, then ``metric.*``, as first met."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT DISTINCT j.key FROM instances, json_each(instances.row) AS j WHERE step=?", (step,)
+            )
+            keys = [k for (k,) in found]
+        return [*BASE_COLUMNS, *[k for k in keys if k.startswith("config.")],
+                *[k for k in keys if k.startswith("metric.")]]  # fmt: skip
+
+    def query(self, step: str, *, sort: str = "instance", descending: bool = False, where: str = "",
+              status: str | None = None, offset: int = 0,
+              limit: int = 50) -> tuple[int, list[dict[str, Any]]]:  # fmt: skip
+        """``(rows matching, that page of rows)`` of one step: filtered, sorted and paged by SQLite.
+
+        ``where`` holds space-separated terms, each ``column<op>value`` (``=``,
+        ``!=``, ``>``, ``<``, ``>=``, ``<=``, ``~`` for "contains") or free text
+        matched against instance, status, error and reason.
+        """
+        clause, params = where_clause(where, status)
+        order, keys = order_by(sort, descending)
+        with self._lock:
+            total = self._db.execute(f"SELECT count(*) FROM instances WHERE step=?{clause}", (step, *params))
+            count = int(total.fetchone()[0])
+            page = self._db.execute(
+                f"SELECT step, name, row FROM instances WHERE step=?{clause}"
+                f" ORDER BY {order} LIMIT ? OFFSET ?",
+                (step, *params, *keys, max(0, int(limit)), max(0, int(offset))),
+            ).fetchall()
+        return count, self._placed(page)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    # -- inside ---------------------------------------------------------------------------------
+
+    def _placed(self, found: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        """Parsed rows whose ``run_dir`` is where the folder is now (a runs folder can be moved)."""
+        rows = loads_rows([text for _, _, text in found])
+        base = os.fspath(self.runs_dir)
+        for row, (step, name, _) in zip(rows, found, strict=True):
+            row["run_dir"] = os.path.join(base, step, name)
+        return rows
+
+    def _refresh_step(self, step: str) -> int:
+        folder = self.runs_dir / step
+        with self._lock:
+            known = dict(self._db.execute("SELECT name, sig FROM instances WHERE step=?", (step,)).fetchall())
+        names = _folders(folder)
+        stale = []
+        base, stat = os.fspath(folder) + os.sep, os.stat
+        for name in names:  # the hot loop at 100,000 instances: plain strings, one stat per watched file
+            sig = known.get(name)
+            if not sig or sig.startswith("running"):
+                stale.append(name)
+                continue
+            files, _, _ = sig.partition("|")
+            here = base + name + os.sep
+            try:
+                st = stat(here + RECORD_NAME)
+                today = f"{files}|{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
+                for watched in files.split(","):
+                    try:
+                        st = stat(here + watched)
+                        today += f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
+                    except FileNotFoundError:
+                        today += "-;"
+            except OSError:
+                today = ""
+            if today != sig:
+                stale.append(name)
+        gone = known.keys() - set(names)
+        if not stale and not gone:
+            return 0
+        fresh = [_read(folder / name) for name in stale]
+        with self._lock, self._write():
+            self._db.executemany("DELETE FROM instances WHERE step=? AND name=?", [(step, n) for n in gone])
+            self._store(step, fresh)
+        return len(stale) + len(gone)
+
+    def _store(self, step: str, items: list[tuple[str, str, dict[str, Any], Any]]) -> None:
+        values = []
+        for name, sig, row, record in items:
+            raw = str(record.get("status")) if is_record(record) else ""
+            fingerprint = record.get("fingerprint") if is_record(record) else None
+            attempt = (f"{record.get('sweep_id')}@{record.get('started_at')}@{record.get('pid')}"
+                       f"@{record.get('host')}") if is_record(record) else None  # fmt: skip
+            values.append((step, name, sig, raw, str(row["status"]), fingerprint, attempt,
+                           json.dumps(row, ensure_ascii=False, default=str)))  # fmt: skip
+        self._db.executemany("INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction; bumps the version the live view watches."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("INSERT INTO meta VALUES ('version', '1') ON CONFLICT(key) DO UPDATE"
+                             " SET value = CAST(value AS INTEGER) + 1")  # fmt: skip
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _meta(self, key: str) -> str | None:
+        found = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return found[0] if found else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self._write():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def _read(run_dir: Path) -> tuple[str, str, dict[str, Any], Any]:
+    """``(name, signature, row, record)`` of an instance directory: the signature is taken before the read."""
+    try:
+        before = os.stat(run_dir / RECORD_NAME)
+    except OSError:
+        before = None
+    record: Any = None
+    problem = "is missing"
+    if before is not None:
+        try:
+            with open(run_dir / RECORD_NAME, "rb") as fh:
+                record, problem = json.loads(fh.read()), None
+        except (OSError, ValueError) as exc:
+            problem = f"is unreadable ({type(exc).__name__})"
+    files = watched_files(record)
+    sig = "" if before is None else _stat_sig(before) + "".join(_file_sig(run_dir / f) for f in files)
+    if is_record(record) and record.get("status") == RunStatus.RUNNING:
+        sig = "running" + sig  # re-read at each refresh while it runs
+    elif before is not None:
+        sig = ",".join(files) + "|" + sig
+    return run_dir.name, sig, row_of(run_dir, record, problem), record
+
+
+def _stat_sig(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
+
+
+def _file_sig(path: Path) -> str:
+    try:
+        return _stat_sig(os.stat(path))
+    except OSError:
+        return "-;"
+
+
+def _folders(path: Path) -> list[str]:
+    """Sub-directory names not starting with a dot (``os.scandir``: no stat per entry)."""
+    try:
+        with os.scandir(path) as entries:
+            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
