@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,16 @@ from .engines.kernels import CURRENT_PYTHON_LABEL
 from .environment import environment_detail, kernel_environment
 from .exceptions import DuctaflowError
 from .fingerprint import InputHasher, config_changes, part_changes
-from .rundir import current_status, find_instances, layout_root, previous_attempt_dir, unreadable_record
+from .indexstore import SCHEMA
+from .rundir import (
+    current_status,
+    find_instances,
+    is_step_folder,
+    layout_root,
+    previous_attempt_dir,
+    unreadable_record,
+)
+from .runindex import RunIndex, folders, shared_index
 from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
 from .sources import rebuild_configs
 from .upstream import Upstreams
@@ -105,11 +114,7 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
     details.append(("environment", _environment(basis, basis_dir)))  # shown, never makes it outdated
     if not succeeded:
         changes.insert(0, f"last attempt {status}")
-    unchecked = ("config", UNCHECKED_CONFIG) in details
-    reason = "; ".join(changes) or (
-        "flow and inputs unchanged; " + UNCHECKED_CONFIG if unchecked else "up to date"
-    )
-    outdated = True if changes else (None if unchecked else False)
+    outdated, reason = _outcome(changes, ("config", UNCHECKED_CONFIG) in details)
     return InstanceCheck(**fields, outdated=outdated, reason=reason, details=details, compared_with=basis_dir)
 
 
@@ -118,17 +123,86 @@ def check_instances(paths: Iterable[str | os.PathLike[str]] = ("runs",)) -> Any:
 
     Columns: step, instance, status, started_at, duration_s, outdated, reason,
     error, run_dir. Raises :class:`ConfigError` for a path that does not exist.
+    Successes are read through the run index, and what a sweep's instances
+    share (flow, inputs, code, the configs its source makes today) is
+    compared once.
     """
     import pandas as pd
 
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
     with _Cache() as cache:
-        for run_dir in find_instances(paths):
-            check = _check(run_dir, cache)
-            rows.append({c: getattr(check, c) for c in COLUMNS})
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+        for runs_dir, step, run_dir in _places(paths):
+            if run_dir is not None:
+                check = _check(run_dir, cache)
+                rows.setdefault(str(run_dir), {c: getattr(check, c) for c in COLUMNS})
+                continue
+            index, shared = shared_index(runs_dir), {}
+            folder = os.path.join(runs_dir, step)
+            step_dir = Path(folder)
+            for name, status, started, duration, error, basis, recorded in index.successes(step):
+                path = os.path.join(folder, name)
+                if path in rows:
+                    continue
+                if basis is None or status != RunStatus.SUCCESS:
+                    check = _check(Path(path), cache)
+                    rows[path] = {c: getattr(check, c) for c in COLUMNS}
+                    continue
+                outdated, orphaned, reason = _verdict(step_dir, name, basis, recorded, shared, cache, index)
+                values = [step, name, status, started, duration, outdated, orphaned, reason, error, path]
+                rows[path] = dict(zip(COLUMNS, values, strict=True))
+    frame = pd.DataFrame(list(rows.values()), columns=COLUMNS)
     frame["run_dir"] = frame["run_dir"].astype(str)
     return frame
+
+
+def _places(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str, Path | None]]:
+    """``(runs folder, step, None)`` per step under ``paths``; ``(.., .., run_dir)`` per instance dir."""
+    for given in paths:
+        folder = Path(given).absolute()
+        if not folder.is_dir() or (folder / RECORD_NAME).exists():
+            for run_dir in find_instances([folder]):  # raises ConfigError for a missing path
+                yield run_dir.parent.parent, run_dir.parent.name, run_dir
+        elif is_step_folder(folder):
+            yield folder.parent, folder.name, None
+        else:
+            for step in folders(folder):
+                yield folder, step, None
+
+
+def _verdict(step_dir: Path, name: str, basis_text: str, recorded: str | None, shared: dict[str, Any],
+             cache: _Cache, index: RunIndex) -> tuple[bool | None, bool, str]:  # fmt: skip
+    """``(outdated, orphaned, reason)`` of a success in the index; what a sweep shares is compared once."""
+    if basis_text not in shared:
+        basis = json.loads(basis_text)
+        root = _root(basis, step_dir / name, cache)
+        details, changes = _compare(basis, root, None, cache, step_dir.parent)
+        at = int(bool(changes) and details[0][1] == changes[0])  # a config change is said after the flow's
+        source = basis.get("config_source")
+        hashes = cache.hashes(source, root, index) if isinstance(source, Mapping) else None
+        shared[basis_text] = (basis, root, changes, ("config", UNCHECKED_CONFIG) in details, at, hashes)
+    basis, root, changes, unchecked, at, hashes = shared[basis_text]
+    if not isinstance(hashes, dict) or name not in hashes:
+        orphan = _orphaned(basis, root, name, cache)
+        if orphan is not None:
+            return None, True, orphan
+    changes = list(changes)
+    if not unchecked and (not isinstance(hashes, dict) or hashes.get(name) != recorded):
+
+        def note(_part: str, text: str, changed: bool) -> None:
+            if changed:
+                changes.insert(at, text)
+
+        record = {**(read_record(step_dir / name) or {}), "config_source": basis["config_source"]}
+        _compare_config(record, root, name, cache, note)  # described key by key from the record: rare
+    outdated, reason = _outcome(changes, unchecked)
+    return outdated, False, reason
+
+
+def _outcome(changes: list[str], unchecked: bool) -> tuple[bool | None, str]:
+    """``(outdated, reason)`` from what changed; ``unchecked``: the config was not read from files."""
+    if changes:
+        return True, "; ".join(changes)
+    return (None, "flow and inputs unchanged; " + UNCHECKED_CONFIG) if unchecked else (False, "up to date")
 
 
 class _Cache:
@@ -138,6 +212,7 @@ class _Cache:
         self.flows: dict[Path, str | None] = {}
         self.hashers: dict[Path, InputHasher] = {}
         self.sweeps: dict[str, Any] = {}
+        self.keys: dict[tuple[int, Path], tuple[Any, str]] = {}  # (id(source), root) -> (source, its key)
         self.lineages: dict[tuple[Path, Path], Upstreams] = {}
         self.roots: dict[str, Path | None] = {}  # recorded project root -> that directory, if it exists
 
@@ -159,6 +234,21 @@ class _Cache:
         for lineage in self.lineages.values():  # the step folders they opened
             lineage.close()
 
+    def hashes(self, source: Mapping[str, Any], root: Path, index: RunIndex) -> Any:
+        """Today's config hash of each instance ``source`` makes (kept in the index while its files stay
+        unchanged), or the error that prevents building them."""
+        key = json.dumps([str(root), source, SCHEMA], default=str)  # unsorted: a space's order matters
+        files = "".join(_file_signature(root, source.get(name)) for name in ("config_file", "table"))
+        found = index.source_hashes(key, files)
+        if found is not None:
+            return found
+        built = self.configs(source, root)
+        if isinstance(built, DuctaflowError):
+            return built
+        hashes = {name: config_hash(config) for name, config in built.items()}
+        index.keep_source_hashes(key, files, hashes)
+        return hashes
+
     def lineage(self, runs_dir: Path, root: Path) -> Upstreams:
         """Upstream instances' states and flows' project code under ``runs_dir``, worked out once."""
         if (runs_dir, root) not in self.lineages:
@@ -167,13 +257,28 @@ class _Cache:
 
     def configs(self, source: Mapping[str, Any], root: Path) -> Any:
         """Today's configs by instance name from ``source``, or the error that prevents building them."""
-        key = json.dumps([str(root), source], sort_keys=True, default=str)
+        known = self.keys.get((id(source), root))  # a sweep's instances share one source object
+        if known is not None and known[0] is source:
+            key = known[1]
+        else:
+            key = json.dumps([str(root), source], sort_keys=True, default=str)
+            self.keys[(id(source), root)] = (source, key)
         if key not in self.sweeps:
             try:
                 self.sweeps[key] = rebuild_configs(source, root)
             except DuctaflowError as exc:  # a bad row or file spoils only the instances it produces
                 self.sweeps[key] = exc
         return self.sweeps[key]
+
+
+def _file_signature(root: Path, given: Any) -> str:
+    if not given:
+        return "-;"
+    try:
+        st = os.stat(root / str(given))
+    except OSError:
+        return f"{given}:missing;"
+    return f"{given}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
 
 
 def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:
@@ -187,9 +292,12 @@ def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:
     return layout_root(run_dir)
 
 
-def _compare(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache,
+def _compare(basis: Mapping[str, Any], root: Path, instance: str | None, cache: _Cache,
              runs_dir: Path) -> tuple[list[tuple[str, str]], list[str]]:  # fmt: skip
-    """Each part's comparison for ``details``, and the changes that make the instance outdated."""
+    """Each part's comparison for ``details``, and the changes that make the instance outdated.
+
+    ``instance=None`` leaves the config to the caller (unless it was not read from files).
+    """
     parts = basis.get("fingerprint_parts") or {}
     details: list[tuple[str, str]] = []
     changes: list[str] = []
@@ -210,7 +318,10 @@ def _compare(basis: Mapping[str, Any], root: Path, instance: str, cache: _Cache,
             f"flow changed ({flow})" if sha != recorded_sha else f"{flow} unchanged",
             sha != recorded_sha,
         )
-    _compare_config(basis, root, instance, cache, note)
+    if instance is not None:
+        _compare_config(basis, root, instance, cache, note)
+    elif not isinstance(basis.get("config_source"), Mapping):
+        note("config", UNCHECKED_CONFIG, False)
     for text, changed in cache.hasher(root).compare(parts.get("inputs") or {}):
         note("input", text, changed)
     lineage = cache.lineage(runs_dir, root)

@@ -16,7 +16,7 @@ from typing import Any
 
 INDEX_NAME = ".ductaflow-index.sqlite"
 INDEX_ENV = "DUCTAFLOW_INDEX"  # "off": read the files each time
-SCHEMA = "1"
+SCHEMA = "2"
 NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre",
                                  "gpfs", "beegfs", "afs", "fuse.sshfs", "fuse.glusterfs", "fuse.s3fs",
                                  "fuse.gcsfuse", "fuse.rclone"})  # fmt: skip
@@ -27,8 +27,15 @@ TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS instances (
     step TEXT NOT NULL, name TEXT NOT NULL, sig TEXT NOT NULL, raw TEXT NOT NULL, status TEXT NOT NULL,
-    fingerprint TEXT, attempt TEXT, row TEXT NOT NULL, PRIMARY KEY (step, name)) WITHOUT ROWID;
+    fingerprint TEXT, attempt TEXT, row TEXT NOT NULL, basis INTEGER, config_hash TEXT,
+    PRIMARY KEY (step, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bases (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sources (key TEXT PRIMARY KEY, files TEXT NOT NULL, hashes TEXT NOT NULL)
+    WITHOUT ROWID;
 """
+DROP_TABLES = "DROP TABLE instances; DROP TABLE bases; DROP TABLE sources; DELETE FROM meta;"
+#: What a success is compared with today, besides its config (``ductaflow status``): shared by a sweep.
+BASIS_KEYS = ("flow", "flow_sha256", "project_root", "config_source", "kernel", "mode")
 
 
 def unavailable(runs_dir: Path) -> str | None:

@@ -21,6 +21,7 @@ the runs folder: it copies the database into memory and keeps that copy true.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -31,6 +32,8 @@ from typing import Any
 
 from .indexquery import order_by, where_clause
 from .indexstore import (
+    BASIS_KEYS,
+    DROP_TABLES,
     INDEX_NAME,
     SCHEMA,
     TABLES,
@@ -130,9 +133,10 @@ class RunIndex:
         self._lock = threading.RLock()
         self._db.executescript(TABLES)
         if self._meta("schema") not in (None, SCHEMA):  # made by another version: made again
-            self._db.executescript("DROP TABLE instances; DELETE FROM meta;" + TABLES)
+            self._db.executescript(DROP_TABLES + TABLES)
         self._set_meta("schema", SCHEMA)
         self._version = 0
+        self._bases: set[int] = set()  # the bases this connection stored
 
     @property
     def version(self) -> int:
@@ -158,7 +162,7 @@ class RunIndex:
 
     def refresh(self, step: str | None = None) -> int:
         """Reconcile the rows with the files (one step, or all); returns how many rows changed."""
-        steps = [step] if step is not None else _folders(self.runs_dir)
+        steps = [step] if step is not None else folders(self.runs_dir)
         changed = 0
         for name in steps:
             changed += self._refresh_step(name)
@@ -176,6 +180,8 @@ class RunIndex:
         """Forget every row and read all the files again; returns how many instances there are."""
         with self._lock, self._write():
             self._db.execute("DELETE FROM instances")
+            self._db.execute("DELETE FROM bases")
+            self._bases.clear()
         self.refresh()
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM instances").fetchone()[0])
@@ -215,6 +221,34 @@ class RunIndex:
                 "SELECT name, raw, fingerprint, attempt FROM instances WHERE step=?", (step,)
             )
             return {name: (raw, fp, attempt) for name, raw, fp, attempt in found}
+
+    def successes(self, step: str) -> list[tuple[Any, ...]]:
+        """What ``ductaflow status`` needs of each instance of ``step``, refreshed first, by name.
+
+        Tuples ``(name, status, started, duration, error, basis, config hash)``;
+        the basis (JSON text of :data:`BASIS_KEYS` and the fingerprint parts but
+        the config hash) and the hash are ``None`` unless the latest attempt succeeded.
+        """
+        self.refresh(step)
+        with self._lock:
+            return self._db.execute(
+                "SELECT name, status, json_extract(row, '$.started'), json_extract(row, '$.duration'),"
+                " json_extract(row, '$.error'), bases.text, config_hash FROM instances"
+                " LEFT JOIN bases ON bases.id = instances.basis WHERE step=? ORDER BY name",
+                (step,),
+            ).fetchall()
+
+    def source_hashes(self, key: str, files: str) -> dict[str, str] | None:
+        """The config hash of each instance a config source made when its files had signature ``files``."""
+        with self._lock:
+            found = self._db.execute("SELECT files, hashes FROM sources WHERE key=?", (key,)).fetchone()
+        return json.loads(found[1]) if found and found[0] == files else None
+
+    def keep_source_hashes(self, key: str, files: str, hashes: dict[str, str]) -> None:
+        """Remember :meth:`source_hashes` (a cache: a failure to write it is ignored)."""
+        with contextlib.suppress(sqlite3.Error), self._lock, self._write():
+            values = (key, files, json.dumps(hashes))
+            self._db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?)", values)
 
     def steps(self) -> list[dict[str, Any]]:
         """Per step: total, counts by status, first start, last end, mean success duration, running count."""
@@ -290,7 +324,7 @@ class RunIndex:
         folder = self.runs_dir / step
         with self._lock:
             known = dict(self._db.execute("SELECT name, sig FROM instances WHERE step=?", (step,)).fetchall())
-        names = _folders(folder)
+        names = folders(folder)
         stale = []
         base, stat = os.fspath(folder) + os.sep, os.stat
         for name in names:  # the hot loop at 100,000 instances: plain strings, one stat per watched file
@@ -329,9 +363,23 @@ class RunIndex:
             fingerprint = record.get("fingerprint") if is_record(record) else None
             attempt = (f"{record.get('sweep_id')}@{record.get('started_at')}@{record.get('pid')}"
                        f"@{record.get('host')}") if is_record(record) else None  # fmt: skip
+            basis, config_hash = self._basis(record) if raw == RunStatus.SUCCESS else (None, None)
             values.append((step, name, sig, raw, str(row["status"]), fingerprint, attempt,
-                           json.dumps(row, ensure_ascii=False, default=str)))  # fmt: skip
-        self._db.executemany("INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                           json.dumps(row, ensure_ascii=False, default=str), basis, config_hash))  # fmt: skip
+        self._db.executemany("INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+
+    def _basis(self, record: dict[str, Any]) -> tuple[int, str | None]:
+        """The id of what a success shares with its sweep (stored once), and its own config hash."""
+        parts = dict(record.get("fingerprint_parts") or {})
+        config_hash = parts.pop("config_hash", None)
+        basis = {key: record.get(key) for key in BASIS_KEYS}
+        basis["fingerprint_parts"] = parts
+        text = json.dumps(basis, ensure_ascii=False, default=str)  # key order matters (a space's draws)
+        key = int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)  # the same in every process
+        if key not in self._bases:
+            self._db.execute("INSERT OR IGNORE INTO bases VALUES (?, ?)", (key, text))
+            self._bases.add(key)
+        return key, config_hash if isinstance(config_hash, str) else None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
@@ -389,7 +437,7 @@ def _file_sig(path: Path) -> str:
         return "-;"
 
 
-def _folders(path: Path) -> list[str]:
+def folders(path: Path) -> list[str]:  # steps of a runs folder, instances of a step
     """Sub-directory names not starting with a dot (``os.scandir``: no stat per entry)."""
     try:
         with os.scandir(path) as entries:

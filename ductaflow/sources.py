@@ -18,7 +18,6 @@ today's files and tell whether they changed.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -171,13 +170,24 @@ def _conflict(index: int, section: str, key: str) -> ConfigError:
 
 
 def _merge(base: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(dict(base))
+    merged = _tree_copy(base)
     for key, value in row.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
     return merged
+
+
+def _tree_copy(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a normalised config whose dicts and lists are its own (``deepcopy`` without its memo)."""
+    return {k: _tree_copy(v) if isinstance(v, dict) else (_list_copy(v) if isinstance(v, list) else v)
+            for k, v in config.items()}  # fmt: skip
+
+
+def _list_copy(items: list[Any]) -> list[Any]:
+    return [_tree_copy(v) if isinstance(v, dict) else (_list_copy(v) if isinstance(v, list) else v)
+            for v in items]  # fmt: skip
 
 
 def _given_name(name: Any, index: int, column: str) -> str:
