@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .instance import RunResult, run_notebook, run_step_flow
     from .report import build_report
     from .results import aggregate_replicates, collect
+    from .runindex import refresh_index
     from .runrecord import RunStatus
     from .scaffold import new_project
     from .spaces import log_uniform, uniform
@@ -57,6 +58,7 @@ _LAZY = {
     "sweep": "sweeps",
     "dask_client": "executors",
     "RunStatus": "runrecord",
+    "refresh_index": "runindex",
     "read_table": "table",
     "InstanceCheck": "freshness",
     "check_instance": "freshness",
@@ -126,6 +128,7 @@ __all__ = [
     "read_table",
     "record",
     "recorded",
+    "refresh_index",
     "run_instances",
     "run_notebook",
     "run_step_flow",

@@ -25,7 +25,7 @@ from .engines.kernels import CURRENT_PYTHON_LABEL
 from .environment import environment_detail, kernel_environment
 from .exceptions import DuctaflowError
 from .fingerprint import InputHasher, config_changes, part_changes
-from .indexstore import SCHEMA
+from .indexstore import SCHEMA, folders
 from .rundir import (
     current_status,
     find_instances,
@@ -34,7 +34,7 @@ from .rundir import (
     previous_attempt_dir,
     unreadable_record,
 )
-from .runindex import RunIndex, folders, shared_index
+from .runindex import RunIndex, shared_index
 from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
 from .sources import rebuild_configs
 from .upstream import Upstreams

@@ -35,6 +35,9 @@ def where_clause(where: str, status: str | None = None) -> tuple[str, list[Any]]
     except ValueError as exc:
         raise ConfigError(f"the filter {where!r} cannot be read ({exc}); close its quotes.") from exc
     for term in terms:
+        if term[0] in "=!<>~":
+            raise ConfigError(f"the filter term {term!r} names no column: write it as column{term[0]}value "
+                              "(e.g. metric.rmse<0.5).", key=term)  # fmt: skip
         found = _TERM.match(term)
         if found is None:
             likes = " OR ".join(f"instr(lower(CAST({_value(c)[0]} AS TEXT)), ?) > 0" for c in _FREE)
@@ -43,8 +46,6 @@ def where_clause(where: str, status: str | None = None) -> tuple[str, list[Any]]
                 params += [*_value(column)[1], term.lower()]
             continue
         column, op, raw = found.group(1).strip(), found.group(2), found.group(3)
-        if not column:
-            raise ConfigError(f"the filter term {term!r} names no column: write it as column{op}value.")
         expr, keys = _value(column)
         if op == "~":
             sql.append(f"instr(lower(CAST({expr} AS TEXT)), ?) > 0")

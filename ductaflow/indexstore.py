@@ -14,6 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .rows import row_of, watched_files
+from .runrecord import RECORD_NAME, RunStatus, is_record
+
 INDEX_NAME = ".ductaflow-index.sqlite"
 INDEX_ENV = "DUCTAFLOW_INDEX"  # "off": read the files each time
 SCHEMA = "2"
@@ -112,3 +115,51 @@ def tell_once(runs: Path, why: str) -> None:
         f"ductaflow: no run index for {runs}: {why}; views read every run folder's files instead",
         file=sys.stderr,
     )
+
+
+def read_instance(run_dir: Path) -> tuple[str, str, dict[str, Any], Any]:
+    """``(name, signature, row, record)`` of an instance directory: the signature is taken before the read.
+
+    The signature names the watched files, then ``inode:mtime_ns:size;`` of
+    ``run.json`` and of each of them; ``running`` in front marks a live
+    attempt, re-read at every refresh; empty: no record.
+    """
+    try:
+        before = os.stat(run_dir / RECORD_NAME)
+    except OSError:
+        before = None
+    record: Any = None
+    problem = "is missing"
+    if before is not None:
+        try:
+            with open(run_dir / RECORD_NAME, "rb") as fh:
+                record, problem = json.loads(fh.read()), None
+        except (OSError, ValueError) as exc:
+            problem = f"is unreadable ({type(exc).__name__})"
+    files = watched_files(record)
+    sig = "" if before is None else _stat_sig(before) + "".join(_file_sig(run_dir / f) for f in files)
+    if is_record(record) and record.get("status") == RunStatus.RUNNING:
+        sig = "running" + sig  # re-read at each refresh while it runs
+    elif before is not None:
+        sig = ",".join(files) + "|" + sig
+    return run_dir.name, sig, row_of(run_dir, record, problem), record
+
+
+def _stat_sig(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
+
+
+def _file_sig(path: Path) -> str:
+    try:
+        return _stat_sig(os.stat(path))
+    except OSError:
+        return "-;"
+
+
+def folders(path: Path) -> list[str]:  # steps of a runs folder, instances of a step
+    """Sub-directory names not starting with a dot (``os.scandir``: no stat per entry)."""
+    try:
+        with os.scandir(path) as entries:
+            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .exceptions import ConfigError
 from .indexquery import order_by, where_clause
 from .indexstore import (
     BASIS_KEYS,
@@ -39,13 +40,15 @@ from .indexstore import (
     TABLES,
     connect,
     drop,
+    folders,
     is_memory,
     loads_rows,
     memory,
+    read_instance,
     tell_once,
     unavailable,
 )
-from .rows import BASE_COLUMNS, instance_row, row_of, watched_files
+from .rows import BASE_COLUMNS, instance_row
 from .rundir import find_instances, is_step_folder
 from .runrecord import RECORD_NAME, RunStatus, is_record
 
@@ -94,6 +97,32 @@ def rows_under(path: str | os.PathLike[str], step: str | None = None) -> list[di
     else:
         runs, only = folder, step
     return shared_index(runs).rows(only)
+
+
+def refresh_index(runs_dir: str | os.PathLike[str] = "runs", *, rebuild: bool = False) -> dict[str, Any]:
+    """Bring the run index of ``runs_dir`` up to date with its files (``rebuild``: read every file again).
+
+    Returns ``{"index": its path or None, "why_not": why there is none,
+    "steps": n, "instances": n, "changed": rows read again or dropped}``.
+    Views do this themselves before they read; call it to rebuild an index
+    by hand or to pay for a first build in advance. Raises
+    :class:`ConfigError` when ``runs_dir`` is not a folder.
+
+    >>> summary = refresh_index("runs", rebuild=True)
+    >>> summary["instances"] == summary["changed"] > 0  # a rebuild reads every instance again
+    True
+    """
+    runs = Path(runs_dir).absolute()
+    if not runs.is_dir():
+        raise ConfigError(f"the runs folder {str(runs_dir)!r} is not a folder: give the folder that holds "
+                          "<step>/<instance> folders (default: runs).", path=str(runs_dir))  # fmt: skip
+    index = shared_index(runs)
+    changed = index.rebuild() if rebuild else index.refresh()
+    summary = index.steps()
+    return {"index": os.fspath(runs / INDEX_NAME) if index.enabled else None,
+            "why_not": None if index.enabled else unavailable(runs) or "it cannot be opened",
+            "steps": len(summary), "instances": sum(s["total"] for s in summary),
+            "changed": changed}  # fmt: skip
 
 
 def shared_index(runs_dir: Path) -> RunIndex:
@@ -177,21 +206,19 @@ class RunIndex:
         return changed
 
     def rebuild(self) -> int:
-        """Forget every row and read all the files again; returns how many instances there are."""
+        """Forget every row and read all the files again; returns how many rows were read."""
         with self._lock, self._write():
-            self._db.execute("DELETE FROM instances")
-            self._db.execute("DELETE FROM bases")
+            for table in ("instances", "bases", "sources"):
+                self._db.execute(f"DELETE FROM {table}")
             self._bases.clear()
-        self.refresh()
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM instances").fetchone()[0])
+        return self.refresh()
 
     def note(self, run_dir: Path) -> None:
         """Re-read one instance directory's files into its row (or drop the row when it is gone)."""
         step, name = run_dir.parent.name, run_dir.name
         with self._lock, self._write():
             if run_dir.is_dir():
-                self._store(step, [_read(run_dir)])
+                self._store(step, [read_instance(run_dir)])
             else:
                 self._db.execute("DELETE FROM instances WHERE step=? AND name=?", (step, name))
 
@@ -350,7 +377,7 @@ class RunIndex:
         gone = known.keys() - set(names)
         if not stale and not gone:
             return 0
-        fresh = [_read(folder / name) for name in stale]
+        fresh = [read_instance(folder / name) for name in stale]
         with self._lock, self._write():
             self._db.executemany("DELETE FROM instances WHERE step=? AND name=?", [(step, n) for n in gone])
             self._store(step, fresh)
@@ -401,46 +428,3 @@ class RunIndex:
     def _set_meta(self, key: str, value: str) -> None:
         with self._write():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-
-def _read(run_dir: Path) -> tuple[str, str, dict[str, Any], Any]:
-    """``(name, signature, row, record)`` of an instance directory: the signature is taken before the read."""
-    try:
-        before = os.stat(run_dir / RECORD_NAME)
-    except OSError:
-        before = None
-    record: Any = None
-    problem = "is missing"
-    if before is not None:
-        try:
-            with open(run_dir / RECORD_NAME, "rb") as fh:
-                record, problem = json.loads(fh.read()), None
-        except (OSError, ValueError) as exc:
-            problem = f"is unreadable ({type(exc).__name__})"
-    files = watched_files(record)
-    sig = "" if before is None else _stat_sig(before) + "".join(_file_sig(run_dir / f) for f in files)
-    if is_record(record) and record.get("status") == RunStatus.RUNNING:
-        sig = "running" + sig  # re-read at each refresh while it runs
-    elif before is not None:
-        sig = ",".join(files) + "|" + sig
-    return run_dir.name, sig, row_of(run_dir, record, problem), record
-
-
-def _stat_sig(st: os.stat_result) -> str:
-    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
-
-
-def _file_sig(path: Path) -> str:
-    try:
-        return _stat_sig(os.stat(path))
-    except OSError:
-        return "-;"
-
-
-def folders(path: Path) -> list[str]:  # steps of a runs folder, instances of a step
-    """Sub-directory names not starting with a dot (``os.scandir``: no stat per entry)."""
-    try:
-        with os.scandir(path) as entries:
-            return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
-    except OSError:
-        return []

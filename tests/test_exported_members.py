@@ -46,6 +46,7 @@ DOCUMENTED = {
     "read_table",
     "record",
     "recorded",
+    "refresh_index",
     "run_instances",
     "run_notebook",
     "run_step_flow",

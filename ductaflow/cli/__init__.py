@@ -33,7 +33,7 @@ from .common import (
     EXIT_USAGE,
 )
 from .diffing import diff
-from .inspecting import report, status, why
+from .inspecting import index, report, status, why
 from .project import clean, new, open_
 from .running import run, sweep
 
@@ -134,5 +134,5 @@ def cli() -> None:
     """
 
 
-for _command in (run, sweep, status, why, diff, report, open_, clean, new):
+for _command in (run, sweep, status, why, diff, report, index, open_, clean, new):
     cli.add_command(_command)

@@ -134,3 +134,27 @@ def report(path: Path | None, output: Path | None) -> int:
     written = ductaflow.build_report(path or Path("runs"), output)
     click.echo(f"wrote {shown(written)}")
     return EXIT_OK
+
+
+@click.command("index", context_settings=CONTEXT)
+@click.argument("runs", required=False, type=click.Path(path_type=Path))
+@click.option("--rebuild", is_flag=True, help="Forget the index and read every run folder's files again.")
+@debug_option
+def index(runs: Path | None, rebuild: bool) -> int:
+    """Bring the run index of RUNS (default: runs) up to date with its files, or --rebuild it.
+
+    The index (RUNS/.ductaflow-index.sqlite) is what status, collect, the
+    report, serve and the conductor's decision read. Each of them brings it
+    up to date first, so this is never required: use it to pay for a first
+    build in advance, or to start again from the files.
+
+    \b
+    Examples:
+      ductaflow index
+      ductaflow index /shared/study/runs --rebuild
+    """
+    summary = ductaflow.refresh_index(runs or Path("runs"), rebuild=rebuild)
+    where = shown(Path(summary["index"])) if summary["index"] else f"none ({summary['why_not']})"
+    click.echo(f"{summary['instances']} instances in {summary['steps']} steps; "
+               f"{summary['changed']} read again; index: {where}")  # fmt: skip
+    return EXIT_OK
