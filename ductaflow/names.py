@@ -43,7 +43,9 @@ def _problem(name: object) -> str | None:
         return "it starts with '.' (hidden names are reserved)"
     if len(name) >= 2 and name[1] == ":":
         return "it looks like a drive or absolute path"
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+    if not (name.isascii() and name.isprintable()) and any(  # printable ASCII holds none of them
+        unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name
+    ):
         return "it contains control characters"
     if name != name.rstrip(" ."):
         return "it ends with a space or a dot"
