@@ -36,6 +36,7 @@ from .diffing import diff
 from .inspecting import index, report, status, why
 from .project import clean, new, open_
 from .running import run, sweep
+from .serving import serve
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "cli", "main", "run_cli"]
 
@@ -134,5 +135,5 @@ def cli() -> None:
     """
 
 
-for _command in (run, sweep, status, why, diff, report, index, open_, clean, new):
+for _command in (run, sweep, status, why, diff, report, serve, index, open_, clean, new):
     cli.add_command(_command)
