@@ -25,12 +25,19 @@ def print_plan(frame: Any) -> None:
     print_table(rows, f"{count(len(rows))}, {sum(r['action'] == 'run' for r in rows)} would run")
 
 
-def print_status(records: list[dict[str, Any]], counts: dict[str, int]) -> None:
-    """Print ``ductaflow status``: one row per instance under a title counting each status."""
+def print_status(records: list[dict[str, Any]], counts: dict[str, int], total: int | None = None) -> None:
+    """Print ``ductaflow status``: one row per instance under a title counting each status.
+
+    ``total``: how many instances there are when ``records`` holds only the first of them.
+    """
     rows = [status_row(r) for r in records]
-    title = f"{count(len(rows))}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) if rows else (
+    total = len(rows) if total is None else total
+    title = f"{count(total)}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) if total else (
         "no instances")  # fmt: skip
     print_table(rows, title)
+    if total > len(rows):
+        click.echo(f"... and {total - len(rows):,} more not shown: --limit 0 shows every row, --outdated "
+                   "only those that would run again, --json all of them for programs")  # fmt: skip
 
 
 def status_row(r: dict[str, Any]) -> dict[str, str]:

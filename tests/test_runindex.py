@@ -259,3 +259,10 @@ def test_the_index_command_rebuilds_and_reports(project: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "ductaflow", "index", "elsewhere"], cwd=project,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "'elsewhere' is not a folder" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "ductaflow", "status", "--limit", "2"], cwd=project,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 instances: 3 success")
+    assert sum(line.startswith("metrics ") for line in lines) == 2
+    assert lines[-1].startswith("... and 1 more not shown: --limit 0 shows every row")

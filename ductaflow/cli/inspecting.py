@@ -19,13 +19,21 @@ from .common import CONTEXT, EXIT_OK, debug_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of objects) for programs.")
 @click.option("--outdated", is_flag=True, help="Only instances that would run again.")
 @click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    metavar="N",
+    help="Show at most N rows (the counts cover all); 0 shows every row. --json always has all.",
+)
+@click.option(
     "--runs-dir",
     type=click.Path(path_type=Path),
     metavar="DIR",
     help="The runs folder to look in when no PATHS are given (default: runs).",
 )
 @debug_option
-def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, runs_dir: Path | None) -> int:
+def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, limit: int, runs_dir: Path | None) -> int:
     """Show the instances under runs/ (or PATHS): status, when, how long, and whether outdated.
 
     PATHS may be runs folders, step folders (runs/<step>) or instance
@@ -37,6 +45,7 @@ def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, runs_dir: Pat
     Examples:
       ductaflow status
       ductaflow status runs/simulate --outdated
+      ductaflow status --limit 0          # every row of a big sweep
       ductaflow status --runs-dir /shared/study/runs
       ductaflow status --json > status.json
     """
@@ -51,7 +60,7 @@ def status(paths: tuple[Path, ...], as_json: bool, outdated: bool, runs_dir: Pat
     if as_json:
         click.echo(json.dumps(records, indent=2, ensure_ascii=False))
         return EXIT_OK
-    print_status(records, frame.status.value_counts().to_dict())
+    print_status(records[:limit] if limit else records, frame.status.value_counts().to_dict(), len(records))
     return EXIT_OK
 
 
