@@ -38,17 +38,15 @@ from .flow import Flow, read_flow
 from .names import check_name
 from .options import make_options
 from .parameters import check_config
+from .plancache import decide_plans, plan_key, remember_plan, skip_all
 from .progress import Display, InstanceRow, count, make_display
 from .projectcode import flow_code
 from .runindex import shared_index
-from .runrecord import RunStatus, git_info, now_iso, read_record
+from .runrecord import RunStatus, git_info, now_iso
 from .sources import planned_instances
 from .tasks import (
     Task,
-    attempt_id,
-    decide,
     environment_today,
-    last_attempt_failed,
     not_started,
     run_task,
     run_task_elsewhere,
@@ -56,7 +54,7 @@ from .tasks import (
     stop_file,
     sweep_marker,
 )
-from .upstream import plan_upstream
+from .upstream import plan_upstream, upstream_templates
 
 COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error", "attempts"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source", "engine",
@@ -234,6 +232,11 @@ class _Conductor:
         hasher = InputHasher(self.options.project_root)
         kernel = self.options.kernel_label
         step_dir = self.options.runs_dir / self.step
+        index = shared_index(self.options.runs_dir)
+        code = flow_code(self.flow.notebook, self.flow.path, self.options.project_root)
+        key = self._plan_key(code, name_column, new_keys, inputs)
+        if key is not None and (skips := skip_all(index, self.step, key, step_dir)) is not None:
+            return skips  # an unchanged sweep of unchanged files: no config built again
         plans = []
         planned = planned_instances(table, name_column=name_column, base_config=base, new_keys=new_keys,
                                     replicates=self.replicates, seed=self.seed)  # fmt: skip
@@ -243,7 +246,6 @@ class _Conductor:
         for name, config in instances:
             check_config(self.flow.parameters, config, f"{shown} (instance {name!r})",
                          strict=self.options.check_config)  # fmt: skip
-        code = flow_code(self.flow.notebook, self.flow.path, self.options.project_root)
         upstream, waiting = plan_upstream(self.flow, self.upstream, instances, self.options.runs_dir, hasher,
                                           with_upstream=self.with_upstream, dry_run=self.dry_run,
                                           run_first=self._run_upstream_first)  # fmt: skip
@@ -259,23 +261,22 @@ class _Conductor:
                               replicate=replicas[name].replicate, replicate_of=replicas[name].replicate_of,
                               retry_on_error=self.retry_on_error, only_failed=self.only_failed))  # fmt: skip
         environment = environment_today(self.options)  # once per call; each success compares its digest
-        glances = shared_index(self.options.runs_dir).glances(self.step) if plans else {}
-        for plan in plans:
-            raw, fingerprint, seen = glances.get(plan.name, ("", None, None))
-            if raw == RunStatus.SUCCESS and fingerprint == plan.fingerprint.digest and not (
-                self.force or self.only_failed or environment is not None or plan.name in waiting
-            ):  # up to date by the index, which matched the files' signatures a moment ago
-                plan.seen, plan.reason = seen, ""
-                continue
-            record = read_record(plan.run_dir)
-            plan.seen = attempt_id(record)
-            plan.reason = decide(record, plan.run_dir, plan.fingerprint, plan.config, force=self.force,
-                                 lock_held=False, environment=environment) or ""  # fmt: skip
-            if self.only_failed and plan.reason and not last_attempt_failed(record, plan.run_dir):
-                plan.reason, plan.skip_reason = "", "last attempt did not fail (only_failed)"
-            if plan.name in waiting:  # a dry run with_upstream: its upstream instances would run first
-                plan.reason = f"after upstream {waiting[plan.name]}"
+        decide_plans(plans, index, self.step, force=self.force, only_failed=self.only_failed,
+                     environment=environment, waiting=waiting)  # fmt: skip
+        remember_plan(index, key, plans)
         return plans
+
+    def _plan_key(self, code: dict[str, str], name_column: str, new_keys: bool,
+                  inputs: Sequence[Any]) -> tuple[str, str] | None:  # fmt: skip
+        """The key of this call's plan in the index, when a remembered plan may answer it."""
+        if self.force or self.only_failed or self.with_upstream or inputs or self.options.rerun_on_env_change:
+            return None
+        if upstream_templates(self.flow, self.upstream):  # upstream fingerprints change on their own
+            return None
+        parts = {"flow": self.flow.sha256, "code": code, "kernel": self.options.kernel_label,
+                 "name_column": name_column, "new_keys": new_keys, "replicates": self.replicates,
+                 "seed": self.seed, "check_config": self.options.check_config}  # fmt: skip
+        return plan_key(self.options.config_source, self.options.project_root, parts)
 
     def _run_upstream_first(self, runs: list[dict[str, Any]]) -> None:
         """Run again the upstream instances :func:`plan_upstream` asks for, with this call's options."""

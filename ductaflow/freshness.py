@@ -25,7 +25,7 @@ from .engines.kernels import CURRENT_PYTHON_LABEL
 from .environment import environment_detail, kernel_environment
 from .exceptions import DuctaflowError
 from .fingerprint import InputHasher, config_changes, part_changes
-from .indexstore import SCHEMA, folders
+from .indexstore import SCHEMA, file_signature, folders
 from .rundir import (
     current_status,
     find_instances,
@@ -238,7 +238,7 @@ class _Cache:
         """Today's config hash of each instance ``source`` makes (kept in the index while its files stay
         unchanged), or the error that prevents building them."""
         key = json.dumps([str(root), source, SCHEMA], default=str)  # unsorted: a space's order matters
-        files = "".join(_file_signature(root, source.get(name)) for name in ("config_file", "table"))
+        files = "".join(file_signature(root, source.get(name)) for name in ("config_file", "table"))
         found = index.source_hashes(key, files)
         if found is not None:
             return found
@@ -269,16 +269,6 @@ class _Cache:
             except DuctaflowError as exc:  # a bad row or file spoils only the instances it produces
                 self.sweeps[key] = exc
         return self.sweeps[key]
-
-
-def _file_signature(root: Path, given: Any) -> str:
-    if not given:
-        return "-;"
-    try:
-        st = os.stat(root / str(given))
-    except OSError:
-        return f"{given}:missing;"
-    return f"{given}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
 
 
 def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:

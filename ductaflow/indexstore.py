@@ -163,3 +163,14 @@ def folders(path: Path) -> list[str]:  # steps of a runs folder, instances of a 
             return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
     except OSError:
         return []
+
+
+def file_signature(root: Path, given: Any) -> str:
+    """``name:inode:mtime_ns:size;`` of a file a config source reads (``root / given``), for cache keys."""
+    if not given:
+        return "-;"
+    try:
+        st = os.stat(root / str(given))
+    except OSError:
+        return f"{given}:missing;"
+    return f"{given}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
