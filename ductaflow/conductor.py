@@ -432,8 +432,8 @@ def _refresh_report(runs_dir: Path) -> None:
 def _frame(rows: list[InstanceRow]) -> Any:
     import pandas as pd
 
-    frame = pd.DataFrame([{c: getattr(r, c) for c in COLUMNS} for r in rows], columns=COLUMNS)
-    frame["status"] = frame["status"].astype(str)  # plain text, not RunStatus members
+    frame = pd.DataFrame({c: [getattr(r, c) for r in rows] for c in COLUMNS}, columns=COLUMNS)
+    frame["status"] = [str(r.status) for r in rows]  # plain text, not RunStatus members
     return frame
 
 

@@ -19,6 +19,7 @@ other outcome falls back to the full plan.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +34,7 @@ class Skip(NamedTuple):
     """An instance a cached plan skips: what the conductor's run and dry run read of a :class:`Task`."""
 
     name: str
-    run_dir: Path
+    run_dir: str
     seen: str | None
     reason: str = ""
     skip_reason: str = "unchanged"
@@ -59,11 +60,12 @@ def skip_all(index: RunIndex, step: str, key: tuple[str, str], step_dir: Path) -
         return None
     glances = index.glances(step)
     skips = []
+    base = os.path.join(step_dir, "")
     for name, digest in remembered.items():
         raw, fingerprint, seen = glances.get(name, ("", None, None))
         if raw != RunStatus.SUCCESS or fingerprint != digest:
             return None
-        skips.append(Skip(name, step_dir / name, seen))
+        skips.append(Skip(name, base + name, seen))
     return skips
 
 

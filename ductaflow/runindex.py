@@ -354,19 +354,23 @@ class RunIndex:
         names = folders(folder)
         stale = []
         base, stat = os.fspath(folder) + os.sep, os.stat
+        split: dict[str, tuple[str, list[str]]] = {}  # sig's head -> (head, the watched files' suffixes)
         for name in names:  # the hot loop at 100,000 instances: plain strings, one stat per watched file
             sig = known.get(name)
-            if not sig or sig.startswith("running"):
+            if not sig or sig[0] == "r":  # no record, or "running": read again
                 stale.append(name)
                 continue
-            files, _, _ = sig.partition("|")
-            here = base + name + os.sep
+            head = sig[: sig.index("|") + 1]
+            if head not in split:
+                split[head] = (head, [os.sep + f for f in head[:-1].split(",") if f])
+            head, suffixes = split[head]
+            here = base + name
             try:
-                st = stat(here + RECORD_NAME)
-                today = f"{files}|{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
-                for watched in files.split(","):
+                st = stat(here + os.sep + RECORD_NAME)
+                today = f"{head}{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
+                for suffix in suffixes:
                     try:
-                        st = stat(here + watched)
+                        st = stat(here + suffix)
                         today += f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
                     except FileNotFoundError:
                         today += "-;"

@@ -83,6 +83,9 @@ def table_rows(table: Any) -> list[dict[str, Any]]:
     """The rows of a DataFrame or list of dicts as dicts; an empty DataFrame cell is left out."""
     if hasattr(table, "to_dict") and hasattr(table, "columns"):  # a pandas DataFrame
         # an empty cell means "not given": base_config or the flow's default applies
+        if not table.isna().to_numpy().any():  # nothing to leave out: no look at each cell (numpy
+            columns = list(table.columns)  # scalars of extension types are normalised with the config)
+            return [dict(zip(columns, values, strict=True)) for values in table.itertuples(False, None)]
         return [{k: v for k, v in row.items() if not is_missing(v)} for row in table.to_dict("records")]
     if isinstance(table, Sequence) and not isinstance(table, (str, bytes)):
         rows = []

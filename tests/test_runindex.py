@@ -109,9 +109,11 @@ def test_every_view_tells_the_truth_after_hand_edits(project: Path) -> None:
     index = open_index(runs)
     assert index.query("metrics", where="score=99")[0] == 1
     assert [s["counts"] for s in index.steps()] == [{"failed": 1, "success": 2, "unreadable record": 1}]
-    report = ductaflow.build_report(runs)
-    data = report.read_text()
-    assert "edited by hand" in data and '"high"' not in data
+    page = ductaflow.build_report(runs).read_text()
+    data = page[page.index('id="ductaflow-data">') :].split("</script>")[0]  # what the page embeds
+    assert json.loads(data.split(">", 1)[1])["steps"][0]["counts"] == {"unreadable record": 1, "success": 2,
+                                                                       "failed": 1}  # fmt: skip
+    assert "EditedError: edited by hand" in data
 
 
 def test_the_decision_reads_the_index_but_never_skips_what_changed_by_hand(project: Path) -> None:
@@ -266,3 +268,36 @@ def test_the_index_command_rebuilds_and_reports(project: Path) -> None:
     assert lines[0].startswith("3 instances: 3 success")
     assert sum(line.startswith("metrics ") for line in lines) == 2
     assert lines[-1].startswith("... and 1 more not shown: --limit 0 shows every row")
+
+
+def test_an_unchanged_sweep_is_answered_from_its_remembered_plan_but_sees_any_change(
+    project: Path,
+) -> None:
+    """A sweep of files remembers its plan; a row, its base config, flow or record changed: it runs again."""
+    flow = project / "flow.py"
+    shutil.copy(FLOW, flow)
+    table, base = project / "table.csv", project / "base.json"
+    table.write_text("instance_name,x\na,1\nb,2\nc,3\n")
+    base.write_text('{"x": 0, "loops": 5}')
+
+    def sweep() -> dict[str, str]:
+        frame = ductaflow.sweep(flow, table, config_file=base, project_root=project, progress=False,
+                                export_html=False)  # fmt: skip
+        return dict(zip(frame.instance, frame.status, strict=True))
+
+    assert sweep() == {"a": "success", "b": "success", "c": "success"}
+    assert sweep() == {"a": "skipped", "b": "skipped", "c": "skipped"}  # the first plan had no runs folder
+    with sqlite3.connect(project / "runs" / INDEX_NAME) as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM sources")]
+    assert any(k.startswith('["plan"') for k in keys)  # remembered after the full plan
+    assert sweep() == {"a": "skipped", "b": "skipped", "c": "skipped"}
+    table.write_text("instance_name,x\na,1\nb,5\nc,3\n")
+    assert sweep() == {"a": "skipped", "b": "success", "c": "skipped"}
+    base.write_text('{"x": 0, "loops": 6}')
+    assert set(sweep().values()) == {"success"}
+    record = json.loads((project / "runs" / "flow" / "c" / "run.json").read_text())
+    (project / "runs" / "flow" / "c" / "run.json").write_text(json.dumps({**record, "status": "failed"}))
+    assert sweep() == {"a": "skipped", "b": "skipped", "c": "success"}
+    flow.write_text(flow.read_text() + "\n# %%\nprint('changed')\n")
+    assert set(sweep().values()) == {"success"}
+    assert sweep() == {"a": "skipped", "b": "skipped", "c": "skipped"}
