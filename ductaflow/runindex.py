@@ -72,13 +72,17 @@ def open_index(runs_dir: str | os.PathLike[str], *, read_only: bool = False) -> 
         return index
     try:
         return RunIndex(runs, connect(runs / INDEX_NAME))
-    except sqlite3.DatabaseError as exc:  # corrupt: the files are the truth, so it is made again
-        drop(runs / INDEX_NAME)
-        try:
-            return RunIndex(runs, connect(runs / INDEX_NAME))
-        except sqlite3.Error:
-            tell_once(runs, f"its index cannot be opened ({exc})")
-            return RunIndex(runs, memory())
+    except sqlite3.DatabaseError as exc:
+        problem = exc
+        if "not a database" in str(exc) or "malformed" in str(exc):  # the files are the truth: made again
+            drop(runs / INDEX_NAME)
+            try:
+                return RunIndex(runs, connect(runs / INDEX_NAME))
+            except sqlite3.Error as again:
+                problem = again
+    tell_once(runs, f"its index cannot be opened ({problem}); a read-only runs folder, or a lock held "
+              "for more than a minute")  # fmt: skip
+    return RunIndex(runs, memory())
 
 
 def rows_under(path: str | os.PathLike[str], step: str | None = None) -> list[dict[str, Any]]:
