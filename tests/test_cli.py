@@ -210,7 +210,7 @@ def test_sweep_table_with_dotted_columns_over_a_base_config(proj: Path) -> None:
                "--report", "-o", "label=swept")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert seen(proj / "runs/ok/a")["config"] == {"n": 5, "label": "swept", "model": {"alpha": 0.2}}
-    assert '"report": "./ok/b/ok.html"' in (proj / "runs" / "index.html").read_text()  # --report
+    assert '"base":"./ok/","reports":["ok.html"]' in (proj / "runs" / "index.html").read_text()  # --report
     assert seen(proj / "runs/ok/b")["config"] == {"n": 6, "label": "swept", "model": {"alpha": 0.1}}
 
 
