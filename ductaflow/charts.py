@@ -87,14 +87,17 @@ def charts_js() -> str:
     return CHARTS_JS.read_text(encoding="utf-8")
 
 
-def chart_data(rows: list[dict[str, Any]], *, now: float | None = None) -> dict[str, Any]:
+def chart_data(rows: list[dict[str, Any]], *, now: float | None = None,
+               replicates: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     """The JSON that ``DuctaflowCharts.render`` draws, from the rows of one step.
 
     ``rows`` are row dicts as :func:`ductaflow.results.collect_rows` and the
     run index give them (``config.*`` and ``metric.*`` keys; ``ended``,
     ``host`` and ``pid`` when known). ``now`` (seconds since the epoch,
-    default: the current time) ends the bars of running instances. Values
-    are JSON-native and finite (NaN and infinity become null).
+    default: the current time) ends the bars of running instances.
+    ``replicates``: the rows' :func:`~ductaflow.results.aggregate_rows`, when
+    the caller has them already. Values are JSON-native and finite (NaN and
+    infinity become null).
     """
     now = time.time() if now is None else now
     keys = list(dict.fromkeys(k for row in rows for k in row))
@@ -118,7 +121,7 @@ def chart_data(rows: list[dict[str, Any]], *, now: float | None = None) -> dict[
         "varying": varying,
         **_defaults(values, configs, metrics, numeric, varying),
         "sample": _sample(rows, values, [*configs, *metrics]),
-        "replicates": _replicates(rows, numeric, metrics),
+        "replicates": _replicates(rows, numeric, metrics, replicates),
         "categories": {k: _categories(values[k], values, metrics, successes) for k in categorical},
         "lines": {k: _lines(rows, k) for k in series},
         "timeline": _timeline(rows, now),
@@ -196,11 +199,12 @@ def _sample(rows: list[dict[str, Any]], values: dict[str, list[Any]], keys: list
             "columns": columns}  # fmt: skip
 
 
-def _replicates(rows: list[dict[str, Any]], numeric: list[str], metrics: list[str]) -> dict[str, Any] | None:
+def _replicates(rows: list[dict[str, Any]], numeric: list[str], metrics: list[str],
+                groups: list[dict[str, Any]] | None) -> dict[str, Any] | None:  # fmt: skip
     """Each replicated row's shared numeric config values and each metric's mean, std and n (columns)."""
     if not any(row.get("replicate_of") is not None for row in rows):
         return None
-    groups = aggregate_rows(rows)
+    groups = aggregate_rows(rows) if groups is None else groups
     index = every_kth(len(groups), MAX_POINTS)
     keys = ["replicate_of", "replicates", "succeeded", *[k for k in numeric if k.startswith("config.")],
             *[f"{m}.{stat}" for m in metrics for stat in ("mean", "std", "n")]]  # fmt: skip

@@ -136,7 +136,7 @@ def _step(step: str, rows: list[dict[str, Any]], links: _Links) -> dict[str, Any
                     else row["_dir"] for row in rows],
             "has": [row["_has"] | (where.get(row["_report"], 0) << 2) for row in rows],
             "upstream": {i: found for i, row in enumerate(rows) if (found := links.upstream(row))},
-            "replicates": replicates, "charts": chart_data(rows)}  # fmt: skip
+            "replicates": replicates, "charts": chart_data(rows, replicates=replicates)}  # fmt: skip
 
 
 def _cell(value: Any) -> Any:

@@ -25,7 +25,7 @@ from ductaflow.charts import (
     pack_lanes,
     plotly_js,
 )
-from ductaflow.results import collect_rows
+from ductaflow.results import aggregate_rows, collect_rows
 
 ROWS = [{"instance_name": f"{method}-{lr}", "lr": lr, "method": method, "epochs": 4 + int(10 * lr)}
         for method in ("adam", "sgd") for lr in (0.1, 0.2, 0.4)]  # fmt: skip
@@ -120,6 +120,7 @@ def test_replicates_are_aggregated_per_row(runs: Path) -> None:
         assert columns["config.lr"][i] == float(of.removeprefix("lr")) and columns["metric.score.n"][i] == 3
         assert math.isclose(columns["metric.score.mean"][i], statistics.fmean(scores))
         assert math.isclose(columns["metric.score.std"][i], statistics.stdev(scores))
+    assert chart_data(rows, now=0, replicates=aggregate_rows(rows)) == chart_data(rows, now=0)  # given or not
     assert chart_data(collect_rows(runs, "train"))["replicates"] is None
 
 
