@@ -80,8 +80,7 @@ def open_index(runs_dir: str | os.PathLike[str], *, read_only: bool = False) -> 
                 return RunIndex(runs, connect(runs / INDEX_NAME))
             except sqlite3.Error as again:
                 problem = again
-    tell_once(runs, f"its index cannot be opened ({problem}); a read-only runs folder, or a lock held "
-              "for more than a minute")  # fmt: skip
+    tell_once(runs, f"its index cannot be opened or written ({problem})")
     return RunIndex(runs, memory())
 
 
@@ -426,7 +425,8 @@ class RunIndex:
                              " SET value = CAST(value AS INTEGER) + 1")  # fmt: skip
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # a failed COMMIT (a full disk) may have ended it already
+                self._db.execute("ROLLBACK")
             raise
 
     def _meta(self, key: str) -> str | None:

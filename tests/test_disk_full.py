@@ -55,13 +55,17 @@ def _can_mount_tmpfs(tmp: Path) -> bool:
 
 
 def _run_on_small_disk(project: Path, steps: str) -> str:
-    """Run ``steps`` (shell) with ``runs/`` on a 3 MB disk; return which kind of disk it was."""
+    """Run ``steps`` (shell) with ``runs/`` on a 4 MB disk; return which kind of disk it was.
+
+    The flow fills whatever is left; the size only has to hold, once it is
+    freed, three instances' outputs and the run index.
+    """
     (project / "runs").mkdir()
     if _can_mount_tmpfs(project / "runs"):
-        script = f"mount -t tmpfs -o size=3m tmpfs runs && {steps}"
+        script = f"mount -t tmpfs -o size=4m tmpfs runs && {steps}"
         command, kind = ["unshare", "-rm", "sh", "-c", script], "tmpfs"
     else:  # no namespaces here: a file-size limit on the writing processes gives EFBIG instead
-        command = ["sh", "-c", f"trap '' XFSZ; ulimit -f 3072; {steps}"]
+        command = ["sh", "-c", f"trap '' XFSZ; ulimit -f 4096; {steps}"]
         kind = "RLIMIT_FSIZE"
     subprocess.run(command, cwd=project, check=True, timeout=600)
     return kind
