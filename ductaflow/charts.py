@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigError
-from .results import aggregate_rows
+from .results import aggregate_rows, sample_std
 from .runrecord import RunStatus
 
 MAX_POINTS = 5000
@@ -236,11 +236,9 @@ def _categories(labels: list[str | None], values: dict[str, list[Any]], metrics:
 
 
 def _stdev(values: list[float]) -> float | None:
-    """The sample standard deviation (None below two values), two-pass for accuracy."""
-    if len(values) < 2:
-        return None
-    mean = math.fsum(values) / len(values)
-    return _finite(math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)))
+    """The sample standard deviation (None below two values)."""
+    std = sample_std(values)
+    return None if std is None else _finite(std)
 
 
 def _lines(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:

@@ -99,10 +99,21 @@ def aggregate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             values = [float(r[key]) for r in done if _number(r.get(key))]
             if values:
                 summary[f"{key}.mean"] = statistics.fmean(values)
-                summary[f"{key}.std"] = statistics.stdev(values) if len(values) > 1 else None
+                summary[f"{key}.std"] = sample_std(values)
                 summary[f"{key}.n"] = len(values)
         out.append(summary)
     return out
+
+
+def sample_std(values: list[float]) -> float | None:
+    """The sample standard deviation (``None`` below two values): two passes of ``math.fsum``.
+
+    As accurate as ``statistics.stdev`` for measured values, and fast for 100,000 of them.
+    """
+    if len(values) < 2:
+        return None
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _number(value: Any) -> bool:
