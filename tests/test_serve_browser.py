@@ -56,7 +56,7 @@ def test_a_sweep_in_another_process_shows_live(tmp_path: Path, browser, expect) 
         try:
             slow = page.locator('#rows tr[data-instance="slow"] td[data-column="status"]')
             expect(slow).to_have_text("running", timeout=KERNEL)
-            expect(page.locator('#steps [data-step="gated"] .count-running')).to_contain_text("1")
+            expect(page.locator('#steps [data-step="gated"] .count-running')).to_be_visible()
             slow.click()
             expect(page.locator("#log")).to_contain_text("waiting for the gate", timeout=KERNEL)
             expect(page.locator("#log-live")).to_be_visible()
@@ -86,7 +86,10 @@ def test_a_sweep_in_another_process_shows_live(tmp_path: Path, browser, expect) 
 
 
 def test_a_10000_row_step_sorts_filters_and_pages_on_the_server(tmp_path: Path, browser, expect) -> None:
-    """Click a header to sort, type a filter, pick a status: the right rows and counts, 50 rows at most."""
+    """Click a header to sort, type a filter, pick a status: the right rows and counts, 50 rows at most.
+
+    The step's charts are drawn too, with plotly.js from the app: the page asks nothing of any other server.
+    """
     runs = tmp_path / "runs"
     fabricate(runs, "big", 10_000, failed_every=1000)
     fabricate(runs, "small", 3)
@@ -94,6 +97,8 @@ def test_a_10000_row_step_sorts_filters_and_pages_on_the_server(tmp_path: Path, 
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
         page.goto(url)
         card = page.locator('#steps [data-step="big"]')
         expect(card.locator(".count-success")).to_contain_text("9990")
@@ -103,6 +108,10 @@ def test_a_10000_row_step_sorts_filters_and_pages_on_the_server(tmp_path: Path, 
         expect(page.locator("#matching")).to_have_text("10000 of 10000 instances")
         expect(rows).to_have_count(50)
         expect(rows.first).to_have_attribute("data-instance", "i00000")
+        charts = page.locator("#charts")  # drawn once the table is on screen
+        expect(charts.locator(".df-chart-metric .main-svg").first).to_be_visible(timeout=30_000)
+        expect(charts.locator(".df-chart-timeline .main-svg").first).to_be_visible(timeout=30_000)
+        assert {a.split("?")[0] for a in asked} >= {url + "static/plotly.min.js", url + "static/charts.js"}
 
         header = page.locator('#rows th[data-column="config.k"]')
         header.click()
@@ -130,4 +139,6 @@ def test_a_10000_row_step_sorts_filters_and_pages_on_the_server(tmp_path: Path, 
         expect(rows).to_have_count(10)
         expect(rows.first).to_have_attribute("data-instance", "i09000")
         expect(rows.first.locator('td[data-column="status"]')).to_contain_text("ValueError: bad k 9000")
+
+        assert [a for a in asked if not a.startswith(url)] == []
         assert errors == []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..charts import CHARTS_JS, plotly_js
 from ..exceptions import DuctaflowError
 from . import views
 from .access import TOKEN_COOKIE, TOKEN_HEADER, inside, is_loopback, token_matches
-from .watcher import IndexThread
+from .watcher import LiveIndex, columns_of, steps_of
 
 _SANDBOX = "sandbox allow-scripts allow-popups allow-downloads allow-forms"  # run files' pages in no origin
 _TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json; charset=utf-8",
@@ -35,15 +35,15 @@ _TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json; chars
           ".py": "text/plain; charset=utf-8", ".csv": "text/plain; charset=utf-8"}  # fmt: skip
 
 
-def create_app(indexer: IndexThread, runs_dir: Path, *, host: str, token: str | None) -> Any:
-    """The Starlette app serving ``runs_dir`` through ``indexer`` (started), reachable as ``host``.
+def create_app(live: LiveIndex, runs_dir: Path, *, host: str, token: str | None) -> Any:
+    """The Starlette app serving ``runs_dir`` through its index ``live`` (started), reachable as ``host``.
 
     With a ``token``, every request must carry it; without one (loopback
     only), the Host header must name this machine, so a web page elsewhere
     cannot reach the app through a rebound DNS name.
     """
     root = runs_dir.resolve()
-    api = _Api(indexer, root)
+    api = _Api(live, root)
     routes = [
         Route("/", api.page),
         Route("/static/{name}", api.static),
@@ -65,30 +65,33 @@ def create_app(indexer: IndexThread, runs_dir: Path, *, host: str, token: str | 
 class _Api:
     """The route handlers; each asks the index thread and answers JSON (or a file)."""
 
-    def __init__(self, indexer: IndexThread, root: Path) -> None:
-        self.indexer, self.root = indexer, root
+    def __init__(self, live: LiveIndex, root: Path) -> None:
+        self.live, self.root = live, root
 
     def page(self, request: Request) -> Response:
-        text = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+        text = (_HERE / "page.html").read_text(encoding="utf-8")
         title = f"ductaflow serve: {self.root.name}"
         return Response(text.replace("__TITLE__", _escape(title)), media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-store"})  # fmt: skip
 
     def static(self, request: Request) -> Response:
-        path = _static_files().get(request.path_params["name"])
-        if path is None or not path.is_file():
+        name = request.path_params["name"]
+        if name == "plotly.min.js":  # 4.6 MB, the same for the life of the process: cached by the browser
+            return Response(_plotly_js(), media_type="text/javascript; charset=utf-8",
+                            headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+        path = _STATIC.get(name)
+        if path is None:
             return PlainTextResponse("not found", status_code=404)
         kind = "text/css" if path.suffix == ".css" else "text/javascript"
-        return FileResponse(path, media_type=f"{kind}; charset=utf-8")
+        return FileResponse(path, media_type=f"{kind}; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
     def version(self, request: Request) -> Response:
-        return _json({"version": self.indexer.version, "refreshed_at": self.indexer.refreshed_at,
-                      "problem": self.indexer.problem})  # fmt: skip
+        return _json({"version": self.live.version, "refreshed_at": self.live.refreshed_at,
+                      "problem": self.live.problem})  # fmt: skip
 
     def steps(self, request: Request) -> Response:
-        steps = self.indexer.call(views.steps_view)
-        return _json({"version": self.indexer.version, "runs": str(self.root), "steps": views.finite(steps),
-                      "charts": "charts.js" in _static_files()})  # fmt: skip
+        steps = self.live.call(views.steps_view, self.live.memo("steps", steps_of))
+        return _json({"version": self.live.version, "runs": str(self.root), "steps": views.finite(steps)})
 
     def rows(self, request: Request) -> Response:
         q = request.query_params
@@ -99,21 +102,23 @@ class _Api:
         options = {"sort": q.get("sort") or "instance", "descending": q.get("desc") == "1",
                    "where": q.get("where", ""), "status": q.get("status"), "offset": offset}  # fmt: skip
         try:
-            page = self.indexer.call(lambda index: views.rows_view(index, q.get("step", ""), **options))
+            step = q.get("step", "")
+            columns = self.live.memo(("columns", step), columns_of, step)
+            page = self.live.call(lambda index: views.rows_view(index, step, columns, **options))
         except DuctaflowError as exc:  # a filter term or sort column the index does not understand
             return _json({"error": str(exc)}, 400)
         return _json(page)
 
     def instance(self, request: Request) -> Response:
         step, instance = request.query_params.get("step", ""), request.query_params.get("instance", "")
-        shown = self.indexer.call(views.instance_view, step, instance)
+        shown = self.live.call(views.instance_view, step, instance)
         if shown is None:
             return _json({"error": f"no instance {step}/{instance} in {self.root}"}, 404)
         return _json(shown)
 
     def charts(self, request: Request) -> Response:
         step = request.query_params.get("step", "")
-        return _json(self.indexer.call(views.charts_view, step))
+        return _json(self.live.memo(("charts", step), views.charts_view, step))
 
     def files(self, request: Request) -> Response:
         target = inside(self.root, request.path_params["path"])
@@ -159,28 +164,14 @@ class _TokenGate:
         await self.app(scope, receive, send_with_cookie)
 
 
-def _static_files() -> dict[str, Path]:
-    """The scripts the page loads, by name: its own, the charts' (when present) and plotly.js."""
-    here = Path(__file__).parent
-    files = {"serve.js": here / "static" / "serve.js", "serve.css": here / "static" / "serve.css"}
-    charts = here.parent / "static" / "charts.js"
-    if charts.is_file():
-        files["charts.js"] = charts
-    plotly = _plotly_js()
-    if plotly is not None:
-        files["plotly.min.js"] = plotly
-    return files
+_HERE = Path(__file__).parent
+_STATIC = {"serve.js": _HERE / "static" / "serve.js", "serve.css": _HERE / "static" / "serve.css",
+           "charts.js": CHARTS_JS}  # fmt: skip
 
 
 @functools.cache
-def _plotly_js() -> Path | None:
-    """plotly.js as the installed ``plotly`` package ships it (found without importing plotly)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+def _plotly_js() -> bytes:
+    return plotly_js().encode("utf-8")
 
 
 def _json(value: Any, status: int = 200) -> Response:

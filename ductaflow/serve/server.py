@@ -45,7 +45,7 @@ def serve_runs(
     import uvicorn
 
     from .app import create_app
-    from .watcher import IndexThread
+    from .watcher import LiveIndex
 
     folder = Path(runs_dir)
     if not folder.is_dir():
@@ -55,16 +55,16 @@ def serve_runs(
                           path=str(folder))  # fmt: skip
     needed = access_token(host, token)
     listening = _listen(host, port)
-    indexer = IndexThread(folder)
+    live = LiveIndex(folder)
     try:
-        indexer.start()
-        app = create_app(indexer, folder, host=host, token=needed)
+        live.start()
+        app = create_app(live, folder, host=host, token=needed)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=2)  # fmt: skip
         url = page_url(host, listening.getsockname()[1], needed)
         _announcing_server(config, lambda: announce(url)).run(sockets=[listening])
     finally:
-        indexer.stop()
+        live.stop()
         listening.close()
 
 

@@ -1,8 +1,8 @@
 """What the page of ``ductaflow serve`` shows, as plain data: steps with an ETA, pages of rows, one instance.
 
-Functions taking ``index`` run in the index's thread
-(:class:`ductaflow.serve.watcher.IndexThread`); everything is paged, so a
-step of 100,000 instances costs the page no more than a step of 50.
+Functions take the run index (:class:`ductaflow.serve.watcher.LiveIndex`
+keeps it fresh); everything is paged, so a step of 100,000 instances costs
+the page no more than a step of 50.
 
 The ETA of a step: each running instance is expected to take the step's
 mean success duration, so it has ``max(mean - elapsed, 0)`` left; instances
@@ -21,6 +21,7 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
+from ..charts import chart_data
 from ..exceptions import UnsafeNameError
 from ..files import read_json
 from ..names import check_name
@@ -29,16 +30,17 @@ from ..runrecord import RECORD_NAME, RunStatus
 PAGE_SIZE = 50
 LOG_TAIL_LINES = 200
 _LOG_TAIL_BYTES = 256 * 1024
+_ALL = 2**62  # a limit no step reaches
 _RUNNING_SAMPLE = 500  # the running instances whose elapsed time the ETA reads; the rest count alike
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colours in a traceback
 TABLE_COLUMNS = ["instance", "status", "reason", "duration", "host", "started"]
 
 
-def steps_view(index: Any, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Every step of ``index`` with its counts by status (``index.steps()``) and ``eta_s``."""
+def steps_view(index: Any, summaries: list[dict[str, Any]], now: datetime | None = None) -> list[dict]:
+    """The steps' ``summaries`` (``index.steps()``: counts by status...) each with its ``eta_s``."""
     now = now or datetime.now(UTC)
     steps = []
-    for step in index.steps():
+    for step in summaries:
         started: list[str] = []
         if step.get("running") and step.get("mean_success_s") is not None:
             _, rows = index.query(step["step"], status=str(RunStatus.RUNNING), limit=_RUNNING_SAMPLE)
@@ -76,10 +78,9 @@ def _elapsed(started: str, now: datetime) -> float:
     return max((now - when).total_seconds(), 0.0)
 
 
-def rows_view(index: Any, step: str, *, sort: str, descending: bool, where: str, status: str | None,
-              offset: int) -> dict[str, Any]:  # fmt: skip
-    """One page of a step's instances, sorted and filtered by the index, with the columns to show."""
-    columns = index.columns(step)
+def rows_view(index: Any, step: str, columns: list[str], *, sort: str, descending: bool, where: str,
+              status: str | None, offset: int) -> dict[str, Any]:  # fmt: skip
+    """One page of a step's instances, sorted and filtered by the index, with the step's ``columns`` shown."""
     shown = [*TABLE_COLUMNS, *[c for c in columns if c.startswith("metric.")],
              *[c for c in columns if c.startswith("config.")]]  # fmt: skip
     total, rows = index.query(step, sort=sort, descending=descending, where=where, status=status or None,
@@ -158,5 +159,6 @@ def finite(value: Any) -> Any:
 
 
 def charts_view(index: Any, step: str) -> dict[str, Any]:
-    """The data of a step's charts (placeholder until the chart module lands)."""
-    return {"step": step, "charts": None}
+    """The data of a step's charts: :func:`ductaflow.charts.chart_data` of all its rows (it samples them)."""
+    _, rows = index.query(step, limit=_ALL)
+    return {"step": step, "charts": chart_data(rows)}

@@ -1,25 +1,34 @@
-"""One thread owns the run index: it refreshes it in a loop and answers the web requests' questions.
+"""The run index behind ``ductaflow serve``: read-only, refreshed by a background thread, answers memoised.
 
-Every use of the index happens in that thread, so the index needs no
-locking of its own and a SQLite connection never crosses threads. Between
-questions it calls ``index.refresh()``, pausing at least a second and at
-least twice as long as the last refresh took, so a huge runs folder never
-keeps the disk busy.
+A thread calls ``index.refresh()`` in a loop, pausing at least a second and
+at least twice as long as the last refresh took, so a huge runs folder never
+keeps the disk busy. The web requests query the index from their own
+threads (it is thread-safe; a refresh holds its lock only to store what
+changed). What does not depend on the request (``steps()``, a step's
+columns) is remembered until the index's version changes, and worked out by
+the refreshing thread right after a change, so a page asks only for its rows.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 MIN_PAUSE_S = 1.0
-_Job = tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]  # function(index, *args), its answer
+
+
+def steps_of(index: Any) -> list[dict[str, Any]]:
+    """``index.steps()``."""
+    return index.steps()
+
+
+def columns_of(index: Any, step: str) -> list[str]:
+    """``index.columns(step)``."""
+    return index.columns(step)
 
 
 def pause_after(refresh_s: float) -> float:
@@ -27,13 +36,14 @@ def pause_after(refresh_s: float) -> float:
     return max(MIN_PAUSE_S, 2 * refresh_s)
 
 
-class IndexThread:
-    """The thread holding a read-only run index of ``runs_dir``, refreshed in the background.
+class LiveIndex:
+    """A read-only run index of ``runs_dir``, kept fresh by a background thread.
 
-    :meth:`start` opens the index and refreshes it once (raising what that
-    raised); :meth:`call` runs ``function(index, ...)`` in the thread and
-    returns its result; :attr:`version` is ``index.version`` after the last
-    refresh (read without waiting); :meth:`stop` ends the thread.
+    :meth:`start` opens it and refreshes it once (raising what that raised),
+    then refreshes in the background; :attr:`version` is ``index.version``
+    after the last refresh; :meth:`call` runs ``function(index, ...)``;
+    :meth:`memo` does too, remembering the answer until the version changes;
+    :meth:`stop` ends the thread.
     """
 
     def __init__(self, runs_dir: str | os.PathLike[str]) -> None:
@@ -41,64 +51,63 @@ class IndexThread:
         self.version = 0
         self.refreshed_at = 0.0  # time.time() of the last refresh
         self.problem: str | None = None  # why the last refresh failed
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, name="ductaflow-serve-index", daemon=True)
+        self.index: Any = None
+        self._memo: dict[Hashable, Any] = {}
+        self._memo_version = -1
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ductaflow-serve-refresh", daemon=True)
 
     def start(self) -> None:
         """Open the index, refresh it once, then keep refreshing in the background."""
-        self._thread.start()
-        self._ready.result()
-
-    def stop(self) -> None:
-        """End the thread once the question it is answering (if any) is answered."""
-        self._jobs.put(None)
-        self._thread.join(timeout=30)
-
-    def call(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(index, *args)``, run in the index's thread; raises what it raised."""
-        done: Future[T] = Future()
-        self._jobs.put((function, args, done))
-        return done.result()
-
-    def _run(self) -> None:
         from ..runindex import open_index
 
-        try:
-            index = open_index(self.runs_dir, read_only=True)
-            pause = self._refresh(index)
-        except BaseException as exc:  # handed to start(), which raises it
-            self._ready.set_exception(exc)
-            return
-        self._ready.set_result(None)
-        due = time.monotonic() + pause
-        while True:
-            try:
-                job = self._jobs.get(timeout=max(0.0, due - time.monotonic()))
-            except queue.Empty:
-                due = time.monotonic() + self._refresh_quietly(index)
-                continue
-            if job is None:
-                return
-            function, args, done = job
-            try:
-                done.set_result(function(index, *args))
-            except Exception as exc:  # raised again in the asking thread
-                done.set_exception(exc)
+        self.index = open_index(self.runs_dir, read_only=True)
+        self._pause = self._refresh()
+        self._thread.start()
 
-    def _refresh(self, index: Any) -> float:
+    def stop(self) -> None:
+        """End the refreshing thread (after the refresh under way, if any)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(index, *args)``."""
+        return function(self.index, *args)
+
+    def memo(self, key: Hashable, function: Callable[..., T], *args: Any) -> T:
+        """``function(index, *args)``, remembered under ``key`` while the index's version stays the same."""
+        with self._lock:
+            if self._memo_version != self.version:
+                self._memo, self._memo_version = {}, self.version
+            if key in self._memo:
+                return self._memo[key]
+        found = function(self.index, *args)
+        with self._lock:
+            if self._memo_version == self.version:
+                self._memo[key] = found
+        return found
+
+    def _run(self) -> None:
+        pause = self._pause
+        while not self._stopping.wait(pause):
+            try:
+                pause = self._refresh()
+            except Exception as exc:  # the next refresh tells the truth again; the page shows why meanwhile
+                self.problem = f"reading the runs folder failed: {exc}"
+                pause = MIN_PAUSE_S
+            else:
+                self.problem = None
+
+    def _refresh(self) -> float:
         start = time.monotonic()
-        index.refresh()
-        self.version = int(index.version)
+        self.index.refresh()
+        took = time.monotonic() - start
+        changed = int(self.index.version) != self.version
+        self.version = int(self.index.version)
         self.refreshed_at = time.time()
-        return pause_after(time.monotonic() - start)
-
-    def _refresh_quietly(self, index: Any) -> float:
-        """A refresh that failed (a folder vanishing under it) is tried again after the usual pause."""
-        try:
-            pause = self._refresh(index)
-        except Exception as exc:  # the next refresh tells the truth again; the page shows why meanwhile
-            self.problem = f"reading the runs folder failed: {exc}"
-            return MIN_PAUSE_S
-        self.problem = None
-        return pause
+        if changed:  # what every page asks first, ready before it asks
+            for step in self.memo("steps", steps_of):
+                self.memo(("columns", step["step"]), columns_of, step["step"])
+        return pause_after(took)

@@ -4,7 +4,8 @@
 (() => {
   const $ = id => document.getElementById(id);
   const state = {version: null, steps: [], step: null, sort: "instance", desc: false, where: "", status: "",
-                 offset: 0, total: 0, instance: null, running: false, charts: false};
+                 offset: 0, total: 0, instance: null, running: false, charts: false, chartsDue: 0,
+                 chartsPause: 5000};
   const latest = {};  // the newest request of each kind: older answers arriving late are dropped
 
   async function ask(kind, url) {
@@ -48,7 +49,6 @@
     const data = await ask("steps", "api/steps");
     if (!data) return;
     state.steps = data.steps;
-    if (data.charts && !state.charts) loadCharts();
     const names = data.steps.map(s => s.step);
     const wanted = decodeURIComponent((location.hash.match(/^#step=(.*)$/) || [])[1] || "");
     if (!names.includes(state.step)) state.step = names.includes(wanted) ? wanted : names[0] || null;
@@ -92,7 +92,8 @@
     drawSteps();
     $("detail").hidden = true;
     loadRows();
-    drawCharts();
+    $("charts-body").replaceChildren();  // another step's charts and chosen axes go
+    drawCharts(true);
   }
 
   // ---- rows -------------------------------------------------------------------------------------
@@ -116,6 +117,7 @@
       return loadRows();
     }
     drawRows(data);
+    if (!state.charts) loadCharts();  // plotly.js (4.6 MB) once the table is on screen
   }
   function drawRows(data) {
     const head = $("rows").tHead.rows[0];
@@ -201,23 +203,36 @@
     if (atEnd) log.scrollTop = log.scrollHeight;
   }
 
-  // ---- charts (drawn by charts.js, with plotly.js served by this app) ------------------------------
+  // ---- charts (static/charts.js draws them with plotly.js, both served by this app) ----------------
+  // Redrawn when the index changes, but at most every 5 s (or 5 times as long as the last took):
+  // the charts of a big step read all its rows.
   function loadCharts() {
     state.charts = "loading";
     const plotly = el("script", {src: "static/plotly.min.js"});
     plotly.onload = () => {
       const charts = el("script", {src: "static/charts.js"});
-      charts.onload = () => { state.charts = true; drawCharts(); };
+      charts.onload = () => { state.charts = true; drawCharts(true); };
       document.body.append(charts);
     };
     document.body.append(plotly);
   }
-  async function drawCharts() {
-    if (state.charts !== true || !state.step || typeof window.ductaflowCharts === "undefined") return;
-    const data = await ask("charts", "api/charts?" + query({step: state.step}));
-    if (!data || !data.charts) return;
-    $("charts").hidden = false;
-    window.ductaflowCharts.draw($("charts-body"), data.charts);
+  async function drawCharts(now) {
+    if (state.charts !== true || !state.step) return;
+    if (!now && Date.now() < state.chartsDue) { state.chartsStale = true; return; }
+    state.chartsStale = false;
+    state.chartsDue = Infinity;  // one drawing at a time
+    const started = Date.now();
+    try {
+      const data = await ask("charts", "api/charts?" + query({step: state.step}));
+      if (!data || data.step !== state.step) return;
+      $("charts").hidden = false;
+      const body = $("charts-body");
+      if (!body.firstChild) body.append(el("div"));
+      await DuctaflowCharts.render(body.firstChild, data.charts);
+    } finally {
+      state.chartsPause = Math.max(5000, 5 * (Date.now() - started));
+      state.chartsDue = Date.now() + state.chartsPause;
+    }
   }
 
   // ---- live -------------------------------------------------------------------------------------
@@ -245,6 +260,7 @@
         } else if (state.running) {
           await loadInstance();  // the log grows without the index changing
         }
+        if (state.chartsStale && Date.now() >= state.chartsDue) drawCharts();
       }
     } catch (error) {
       $("live").classList.add("stale");
