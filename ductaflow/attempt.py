@@ -104,6 +104,7 @@ class Attempt:
             raise
         nb = None
         try:  # from the 'running' record on, whatever stops the attempt is recorded
+            note_instance(self.run_dir)  # the live view sees it running
             self.html_import = warm_up() if self.options.export_html else None
             nb = self.flow.with_config(self.config)
             log = _Log(open(self.log_path, "a", encoding="utf-8", buffering=1))  # noqa: SIM115
@@ -183,7 +184,6 @@ class Attempt:
         self.environment = self._environment()
         rundir.open_attempt(self.run_dir, self.config, self.record, keep_failed_as=keep_as,
                             environment=self.environment)  # fmt: skip
-        note_instance(self.run_dir)
 
     def _environment(self) -> Environment | None:
         """The kernel's environment, named in the record; ``None`` (and a warning why) when not known."""
@@ -263,8 +263,8 @@ class Attempt:
             if self.previous.exists():
                 self.record["previous_success"] = str(self.previous)
         rundir.close_attempt(self.run_dir, self.record, status, self.started)
+        self.concluded = True  # before anything else can be interrupted: the record stands
         note_instance(self.run_dir)
-        self.concluded = True
         if status is RunStatus.SUCCESS:
             return self._result(status)
         if status is RunStatus.INTERRUPTED:
