@@ -177,11 +177,17 @@ class RunIndex:
             return int(self._meta("version") or 0) + self._version
 
     def seed_from(self, database: Path) -> None:
-        """Copy the rows of the database at ``database`` (read only) into this in-memory index."""
+        """Copy the rows of the database at ``database`` into this in-memory index, writing nothing there.
+
+        Opened ``immutable``: SQLite reads the main file only, and neither the
+        WAL nor its shared-memory file (which even a read-only reader updates).
+        Rows committed only to the WAL yet are read from their files by the
+        refresh that follows, like any row whose files changed.
+        """
         if not database.is_file():
             return
         try:
-            source = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=5)
+            source = sqlite3.connect(f"{database.as_uri()}?immutable=1", uri=True)  # touches no -wal, -shm
             try:
                 if source.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (SCHEMA,):
                     with self._lock:

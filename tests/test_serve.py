@@ -94,15 +94,10 @@ def fabricate(runs: Path, step: str, n: int, *, failed_every: int = 0) -> None:
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file and folder under ``root`` with its modification time and size.
-
-    The index's ``-shm`` file is left out: SQLite's protocol has every reader
-    of a WAL database, even one opened read-only, update that shared-memory
-    file, as the conductors' own reads do.
-    """
+    """Every file and folder under ``root`` (the index's WAL files included) with its mtime and size."""
     found = {}
     for folder, dirs, files in os.walk(root):
-        for name in [*dirs, *[f for f in files if not f.endswith(".sqlite-shm")], ""]:
+        for name in [*dirs, *files, ""]:
             path = Path(folder, name)
             found[str(path.relative_to(root))] = (path.lstat().st_mtime_ns, path.lstat().st_size)
     return found
