@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .runindex import refresh_index
     from .runrecord import RunStatus
     from .scaffold import new_project
+    from .serve import serve_runs
     from .spaces import log_uniform, uniform
     from .sweeps import sweep
     from .table import read_table
@@ -59,6 +60,7 @@ _LAZY = {
     "dask_client": "executors",
     "RunStatus": "runrecord",
     "refresh_index": "runindex",
+    "serve_runs": "serve",
     "read_table": "table",
     "InstanceCheck": "freshness",
     "check_instance": "freshness",
@@ -133,6 +135,7 @@ __all__ = [
     "run_notebook",
     "run_step_flow",
     "seed",
+    "serve_runs",
     "sweep",
     "uniform",
 ]

@@ -51,6 +51,7 @@ DOCUMENTED = {
     "run_notebook",
     "run_step_flow",
     "seed",
+    "serve_runs",
     "sweep",
     "uniform",
 }

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..serve import DEFAULT_PORT, MISSING_STACK, serve_runs, web_stack_installed
+import ductaflow
+
+from ..serve import DEFAULT_PORT, MISSING_STACK, web_stack_installed
 from ..serve.access import DEFAULT_HOST, GENERATE
 from .common import CONTEXT, EXIT_OK, EXIT_USAGE, debug_option
 
@@ -39,6 +41,6 @@ def serve(runs: Path | None, port: int, host: str, token: str | None) -> int:
     if not web_stack_installed():
         click.echo(f"error: {MISSING_STACK}", err=True)
         return EXIT_USAGE
-    serve_runs(runs or Path("runs"), host=host, port=port, token=token,
+    ductaflow.serve_runs(runs or Path("runs"), host=host, port=port, token=token,
                announce=lambda url: click.echo(f"serving {url}  (Ctrl-C stops)"))  # fmt: skip
     return EXIT_OK
