@@ -39,8 +39,7 @@ if TYPE_CHECKING:
     from .freshness import InstanceCheck, check_instance, check_instances
     from .instance import RunResult, run_notebook, run_step_flow
     from .report import build_report
-    from .results import aggregate_replicates, collect
-    from .runindex import refresh_index
+    from .results import aggregate_replicates, collect, refresh_index
     from .runrecord import RunStatus
     from .scaffold import new_project
     from .serve import serve_runs
@@ -59,7 +58,7 @@ _LAZY = {
     "sweep": "sweeps",
     "dask_client": "executors",
     "RunStatus": "runrecord",
-    "refresh_index": "runindex",
+    "refresh_index": "results",
     "serve_runs": "serve",
     "read_table": "table",
     "InstanceCheck": "freshness",

@@ -77,6 +77,8 @@ class Attempt:
         self.html_path = run_dir / f"{flow.stem}.html"
         self.log_path = run_dir / rundir.LOG_NAME
         self.previous = rundir.previous_attempt_dir(run_dir)
+        # runs/<step>/<instance>: its runs folder's index is made if missing (an output_dir elsewhere: never)
+        self.in_runs_dir = run_dir.parent.parent.absolute() == options.runs_dir.absolute()
         self.record: dict[str, Any] = {}
         self.environment: Environment | None = None  # the kernel's, linked into the directory
         self.started = 0.0
@@ -104,7 +106,7 @@ class Attempt:
             raise
         nb = None
         try:  # from the 'running' record on, whatever stops the attempt is recorded
-            note_instance(self.run_dir)  # the live view sees it running
+            note_instance(self.run_dir, create=self.in_runs_dir)  # the live view sees it running
             self.html_import = warm_up() if self.options.export_html else None
             nb = self.flow.with_config(self.config)
             log = _Log(open(self.log_path, "a", encoding="utf-8", buffering=1))  # noqa: SIM115
@@ -264,7 +266,7 @@ class Attempt:
                 self.record["previous_success"] = str(self.previous)
         rundir.close_attempt(self.run_dir, self.record, status, self.started)
         self.concluded = True  # before anything else can be interrupted: the record stands
-        note_instance(self.run_dir)
+        note_instance(self.run_dir, create=self.in_runs_dir)
         if status is RunStatus.SUCCESS:
             return self._result(status)
         if status is RunStatus.INTERRUPTED:
@@ -295,7 +297,7 @@ class Attempt:
         status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
         try:  # the record first: it is small and says what happened
             rundir.close_attempt(self.run_dir, self.record, status, self.started)
-            note_instance(self.run_dir)
+            note_instance(self.run_dir, create=self.in_runs_dir)
         except OSError as write_error:
             print(f"ductaflow: could not record instance {self.instance!r} as {status} "
                   f"({shown_path(self.run_dir / RECORD_NAME)}: {write_error.strerror or write_error}); "

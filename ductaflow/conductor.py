@@ -234,9 +234,9 @@ class _Conductor:
         step_dir = self.options.runs_dir / self.step
         index = shared_index(self.options.runs_dir)
         code = flow_code(self.flow.notebook, self.flow.path, self.options.project_root)
-        key = self._plan_key(code, name_column, new_keys, inputs)
+        key = self._plan_key(table, base, code, name_column, new_keys, inputs)
         if key is not None and (skips := skip_all(index, self.step, key, step_dir)) is not None:
-            return skips  # an unchanged sweep of unchanged files: no config built again
+            return skips  # an unchanged sweep: no config built again
         plans = []
         planned = planned_instances(table, name_column=name_column, base_config=base, new_keys=new_keys,
                                     replicates=self.replicates, seed=self.seed)  # fmt: skip
@@ -266,7 +266,7 @@ class _Conductor:
         remember_plan(index, key, plans)
         return plans
 
-    def _plan_key(self, code: dict[str, str], name_column: str, new_keys: bool,
+    def _plan_key(self, table: Any, base: Any, code: dict[str, str], name_column: str, new_keys: bool,
                   inputs: Sequence[Any]) -> tuple[str, str] | None:  # fmt: skip
         """The key of this call's plan in the index, when a remembered plan may answer it."""
         if self.force or self.only_failed or self.with_upstream or inputs or self.options.rerun_on_env_change:
@@ -276,7 +276,7 @@ class _Conductor:
         parts = {"flow": self.flow.sha256, "code": code, "kernel": self.options.kernel_label,
                  "name_column": name_column, "new_keys": new_keys, "replicates": self.replicates,
                  "seed": self.seed, "check_config": self.options.check_config}  # fmt: skip
-        return plan_key(self.options.config_source, self.options.project_root, parts)
+        return plan_key(table, base, parts)
 
     def _run_upstream_first(self, runs: list[dict[str, Any]]) -> None:
         """Run again the upstream instances :func:`plan_upstream` asks for, with this call's options."""

@@ -34,7 +34,7 @@ def where_clause(where: str, status: str | None = None) -> tuple[str, list[Any]]
         terms = shlex.split(where or "")
     except ValueError as exc:
         raise ConfigError(f"the filter {where!r} cannot be read ({exc}); close its quotes.") from exc
-    for term in terms:
+    for term in filter(None, terms):  # '""' is an empty term: nothing to match
         if term[0] in "=!<>~":
             raise ConfigError(f"the filter term {term!r} names no column: write it as column{term[0]}value "
                               "(e.g. metric.rmse<0.5).", key=term)  # fmt: skip
@@ -86,7 +86,8 @@ def _path(key: str) -> str:
 
 def _number(raw: str) -> Any:
     try:
-        return int(raw)
+        number = int(raw)
+        return number if -(1 << 63) <= number < (1 << 63) else float(number)  # what SQLite can bind
     except ValueError:
         pass
     try:

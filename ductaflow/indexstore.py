@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,9 @@ CREATE TABLE IF NOT EXISTS bases (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNI
 CREATE TABLE IF NOT EXISTS sources (key TEXT PRIMARY KEY, files TEXT NOT NULL, hashes TEXT NOT NULL)
     WITHOUT ROWID;
 """
+#: Files changed more recently than this (ns) are read again at the next refresh: a same-size rewrite
+#: within one timestamp tick (a second on some filesystems) keeps inode, mtime and size.
+RACY_NS = 2_000_000_000
 DROP_TABLES = "DROP TABLE instances; DROP TABLE bases; DROP TABLE sources; DELETE FROM meta;"
 #: What a success is compared with today, besides its config (``ductaflow status``): shared by a sweep.
 BASIS_KEYS = ("flow", "flow_sha256", "project_root", "config_source", "kernel", "mode")
@@ -121,8 +126,10 @@ def read_instance(run_dir: Path) -> tuple[str, str, dict[str, Any], Any]:
     """``(name, signature, row, record)`` of an instance directory: the signature is taken before the read.
 
     The signature names the watched files, then ``inode:mtime_ns:size;`` of
-    ``run.json`` and of each of them; ``running`` in front marks a live
-    attempt, re-read at every refresh; empty: no record.
+    ``run.json`` and of each of them; empty: no record. ``running`` in front
+    marks a live attempt, and ``recent`` files changed in the last
+    :data:`RACY_NS` (a same-size rewrite within one timestamp tick would
+    keep the signature): both are read again at every refresh.
     """
     try:
         before = os.stat(run_dir / RECORD_NAME)
@@ -137,23 +144,44 @@ def read_instance(run_dir: Path) -> tuple[str, str, dict[str, Any], Any]:
         except (OSError, ValueError) as exc:
             problem = f"is unreadable ({type(exc).__name__})"
     files = watched_files(record)
-    sig = "" if before is None else _stat_sig(before) + "".join(_file_sig(run_dir / f) for f in files)
+    stats = [] if before is None else [before, *(_stat(run_dir / f) for f in files)]
+    sig = "".join(_stat_sig(st) if st is not None else "-;" for st in stats)
     if is_record(record) and record.get("status") == RunStatus.RUNNING:
-        sig = "running" + sig  # re-read at each refresh while it runs
+        sig = "running" + sig
     elif before is not None:
         sig = ",".join(files) + "|" + sig
+        if time.time_ns() - max(st.st_mtime_ns for st in stats if st is not None) < RACY_NS:
+            sig = "recent" + sig
     return run_dir.name, sig, row_of(run_dir, record, problem), record
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def finite_json(row: dict[str, Any]) -> str:
+    """A row as JSON that SQLite's JSON functions read: NaN and infinities (a hand-written file) as null."""
+    try:
+        return json.dumps(row, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(row), ensure_ascii=False, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _stat_sig(st: os.stat_result) -> str:
     return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
-
-
-def _file_sig(path: Path) -> str:
-    try:
-        return _stat_sig(os.stat(path))
-    except OSError:
-        return "-;"
 
 
 def folders(path: Path) -> list[str]:  # steps of a runs folder, instances of a step
@@ -161,7 +189,7 @@ def folders(path: Path) -> list[str]:  # steps of a runs folder, instances of a 
     try:
         with os.scandir(path) as entries:
             return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):  # gone; any other error is raised: rows are kept
         return []
 
 
@@ -173,4 +201,6 @@ def file_signature(root: Path, given: Any) -> str:
         st = os.stat(root / str(given))
     except OSError:
         return f"{given}:missing;"
+    if time.time_ns() - st.st_mtime_ns < RACY_NS:  # changed a moment ago: never matched again
+        return f"{given}:recent:{time.time_ns()};"
     return f"{given}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"

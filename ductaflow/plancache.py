@@ -5,12 +5,13 @@ row (kept true to its files a moment before) is a success with the planned
 fingerprint is skipped without reading its record; any other is decided
 from its ``run.json`` as before.
 
-A sweep of files (a table, a grid, a config file: its ``config_source``)
-that did not change since the last call plans the same instances with the
-same fingerprints. After a full plan, :func:`remember_plan` keeps each
-instance's fingerprint in the index, keyed by everything the plan depends
-on (the flow's source, its project code, the kernel, the source and the
-signatures of its config file and table, the options that shape configs).
+A sweep whose table and base config did not change since the last call
+plans the same instances with the same fingerprints. After a full plan,
+:func:`remember_plan` keeps each instance's fingerprint in the index, keyed
+by everything the plan depends on (the flow's source, its project code, the
+kernel, the table's and base config's content, the options that shape
+configs; calls with inputs or upstream steps are not remembered: their
+files change on their own).
 :func:`skip_all` then answers the next such call without building a single
 config, when every instance is still a success with that fingerprint; any
 other outcome falls back to the full plan.
@@ -18,13 +19,14 @@ other outcome falls back to the full plan.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .indexstore import SCHEMA, file_signature
+from .indexstore import SCHEMA
 from .runindex import RunIndex
 from .runrecord import RunStatus, read_record
 from .tasks import Task, attempt_id, decide, last_attempt_failed
@@ -40,17 +42,22 @@ class Skip(NamedTuple):
     skip_reason: str = "unchanged"
 
 
-def plan_key(source: Any, root: Path, parts: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(key, file signatures)`` of a plan from ``source``; ``None`` when a plan cannot be reused.
+def plan_key(table: Any, base: Any, parts: Mapping[str, Any]) -> tuple[str, str]:
+    """``(key, "")`` of a plan of ``table`` over ``base``: their content, hashed, and ``parts``.
 
     ``parts``: the flow's hash, project code, kernel and the options that
-    shape the configs and the decision.
+    shape the configs and the decision. Values are hashed with their type
+    (``1`` and ``"1"`` and ``numpy.int64(1)`` differ), as configs would.
     """
-    if not isinstance(source, Mapping):  # configs given from Python: nothing says they are the same
-        return None
-    key = json.dumps(["plan", SCHEMA, str(root), source, dict(parts)], default=str)
-    files = "".join(file_signature(root, source.get(name)) for name in ("config_file", "table"))
-    return key, files
+    digest = hashlib.sha256(json.dumps(["plan", SCHEMA, dict(parts)], default=_typed).encode())
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):  # a DataFrame: its values as rows
+        table = table.to_dict("records")
+    digest.update(json.dumps([base, list(table)], default=_typed, allow_nan=True).encode())
+    return "plan:" + digest.hexdigest(), ""
+
+
+def _typed(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"
 
 
 def skip_all(index: RunIndex, step: str, key: tuple[str, str], step_dir: Path) -> list[Skip] | None:

@@ -6,12 +6,16 @@ import math
 import numbers
 import os
 import statistics
+from pathlib import Path
 from typing import Any
 
 from .config import is_missing
-from .rows import BASE_COLUMNS
-from .runindex import rows_under
-from .runrecord import RunStatus
+from .exceptions import ConfigError
+from .indexstore import INDEX_NAME, unavailable
+from .rows import BASE_COLUMNS, instance_row
+from .rundir import find_instances, is_step_folder
+from .runindex import shared_index
+from .runrecord import RECORD_NAME, RunStatus
 
 
 def collect(path: str | os.PathLike[str] = "runs", step: str | None = None) -> Any:
@@ -118,3 +122,47 @@ def sample_std(values: list[float]) -> float | None:
 
 def _number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def rows_under(path: str | os.PathLike[str], step: str | None = None) -> list[dict[str, Any]]:
+    """The rows of every instance under ``path`` (a runs folder, a step folder or an instance directory).
+
+    Read through the runs folder's index; ``step`` keeps one step. Raises
+    :class:`ConfigError` when ``path`` is not a directory.
+    """
+    folder = Path(path).absolute()
+    if not folder.is_dir() or (folder / RECORD_NAME).exists():
+        return [instance_row(d) for d in find_instances([folder]) if step is None or d.parent.name == step]
+    if is_step_folder(folder):
+        runs, only = folder.parent, folder.name
+        if step is not None and step != only:
+            return []
+    else:
+        runs, only = folder, step
+    return shared_index(runs).rows(only)
+
+
+def refresh_index(runs_dir: str | os.PathLike[str] = "runs", *, rebuild: bool = False) -> dict[str, Any]:
+    """Bring the run index of ``runs_dir`` up to date with its files (``rebuild``: read every file again).
+
+    Returns ``{"index": its path or None, "why_not": why there is none,
+    "steps": n, "instances": n, "changed": rows read again or dropped}``.
+    Views do this themselves before they read; call it to rebuild an index
+    by hand or to pay for a first build in advance. Raises
+    :class:`ConfigError` when ``runs_dir`` is not a folder.
+
+    >>> summary = refresh_index("runs", rebuild=True)
+    >>> summary["instances"] == summary["changed"] > 0  # a rebuild reads every instance again
+    True
+    """
+    runs = Path(runs_dir).absolute()
+    if not runs.is_dir():
+        raise ConfigError(f"the runs folder {str(runs_dir)!r} is not a folder: give the folder that holds "
+                          "<step>/<instance> folders (default: runs).", path=str(runs_dir))  # fmt: skip
+    index = shared_index(runs)
+    changed = index.rebuild() if rebuild else index.refresh()
+    summary = index.steps()
+    return {"index": os.fspath(runs / INDEX_NAME) if index.enabled else None,
+            "why_not": None if index.enabled else unavailable(runs) or "it cannot be opened",
+            "steps": len(summary), "instances": sum(s["total"] for s in summary),
+            "changed": changed}  # fmt: skip

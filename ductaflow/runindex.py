@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .exceptions import ConfigError
 from .indexquery import order_by, where_clause
 from .indexstore import (
     BASIS_KEYS,
@@ -40,6 +39,7 @@ from .indexstore import (
     TABLES,
     connect,
     drop,
+    finite_json,
     folders,
     is_memory,
     loads_rows,
@@ -48,8 +48,8 @@ from .indexstore import (
     tell_once,
     unavailable,
 )
-from .rows import BASE_COLUMNS, instance_row
-from .rundir import find_instances, is_step_folder
+from .rows import BASE_COLUMNS
+from .rundir import STATE_DIR
 from .runrecord import RECORD_NAME, RunStatus, is_record
 
 _SHARED: dict[tuple[int, str], RunIndex] = {}  # per process: the index each runs folder's writers share
@@ -59,10 +59,16 @@ _SHARED_LOCK = threading.Lock()
 def open_index(runs_dir: str | os.PathLike[str], *, read_only: bool = False) -> RunIndex:
     """The index of ``runs_dir``: its database, or one in memory when it cannot or must not be written.
 
-    Opening writes nothing into a folder that does not exist yet.
+    A database is made only in a runs folder: one holding a step folder that
+    ductaflow made (with its ``.ductaflow`` state folder), never in any
+    folder a view was pointed at, nor in one that does not exist yet.
     """
     runs = Path(runs_dir).absolute()
     why = unavailable(runs)
+    if why is None and not read_only and not (runs / INDEX_NAME).exists() and not any(
+        (runs / step / STATE_DIR).is_dir() for step in folders(runs)
+    ):
+        return RunIndex(runs, memory())
     if read_only or why is not None:
         if why is not None:
             tell_once(runs, why)
@@ -82,50 +88,6 @@ def open_index(runs_dir: str | os.PathLike[str], *, read_only: bool = False) -> 
                 problem = again
     tell_once(runs, f"its index cannot be opened or written ({problem})")
     return RunIndex(runs, memory())
-
-
-def rows_under(path: str | os.PathLike[str], step: str | None = None) -> list[dict[str, Any]]:
-    """The rows of every instance under ``path`` (a runs folder, a step folder or an instance directory).
-
-    Read through the runs folder's index; ``step`` keeps one step. Raises
-    :class:`ConfigError` when ``path`` is not a directory.
-    """
-    folder = Path(path).absolute()
-    if not folder.is_dir() or (folder / RECORD_NAME).exists():
-        return [instance_row(d) for d in find_instances([folder]) if step is None or d.parent.name == step]
-    if is_step_folder(folder):
-        runs, only = folder.parent, folder.name
-        if step is not None and step != only:
-            return []
-    else:
-        runs, only = folder, step
-    return shared_index(runs).rows(only)
-
-
-def refresh_index(runs_dir: str | os.PathLike[str] = "runs", *, rebuild: bool = False) -> dict[str, Any]:
-    """Bring the run index of ``runs_dir`` up to date with its files (``rebuild``: read every file again).
-
-    Returns ``{"index": its path or None, "why_not": why there is none,
-    "steps": n, "instances": n, "changed": rows read again or dropped}``.
-    Views do this themselves before they read; call it to rebuild an index
-    by hand or to pay for a first build in advance. Raises
-    :class:`ConfigError` when ``runs_dir`` is not a folder.
-
-    >>> summary = refresh_index("runs", rebuild=True)
-    >>> summary["instances"] == summary["changed"] > 0  # a rebuild reads every instance again
-    True
-    """
-    runs = Path(runs_dir).absolute()
-    if not runs.is_dir():
-        raise ConfigError(f"the runs folder {str(runs_dir)!r} is not a folder: give the folder that holds "
-                          "<step>/<instance> folders (default: runs).", path=str(runs_dir))  # fmt: skip
-    index = shared_index(runs)
-    changed = index.rebuild() if rebuild else index.refresh()
-    summary = index.steps()
-    return {"index": os.fspath(runs / INDEX_NAME) if index.enabled else None,
-            "why_not": None if index.enabled else unavailable(runs) or "it cannot be opened",
-            "steps": len(summary), "instances": sum(s["total"] for s in summary),
-            "changed": changed}  # fmt: skip
 
 
 def shared_index(runs_dir: Path) -> RunIndex:
@@ -199,19 +161,34 @@ class RunIndex:
             pass
 
     def refresh(self, step: str | None = None) -> int:
-        """Reconcile the rows with the files (one step, or all); returns how many rows changed."""
+        """Reconcile the rows with the files (one step, or all); returns how many rows changed.
+
+        When the database fails (a lock held too long, a full disk), the
+        index goes on in memory, read from the files, and says so once.
+        """
+        try:
+            return self._refresh(step)
+        except sqlite3.Error as exc:
+            if not self.enabled:
+                raise
+            tell_once(self.runs_dir, f"its index failed ({exc})")
+            with self._lock:
+                self._db, self.enabled = memory(), False
+                self._db.executescript(TABLES)
+            return self._refresh(step)
+
+    def _refresh(self, step: str | None) -> int:
+        with self._lock:  # before the listing: a step a conductor adds meanwhile is not taken for gone
+            known = {s for (s,) in self._db.execute("SELECT DISTINCT step FROM instances")}
         steps = [step] if step is not None else folders(self.runs_dir)
         changed = 0
         for name in steps:
             changed += self._refresh_step(name)
-        if step is None:
-            with self._lock:
-                known = {s for (s,) in self._db.execute("SELECT DISTINCT step FROM instances")}
-                gone = known - set(steps)
-                if gone:
-                    with self._write():
-                        self._db.executemany("DELETE FROM instances WHERE step=?", [(s,) for s in gone])
-                    changed += len(gone)
+        gone = known - set(steps) if step is None else set()
+        if gone:
+            with self._lock, self._write():
+                self._db.executemany("DELETE FROM instances WHERE step=?", [(s,) for s in gone])
+            changed += len(gone)
         return changed
 
     def rebuild(self) -> int:
@@ -225,21 +202,20 @@ class RunIndex:
     def note(self, run_dir: Path) -> None:
         """Re-read one instance directory's files into its row (or drop the row when it is gone)."""
         step, name = run_dir.parent.name, run_dir.name
+        found = read_instance(run_dir) if run_dir.is_dir() else None  # read before the write lock
         with self._lock, self._write():
-            if run_dir.is_dir():
-                self._store(step, [read_instance(run_dir)])
+            if found is not None:
+                self._store(step, [found])
             else:
                 self._db.execute("DELETE FROM instances WHERE step=? AND name=?", (step, name))
 
     def rows(self, step: str | None = None) -> list[dict[str, Any]]:
         """Every row (of one step), refreshed first, in step and instance order."""
         self.refresh(step)
-        sql = "SELECT row FROM instances" + (" WHERE step=?" if step is not None else "")
+        sql = "SELECT step, name, row FROM instances" + (" WHERE step=?" if step is not None else "")
         with self._lock:
-            texts = [
-                t for (t,) in self._db.execute(sql + " ORDER BY step, name", () if step is None else (step,))
-            ]
-        return loads_rows(texts)
+            found = self._db.execute(sql + " ORDER BY step, name", () if step is None else (step,)).fetchall()
+        return self._placed(found)
 
     def row(self, step: str, instance: str) -> dict[str, Any] | None:
         """One row, read again from its files first; ``None`` when the folder does not exist."""
@@ -337,7 +313,7 @@ class RunIndex:
             page = self._db.execute(
                 f"SELECT step, name, row FROM instances WHERE step=?{clause}"
                 f" ORDER BY {order} LIMIT ? OFFSET ?",
-                (step, *params, *keys, max(0, int(limit)), max(0, int(offset))),
+                (step, *params, *keys, min(max(0, int(limit)), 1 << 62), min(max(0, int(offset)), 1 << 62)),
             ).fetchall()
         return count, self._placed(page)
 
@@ -366,7 +342,7 @@ class RunIndex:
         split: dict[str, tuple[str, list[str]]] = {}  # sig's head -> (head, the watched files' suffixes)
         for name in names:  # the hot loop at 100,000 instances: plain strings, one stat per watched file
             sig = known.get(name)
-            if not sig or sig[0] == "r":  # no record, or "running": read again
+            if not sig or sig[0] == "r":  # no record, "running" or "recent": read again
                 stale.append(name)
                 continue
             head = sig[: sig.index("|") + 1]
@@ -405,7 +381,7 @@ class RunIndex:
                        f"@{record.get('host')}") if is_record(record) else None  # fmt: skip
             basis, config_hash = self._basis(record) if raw == RunStatus.SUCCESS else (None, None)
             values.append((step, name, sig, raw, str(row["status"]), fingerprint, attempt,
-                           json.dumps(row, ensure_ascii=False, default=str), basis, config_hash))  # fmt: skip
+                           finite_json(row), basis, config_hash))  # fmt: skip
         self._db.executemany("INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
 
     def _basis(self, record: dict[str, Any]) -> tuple[int, str | None]:

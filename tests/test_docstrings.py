@@ -17,7 +17,7 @@ import ductaflow
 # that earlier ones made (the step make_data of the example project), as a reader would.
 IN_ORDER = ["config", "settings", "options", "project", "configtypes", "parameters", "configkeys", "seeds",
             "spaces", "inflow", "projectcode", "instance", "upstream", "conductor", "sweeps", "freshness",
-            "results", "runindex", "report", "diff", "debug", "clean", "scaffold", "executors", "envprobe",
+            "results", "report", "diff", "debug", "clean", "scaffold", "executors", "envprobe",
             "environment", "serve.views"]  # fmt: skip
 
 
