@@ -138,9 +138,9 @@ def check_instances(paths: Iterable[str | os.PathLike[str]] = ("runs",)) -> Any:
                 continue
             index, shared = shared_index(runs_dir), {}
             folder = os.path.join(runs_dir, step)
-            step_dir = Path(folder)
+            step_dir, base = Path(folder), folder + os.sep
             for name, status, started, duration, error, basis, recorded in index.successes(step):
-                path = os.path.join(folder, name)
+                path = base + name
                 if path in rows:
                     continue
                 if basis is None or status != RunStatus.SUCCESS:
@@ -172,6 +172,9 @@ def _places(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str
 def _verdict(step_dir: Path, name: str, basis_text: str, recorded: str | None, shared: dict[str, Any],
              cache: _Cache, index: RunIndex) -> tuple[bool | None, bool, str]:  # fmt: skip
     """``(outdated, orphaned, reason)`` of a success in the index; what a sweep shares is compared once."""
+    known = shared.get(basis_text)
+    if known is not None and recorded is not None and known[5].get(name) == recorded:
+        return known[6]  # its config is what its source makes today: the sweep's outcome (the common case)
     if basis_text not in shared:
         basis = json.loads(basis_text)
         root = _root(basis, step_dir / name, cache)
@@ -179,8 +182,11 @@ def _verdict(step_dir: Path, name: str, basis_text: str, recorded: str | None, s
         at = int(bool(changes) and details[0][1] == changes[0])  # a config change is said after the flow's
         source = basis.get("config_source")
         hashes = cache.hashes(source, root, index) if isinstance(source, Mapping) else None
-        shared[basis_text] = (basis, root, changes, ("config", UNCHECKED_CONFIG) in details, at, hashes)
-    basis, root, changes, unchecked, at, hashes = shared[basis_text]
+        unchecked = ("config", UNCHECKED_CONFIG) in details
+        same = (*_outcome(changes, unchecked)[:1], False, _outcome(changes, unchecked)[1])
+        shared[basis_text] = (basis, root, changes, unchecked, at, hashes if isinstance(hashes, dict) else {},
+                              same, hashes)  # fmt: skip
+    basis, root, changes, unchecked, at, _, _, hashes = shared[basis_text]
     if not isinstance(hashes, dict) or name not in hashes:
         orphan = _orphaned(basis, root, name, cache)
         if orphan is not None:

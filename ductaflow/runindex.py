@@ -65,8 +65,11 @@ def open_index(runs_dir: str | os.PathLike[str], *, read_only: bool = False) -> 
     """
     runs = Path(runs_dir).absolute()
     why = unavailable(runs)
-    if why is None and not read_only and not (runs / INDEX_NAME).exists() and not any(
-        (runs / step / STATE_DIR).is_dir() for step in folders(runs)
+    if (
+        why is None
+        and not read_only
+        and not (runs / INDEX_NAME).exists()
+        and not any((runs / step / STATE_DIR).is_dir() for step in folders(runs))
     ):
         return RunIndex(runs, memory())
     if read_only or why is not None:
@@ -160,14 +163,17 @@ class RunIndex:
         except sqlite3.Error:  # unreadable or busy: the refresh reads the files
             pass
 
-    def refresh(self, step: str | None = None) -> int:
+    def refresh(self, step: str | None = None, *, records_only: bool = False) -> int:
         """Reconcile the rows with the files (one step, or all); returns how many rows changed.
 
+        ``records_only`` compares ``run.json`` alone (what status and the
+        plan read: half the ``stat`` calls); a row whose other files changed
+        keeps its old signature, so the next full refresh reads it again.
         When the database fails (a lock held too long, a full disk), the
         index goes on in memory, read from the files, and says so once.
         """
         try:
-            return self._refresh(step)
+            return self._refresh(step, records_only)
         except sqlite3.Error as exc:
             if not self.enabled:
                 raise
@@ -175,15 +181,15 @@ class RunIndex:
             with self._lock:
                 self._db, self.enabled = memory(), False
                 self._db.executescript(TABLES)
-            return self._refresh(step)
+            return self._refresh(step, records_only)
 
-    def _refresh(self, step: str | None) -> int:
+    def _refresh(self, step: str | None, records_only: bool = False) -> int:
         with self._lock:  # before the listing: a step a conductor adds meanwhile is not taken for gone
             known = {s for (s,) in self._db.execute("SELECT DISTINCT step FROM instances")}
         steps = [step] if step is not None else folders(self.runs_dir)
         changed = 0
         for name in steps:
-            changed += self._refresh_step(name)
+            changed += self._refresh_step(name, records_only)
         gone = known - set(steps) if step is None else set()
         if gone:
             with self._lock, self._write():
@@ -227,7 +233,7 @@ class RunIndex:
 
     def glances(self, step: str) -> dict[str, tuple[str, str | None, str | None]]:
         """``{instance: (raw status, fingerprint, attempt)}`` of one step, refreshed first (for the plan)."""
-        self.refresh(step)
+        self.refresh(step, records_only=True)
         with self._lock:
             found = self._db.execute(
                 "SELECT name, raw, fingerprint, attempt FROM instances WHERE step=?", (step,)
@@ -241,7 +247,7 @@ class RunIndex:
         the basis (JSON text of :data:`BASIS_KEYS` and the fingerprint parts but
         the config hash) and the hash are ``None`` unless the latest attempt succeeded.
         """
-        self.refresh(step)
+        self.refresh(step, records_only=True)
         with self._lock:
             return self._db.execute(
                 "SELECT name, status, json_extract(row, '$.started'), json_extract(row, '$.duration'),"
@@ -332,7 +338,7 @@ class RunIndex:
             row["run_dir"] = os.path.join(base, step, name)
         return rows
 
-    def _refresh_step(self, step: str) -> int:
+    def _refresh_step(self, step: str, records_only: bool) -> int:
         folder = self.runs_dir / step
         with self._lock:
             known = dict(self._db.execute("SELECT name, sig FROM instances WHERE step=?", (step,)).fetchall())
@@ -353,6 +359,10 @@ class RunIndex:
             try:
                 st = stat(here + os.sep + RECORD_NAME)
                 today = f"{head}{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
+                if records_only:  # the record's part of the signature alone
+                    if not sig.startswith(today):
+                        stale.append(name)
+                    continue
                 for suffix in suffixes:
                     try:
                         st = stat(here + suffix)
