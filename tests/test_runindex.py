@@ -114,8 +114,11 @@ def test_every_view_tells_the_truth_after_hand_edits(project: Path) -> None:
     assert set(checks.index) == {"low", "mid", "broken", "copy"}
     assert checks.loc["mid", "status"] == "failed" and checks.loc["mid", "outdated"]
     assert checks.loc["broken", "status"] == "unreadable record"
+    (step / "low" / "metrics.json").write_text(json.dumps({**metrics, "score": 98}))  # status reads records
+    assert len(ductaflow.check_instances([runs])) == 4  # only: the next collect must still see this
+    assert ductaflow.collect(runs).set_index("run_dir").loc[str(step / "low"), "metric.score"] == 98
     index = open_index(runs)
-    assert index.query("metrics", where="score=99")[0] == 1
+    assert index.query("metrics", where="score=98")[0] == 1
     assert [s["counts"] for s in index.steps()] == [{"failed": 1, "success": 2, "unreadable record": 1}]
     page = ductaflow.build_report(runs).read_text()
     data = page[page.index('id="ductaflow-data">') :].split("</script>")[0]  # what the page embeds
