@@ -120,6 +120,10 @@ def note_instance(run_dir: Path, *, create: bool = True) -> None:
         pass
 
 
+#: A row's JSON with ``run_dir`` where the folder is now (a runs folder can be moved), set by SQLite.
+_PLACED = "json_set(row, '$.run_dir', ? || step || ? || name)"
+
+
 class RunIndex:
     """Rows of a runs folder's instances, kept true to the files. Thread-safe."""
 
@@ -218,18 +222,19 @@ class RunIndex:
     def rows(self, step: str | None = None) -> list[dict[str, Any]]:
         """Every row (of one step), refreshed first, in step and instance order."""
         self.refresh(step)
-        sql = "SELECT step, name, row FROM instances" + (" WHERE step=?" if step is not None else "")
+        sql = f"SELECT {_PLACED} FROM instances" + (" WHERE step=?" if step is not None else "")
         with self._lock:
-            found = self._db.execute(sql + " ORDER BY step, name", () if step is None else (step,)).fetchall()
-        return self._placed(found)
+            only = () if step is None else (step,)
+            found = self._db.execute(sql + " ORDER BY step, name", (*self._base, *only))
+            return loads_rows([text for (text,) in found])
 
     def row(self, step: str, instance: str) -> dict[str, Any] | None:
         """One row, read again from its files first; ``None`` when the folder does not exist."""
         self.note(self.runs_dir / step / instance)
         with self._lock:
-            sql = "SELECT step, name, row FROM instances WHERE step=? AND name=?"
-            found = self._db.execute(sql, (step, instance)).fetchall()
-        return self._placed(found)[0] if found else None
+            sql = f"SELECT {_PLACED} FROM instances WHERE step=? AND name=?"
+            found = self._db.execute(sql, (*self._base, step, instance)).fetchall()
+        return loads_rows([found[0][0]])[0] if found else None
 
     def glances(self, step: str) -> dict[str, tuple[str, str | None, str | None]]:
         """``{instance: (raw status, fingerprint, attempt)}`` of one step, refreshed first (for the plan)."""
@@ -317,11 +322,11 @@ class RunIndex:
             total = self._db.execute(f"SELECT count(*) FROM instances WHERE step=?{clause}", (step, *params))
             count = int(total.fetchone()[0])
             page = self._db.execute(
-                f"SELECT step, name, row FROM instances WHERE step=?{clause}"
-                f" ORDER BY {order} LIMIT ? OFFSET ?",
-                (step, *params, *keys, min(max(0, int(limit)), 1 << 62), min(max(0, int(offset)), 1 << 62)),
-            ).fetchall()
-        return count, self._placed(page)
+                f"SELECT {_PLACED} FROM instances WHERE step=?{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                (*self._base, step, *params, *keys, min(max(0, int(limit)), 1 << 62),
+                 min(max(0, int(offset)), 1 << 62)),
+            ).fetchall()  # fmt: skip
+        return count, loads_rows([text for (text,) in page])
 
     def close(self) -> None:
         """Close the database connection."""
@@ -330,13 +335,10 @@ class RunIndex:
 
     # -- inside ---------------------------------------------------------------------------------
 
-    def _placed(self, found: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-        """Parsed rows whose ``run_dir`` is where the folder is now (a runs folder can be moved)."""
-        rows = loads_rows([text for _, _, text in found])
-        base = os.fspath(self.runs_dir)
-        for row, (step, name, _) in zip(rows, found, strict=True):
-            row["run_dir"] = os.path.join(base, step, name)
-        return rows
+    @property
+    def _base(self) -> tuple[str, str]:
+        """The values :data:`_PLACED` binds: the runs folder and the separator."""
+        return os.fspath(self.runs_dir) + os.sep, os.sep
 
     def _refresh_step(self, step: str, records_only: bool) -> int:
         folder = self.runs_dir / step
