@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import config_hash
 from .engines.kernels import CURRENT_PYTHON_LABEL
@@ -136,7 +136,7 @@ def check_instances(paths: Iterable[str | os.PathLike[str]] = ("runs",)) -> Any:
                 check = _check(run_dir, cache)
                 rows.setdefault(str(run_dir), {c: getattr(check, c) for c in COLUMNS})
                 continue
-            index, shared = shared_index(runs_dir), {}
+            index, shared = shared_index(runs_dir), {}  # basis text -> _Sweep
             folder = os.path.join(runs_dir, step)
             step_dir, base = Path(folder), folder + os.sep
             for name, status, started, duration, error, basis, recorded in index.successes(step):
@@ -169,38 +169,50 @@ def _places(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, str
                 yield folder, step, None
 
 
-def _verdict(step_dir: Path, name: str, basis_text: str, recorded: str | None, shared: dict[str, Any],
+class _Sweep(NamedTuple):
+    """What the successes of one basis share, compared once (see :func:`_verdict`)."""
+
+    basis: dict[str, Any]
+    root: Path
+    changes: list[str]  # what changed in the flow, inputs, code, upstream
+    unchecked: bool  # the config was not read from files
+    at: int  # where a config change goes among the changes (after the flow's)
+    hashes: Any  # today's config hash per instance, or the error that prevents building them, or None
+    outcome: tuple[bool | None, bool, str]  # the verdict of an instance whose config is unchanged
+
+
+def _verdict(step_dir: Path, name: str, basis_text: str, recorded: str | None, shared: dict[str, _Sweep],
              cache: _Cache, index: RunIndex) -> tuple[bool | None, bool, str]:  # fmt: skip
     """``(outdated, orphaned, reason)`` of a success in the index; what a sweep shares is compared once."""
-    known = shared.get(basis_text)
-    if known is not None and recorded is not None and known[5].get(name) == recorded:
-        return known[6]  # its config is what its source makes today: the sweep's outcome (the common case)
-    if basis_text not in shared:
+    sweep = shared.get(basis_text)
+    if sweep is None:
         basis = json.loads(basis_text)
         root = _root(basis, step_dir / name, cache)
         details, changes = _compare(basis, root, None, cache, step_dir.parent)
-        at = int(bool(changes) and details[0][1] == changes[0])  # a config change is said after the flow's
+        at = int(bool(changes) and details[0][1] == changes[0])
         source = basis.get("config_source")
         hashes = cache.hashes(source, root, index) if isinstance(source, Mapping) else None
         unchecked = ("config", UNCHECKED_CONFIG) in details
-        same = (*_outcome(changes, unchecked)[:1], False, _outcome(changes, unchecked)[1])
-        shared[basis_text] = (basis, root, changes, unchecked, at, hashes if isinstance(hashes, dict) else {},
-                              same, hashes)  # fmt: skip
-    basis, root, changes, unchecked, at, _, _, hashes = shared[basis_text]
-    if not isinstance(hashes, dict) or name not in hashes:
-        orphan = _orphaned(basis, root, name, cache)
+        outdated, reason = _outcome(changes, unchecked)
+        sweep = _Sweep(basis, root, changes, unchecked, at, hashes, (outdated, False, reason))
+        shared[basis_text] = sweep
+    hashes = sweep.hashes if isinstance(sweep.hashes, dict) else {}
+    if recorded is not None and hashes.get(name) == recorded:
+        return sweep.outcome  # its config is what its source makes today (the common case)
+    if name not in hashes:
+        orphan = _orphaned(sweep.basis, sweep.root, name, cache)
         if orphan is not None:
             return None, True, orphan
-    changes = list(changes)
-    if not unchecked and (not isinstance(hashes, dict) or hashes.get(name) != recorded):
+    changes = list(sweep.changes)
+    if not sweep.unchecked:
 
         def note(_part: str, text: str, changed: bool) -> None:
             if changed:
-                changes.insert(at, text)
+                changes.insert(sweep.at, text)
 
-        record = {**(read_record(step_dir / name) or {}), "config_source": basis["config_source"]}
-        _compare_config(record, root, name, cache, note)  # described key by key from the record: rare
-    outdated, reason = _outcome(changes, unchecked)
+        record = {**(read_record(step_dir / name) or {}), "config_source": sweep.basis["config_source"]}
+        _compare_config(record, sweep.root, name, cache, note)  # described key by key from the record: rare
+    outdated, reason = _outcome(changes, sweep.unchecked)
     return outdated, False, reason
 
 

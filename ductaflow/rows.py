@@ -30,11 +30,10 @@ def instance_row(run_dir: Path) -> dict[str, Any]:
     return row_of(run_dir, record, problem)
 
 
-def row_of(run_dir: Path, record: Any, problem: str | None = None, *, probe: bool = True) -> dict[str, Any]:
+def row_of(run_dir: Path, record: Any, problem: str | None = None) -> dict[str, Any]:
     """The row of ``run_dir`` whose ``run.json`` held ``record`` (``problem``: why it could not be read).
 
-    ``probe=False`` leaves a ``running`` record's status as written, without
-    asking the instance lock whether its process is still there.
+    A ``running`` record's status is what the instance lock says now: ``crashed`` when nobody holds it.
     """
     row: dict[str, Any] = dict.fromkeys(BASE_COLUMNS)
     row.update(dict.fromkeys(EXTRA_KEYS))
@@ -46,7 +45,7 @@ def row_of(run_dir: Path, record: Any, problem: str | None = None, *, probe: boo
         if unreadable_record(run_dir) is not None:  # ductaflow's folder: an interrupted attempt
             row["status"] = "unreadable record"
         return row
-    status = current_status(record, run_dir) if probe else record.get("status")
+    status = current_status(record, run_dir)
     row.update(step=str(record.get("step", row["step"])), status=str(status),
                instance=str(record.get("instance", row["instance"])), started=record.get("started_at"),
                duration=record.get("duration_s"), error=error_line(record), seed=record.get("seed"),

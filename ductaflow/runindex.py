@@ -129,7 +129,7 @@ class RunIndex:
 
     def __init__(self, runs_dir: Path, connection: sqlite3.Connection) -> None:
         self.runs_dir = runs_dir
-        self.enabled = connection is not None and not is_memory(connection)
+        self.enabled = not is_memory(connection)
         self._db = connection
         self._lock = threading.RLock()
         self._db.executescript(TABLES)
