@@ -252,11 +252,8 @@ def open_attempt(
     if keep_failed_as is None:
         forget_attempts(run_dir)
     _set_aside(run_dir, keep_failed_as)
-    staging = staging_dir(run_dir.parent) / f"{run_dir.name}-{os.getpid()}-{threading.get_ident()}"
-    for stale in stale_staging(run_dir.parent, run_dir.name):  # a process killed while it staged
-        shutil.rmtree(stale, ignore_errors=True)
+    staging = new_staging(run_dir)  # a process killed while it staged left one: gone
     try:
-        staging.mkdir(parents=True)
         write_json_atomic(staging / CONFIG_NAME, config, durable=True)
         if environment is not None:
             store_environment(environment, staging, _store(run_dir))
@@ -349,6 +346,32 @@ def _set_aside(run_dir: Path, keep_failed_as: str | None = None) -> None:
         keep_attempt(run_dir, keep_failed_as)
     else:  # an empty directory or the evidence of an unsuccessful attempt
         shutil.rmtree(run_dir)
+
+
+def install_attempt(staged: Path, run_dir: Path) -> None:
+    """Put ``staged``, a finished successful instance directory made in the step's staging folder
+    (:func:`new_staging`), in place as ``run_dir``'s attempt, in one rename.
+
+    What ``run_dir`` held goes as :func:`open_attempt` sets it aside (files
+    that ductaflow did not write are refused). Call with the instance lock held.
+    """
+    forget_attempts(run_dir)
+    _set_aside(run_dir)
+    rename(staged, run_dir)
+    shutil.rmtree(previous_attempt_dir(run_dir), ignore_errors=True)
+
+
+def new_staging(run_dir: Path) -> Path:
+    """A new empty directory in the staging folder of ``run_dir``'s step, for an attempt being made.
+
+    Named like an attempt's (``<instance>-<pid>-<thread>``), so that a
+    process killed while it fills it leaves nothing the next attempt keeps.
+    """
+    staging = staging_dir(run_dir.parent) / f"{run_dir.name}-{os.getpid()}-{threading.get_ident()}"
+    for stale in stale_staging(run_dir.parent, run_dir.name):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
 
 
 def staging_dir(step_dir: Path) -> Path:
