@@ -28,9 +28,10 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
+from .cache import open_cache
 from .config import config_hash
 from .engines import DEFAULT_MANY_ENGINE, get_engine
-from .exceptions import DuctaflowError, InstancesFailedError, RunDirectoryError
+from .exceptions import DuctaflowError, RunDirectoryError
 from .executors import as_executor
 from .files import shown_path
 from .fingerprint import Fingerprint, InputHasher, row_inputs
@@ -39,7 +40,7 @@ from .names import check_name
 from .options import make_options
 from .parameters import check_config
 from .plancache import decide_plans, plan_key, remember_plan, skip_all
-from .progress import Display, InstanceRow, count, make_display
+from .progress import Display, InstanceRow, failures_error, make_display, rows_frame
 from .projectcode import flow_code
 from .runindex import shared_index
 from .runrecord import RunStatus, git_info, now_iso
@@ -56,9 +57,9 @@ from .tasks import (
 )
 from .upstream import plan_upstream, upstream_templates
 
-COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error", "attempts"]
 _OPTIONS = {"kernel_name", "timeout", "export_html", "log_output", "runs_dir", "config_source", "engine",
-            "preload", "instance_timeout", "max_memory", "check_config", "rerun_on_env_change"}  # fmt: skip
+            "preload", "instance_timeout", "max_memory", "check_config", "rerun_on_env_change",
+            "cache"}  # fmt: skip
 
 
 STOP_WAIT_S = 60.0  # after Ctrl-C, how long to wait for instances running elsewhere to stop
@@ -140,6 +141,12 @@ def run_instances(
     records, chain included. The project's own modules the flow imports
     (``src/mylib/model.py``) are part of the fingerprint too.
 
+    ``cache`` (a folder or an fsspec URL such as ``s3://bucket/cache``;
+    default: ``cache`` in ``ductaflow.toml``; ``False``: none) shares
+    successes by fingerprint: an instance that must run is restored from it
+    when it holds that fingerprint (reason ``restored from cache (host,
+    date)``), and each success is pushed to it (:mod:`ductaflow.cache`).
+
     ``options`` pass to each instance:
     ``kernel_name``, ``timeout``, ``instance_timeout``, ``max_memory``,
     ``export_html``, ``log_output``, ``runs_dir``, ``config_source``,
@@ -177,16 +184,16 @@ def run_instances(
     if dry_run:
         rows = [InstanceRow(p.name, RunStatus.PENDING if p.reason else RunStatus.SKIPPED,
                             p.reason or "unchanged", None, str(p.run_dir)) for p in plans]  # fmt: skip
-        return _frame(rows)
+        return rows_frame(rows)
     display = make_display(progress, conductor.step, queued=conductor.remote)
     rows = conductor.run(plans, display)
     display.end(rows, time.monotonic() - started)
     if report:
         _refresh_report(conductor.options.runs_dir)
-    frame = _frame(rows)
+    frame = rows_frame(rows)
     failed = [r for r in rows if r.status is RunStatus.FAILED]
     if raise_on_failure and failed:
-        raise _failures(conductor.step, failed)
+        raise failures_error(conductor.step, failed)
     return frame
 
 
@@ -201,6 +208,8 @@ class _Conductor:
         # absolute: a worker elsewhere resolves the flow's folder (importable) and the record's path
         self.flow = dataclasses.replace(self.flow, path=self.flow.path.absolute())
         get_engine(self.options.engine).check(self.options.kernel_name)
+        if self.options.cache is not None:
+            open_cache(self.options.cache)  # a URL fsspec cannot open is refused before anything runs
         self.step = check_name(step_name or self.flow.stem, "step name")
         if jobs is not None and jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -282,6 +291,7 @@ class _Conductor:
         """Run again the upstream instances :func:`plan_upstream` asks for, with this call's options."""
         options = self.options  # all but where each config came from, which their records say
         shared = {name: getattr(options, name) for name in _OPTIONS - {"config_source"}}
+        shared["cache"] = options.cache or False  # none: none for them either, whatever the settings say
         for how in runs:
             frame = run_instances(**how, **shared, with_upstream=True, jobs=self.jobs, executor=self.pool,
                                   project_root=options.project_root, progress=self.progress)  # fmt: skip
@@ -427,21 +437,3 @@ def _refresh_report(runs_dir: Path) -> None:
         build_report(runs_dir)
     except (DuctaflowError, OSError) as exc:
         print(f"ductaflow: could not refresh {runs_dir / 'index.html'}: {exc}", file=sys.stderr)
-
-
-def _frame(rows: list[InstanceRow]) -> Any:
-    import pandas as pd
-
-    frame = pd.DataFrame({c: [getattr(r, c) for r in rows] for c in COLUMNS}, columns=COLUMNS)
-    frame["status"] = [str(r.status) for r in rows]  # plain text, not RunStatus members
-    return frame
-
-
-def _failures(step: str, failed: list[InstanceRow]) -> InstancesFailedError:
-    listed = "\n".join(f"  {row.instance}: {row.error}  ({row.html or row.run_dir})" for row in failed[:50])
-    more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
-    return InstancesFailedError(
-        f"{count(len(failed))} of step {step!r} failed:\n{listed}{more}",
-        step=step,
-        failed=[row.instance for row in failed],
-    )

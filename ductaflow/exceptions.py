@@ -90,3 +90,7 @@ class SchedulerError(DuctaflowError, RuntimeError):
 
 class UpstreamError(DuctaflowError, RuntimeError):
     """Upstream instances an instance reads are missing, failed or out of date (field: ``upstream``)."""
+
+
+class CacheEntryError(DuctaflowError, RuntimeError):
+    """A cache entry cannot be restored: partial, corrupt, or of another instance (field: ``fingerprint``)."""

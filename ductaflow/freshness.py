@@ -112,6 +112,7 @@ def _check(path: Path, cache: _Cache) -> InstanceCheck:
         basis, _root(basis, path, cache), fields["instance"], cache, path.parent.parent
     )
     details.append(("environment", _environment(basis, basis_dir)))  # shown, never makes it outdated
+    details += [("origin", origin) for origin in [_origin(basis)] if origin]
     if not succeeded:
         changes.insert(0, f"last attempt {status}")
     outdated, reason = _outcome(changes, ("config", UNCHECKED_CONFIG) in details)
@@ -287,6 +288,15 @@ class _Cache:
             except DuctaflowError as exc:  # a bad row or file spoils only the instances it produces
                 self.sweeps[key] = exc
         return self.sweeps[key]
+
+
+def _origin(record: Mapping[str, Any]) -> str | None:
+    """Where a success made elsewhere came from: a cache, a run bundle (``None``: it ran here)."""
+    for key, how in (("restored", "restored from cache"), ("unpacked", "unpacked from")):
+        came = record.get(key)
+        if isinstance(came, Mapping):
+            return f"{how} {came.get('from')}, made on {came.get('host')} (ran {record.get('started_at')})"
+    return None
 
 
 def _root(record: Mapping[str, Any], run_dir: Path, cache: _Cache) -> Path:

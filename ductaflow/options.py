@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
+from .cache import cache_url
 from .config import normalise_config
 from .engines import DEFAULT_ENGINE, get_engine
 from .engines.limits import check_max_memory, parse_bytes
@@ -42,6 +43,7 @@ class RunOptions:
     max_memory: int | None = None  # bytes the flow's process may allocate
     check_config: bool = True  # unknown config keys and wrong types are refused (False: let through)
     rerun_on_env_change: bool = False  # a success recorded in another environment runs again
+    cache: str | None = None  # where successes are shared by fingerprint (a folder or fsspec URL)
 
     @property
     def kernel_label(self) -> str:
@@ -64,6 +66,7 @@ def make_options(
     max_memory: int | str | None = None,
     check_config: bool = True,
     rerun_on_env_change: bool = False,
+    cache: Any = None,
 ) -> RunOptions:
     """Check and gather the options every instance of a call shares.
 
@@ -75,6 +78,8 @@ def make_options(
     parameters cell does not declare, or values of other types.
     ``rerun_on_env_change=True`` runs again an instance whose last success
     recorded another environment (packages, Python, machine) than today's.
+    ``cache`` is a folder or fsspec URL (:mod:`ductaflow.cache`); ``None``
+    takes the settings file's, ``False`` turns it off.
     """
     for name, seconds in (("timeout", timeout), ("instance_timeout", instance_timeout)):
         if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
@@ -88,9 +93,12 @@ def make_options(
     modules = module_names(preload) if preload is not None else settings.preload or ()
     runs = runs_folder(root, runs_dir)
     source = normalise_config(config_source) if config_source is not None else None
+    shared = cache_url(cache, Path.cwd())
+    if cache is None and settings.path is not None:  # the settings file's: a folder is relative to it
+        shared = cache_url(settings.cache, settings.path.parent, "cache in ductaflow.toml")
     return RunOptions(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source, chosen,
                       modules, instance_timeout, memory, check_config=bool(check_config),
-                      rerun_on_env_change=bool(rerun_on_env_change))  # fmt: skip
+                      rerun_on_env_change=bool(rerun_on_env_change), cache=shared)  # fmt: skip
 
 
 def memory_limit(value: int | str | None) -> int | None:

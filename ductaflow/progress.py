@@ -10,7 +10,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .exceptions import InstancesFailedError
 from .runrecord import RunStatus
+
+#: The columns of the DataFrame a conductor call returns, one row per instance.
+COLUMNS = ["instance", "status", "reason", "duration", "run_dir", "error", "attempts"]
+RESTORED = "restored from cache"  # how the reason of an instance restored from a cache begins
 
 
 @dataclass
@@ -150,6 +155,9 @@ def summary(rows: list[InstanceRow], step: str, elapsed: float) -> str:
         counts[row.status] = counts.get(row.status, 0) + 1
     order = [RunStatus.SUCCESS, RunStatus.SKIPPED, RunStatus.FAILED, RunStatus.INTERRUPTED]
     parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    restored = sum(row.status is RunStatus.SUCCESS and row.reason.startswith(RESTORED) for row in rows)
+    if restored:  # of the successes: how many came from the cache, not run here
+        parts[0] += f" ({restored} restored from cache)"
     lines = [f"{step}: {count(len(rows))} in {elapsed:.1f} s: {', '.join(parts) or 'nothing to do'}"]
     failed = [row for row in rows if row.status is RunStatus.FAILED]
     for row in failed[:20]:
@@ -168,3 +176,23 @@ def summary(rows: list[InstanceRow], step: str, elapsed: float) -> str:
 def count(n: int, noun: str = "instance") -> str:
     """``1 instance``, ``2 instances``: a number and its noun, singular or plural."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def rows_frame(rows: list[InstanceRow]) -> Any:
+    """The DataFrame of a conductor call's rows (:data:`COLUMNS`), statuses as plain text."""
+    import pandas as pd
+
+    frame = pd.DataFrame({c: [getattr(r, c) for r in rows] for c in COLUMNS}, columns=COLUMNS)
+    frame["status"] = [str(r.status) for r in rows]  # plain text, not RunStatus members
+    return frame
+
+
+def failures_error(step: str, failed: list[InstanceRow]) -> InstancesFailedError:
+    """The error a call with ``raise_on_failure`` raises: the failed instances, their errors and pages."""
+    listed = "\n".join(f"  {row.instance}: {row.error}  ({row.html or row.run_dir})" for row in failed[:50])
+    more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
+    return InstancesFailedError(
+        f"{count(len(failed))} of step {step!r} failed:\n{listed}{more}",
+        step=step,
+        failed=[row.instance for row in failed],
+    )

@@ -4,6 +4,8 @@ Top-level keys, each optional::
 
     engine = "fork"                           # how notebooks execute (default: kernel)
     preload = ["pandas", "matplotlib.pyplot"] # modules an engine may import once for many notebooks
+    cache = "/shared/ductaflow-cache"         # where successes are shared by fingerprint (a folder,
+                                              # relative to this file, or an fsspec URL: s3://...)
 
 The file is read once per call (:func:`ductaflow.options.make_options`), not
 per instance; an argument given to the call, or a flag on the command line,
@@ -30,6 +32,7 @@ SETTINGS_FILE = "ductaflow.toml"
 KEYS = {
     "engine": 'how notebooks execute, such as engine = "kernel"',
     "preload": 'modules an engine may import once for many notebooks, such as preload = ["pandas"]',
+    "cache": 'where successes are shared by fingerprint, such as cache = "s3://team-bucket/ductaflow-cache"',
 }
 _EXAMPLE = 'engine = "kernel" and preload = ["pandas", "matplotlib.pyplot"]'
 
@@ -40,6 +43,7 @@ class Settings:
 
     engine: str | None = None
     preload: tuple[str, ...] | None = None
+    cache: str | None = None  # a folder (relative to the file) or an fsspec URL
     path: Path | None = None  # the file they were read from; None: the project has none
 
 
@@ -47,7 +51,7 @@ def project_settings(root: str | os.PathLike[str]) -> Settings:
     """The settings in ``root``'s ``ductaflow.toml``; empty :class:`Settings` when there is none.
 
     >>> project_settings(Path.cwd())  # the example project has no ductaflow.toml
-    Settings(engine=None, preload=None, path=None)
+    Settings(engine=None, preload=None, cache=None, path=None)
     """
     path = Path(root).absolute() / SETTINGS_FILE
     if not path.is_file():
@@ -66,7 +70,12 @@ def project_settings(root: str | os.PathLike[str]) -> Settings:
             path=str(path),
         )
     preload = module_names(data["preload"], path) if "preload" in data else None
-    return Settings(engine, preload, path)
+    cache = data.get("cache")
+    if "cache" in data and (not isinstance(cache, str) or not cache.strip()):
+        raise ConfigError(f'{shown}: cache must be a folder or URL in quotes, such as cache = "../cache" or '
+                          f'cache = "s3://bucket/ductaflow-cache"; it is {_kind(cache)}. Fix the cache line.',
+                          key="cache", path=str(path))  # fmt: skip
+    return Settings(engine, preload, cache, path)
 
 
 def module_names(value: Any, file: Path | None = None) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cache import push_instance, restore_instance
 from .config import JSONValue
 from .environment import Environment, environment_reason, kernel_environment
 from .exceptions import DiskFullError, DuctaflowError, FlowExecutionError, InstanceBusyError
@@ -271,7 +272,30 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
         if task.only_failed and not last_attempt_failed(found, task.run_dir, lock_held=True):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
-        return _attempts(task, reason, stop)
+        cache = task.options.cache
+        if cache is not None and not task.force:
+            restored, reason = _from_cache(task, cache, reason)
+            if restored is not None:
+                return restored
+        row = _attempts(task, reason, stop)
+        if cache is not None and row.status is RunStatus.SUCCESS:
+            push_instance(cache, task.run_dir)
+        return row
+
+
+def _from_cache(task: Task, cache: str, reason: str) -> tuple[InstanceRow | None, str]:
+    """The row of the instance restored from ``cache``, else ``None`` and why it runs (and why its entry
+    was skipped, when it was)."""
+    started = time.monotonic()
+    record, skipped = restore_instance(cache, task.run_dir, task.fingerprint.digest, sweep_id=task.sweep_id,
+                                       project_root=task.options.project_root,
+                                       runs_dir=task.options.runs_dir)  # fmt: skip
+    if record is None:
+        return None, reason if skipped is None else f"{reason}; cache entry skipped ({skipped})"
+    html = (record.get("outputs") or {}).get("html")
+    html = str(task.run_dir / html) if html and (task.run_dir / html).exists() else None
+    duration = round(time.monotonic() - started, 3)
+    return _row(task, RunStatus.SUCCESS, record["reason"], duration, html=html), reason
 
 
 #: States of a last attempt that ``only_failed`` runs again.

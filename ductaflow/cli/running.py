@@ -61,6 +61,11 @@ def _instance_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--rerun-on-env-change", is_flag=True,
                      help="Also run an instance whose last success recorded another environment (packages, "
                           "Python, machine) than today's."),
+        click.option("--cache", metavar="URL",
+                     help="Share successes by fingerprint through this folder or fsspec URL (s3://...): an "
+                          "instance it holds is restored, not run; each success is pushed. Default: cache "
+                          "in ductaflow.toml."),
+        click.option("--no-cache", is_flag=True, help="Use no cache, whatever ductaflow.toml says."),
         click.option("--kernel", "kernel_name", metavar="NAME",
                      help="An installed Jupyter kernel (default: this Python)."),
         click.option("--engine", metavar="NAME",
@@ -232,6 +237,10 @@ def _run_sweep(flow: Path, options: dict[str, Any], **kwargs: Any) -> int:
     export_html = not options.pop("no_html")
     options["preload"] = options["preload"] or None  # none given: the project's ductaflow.toml decides
     options["upstream"] = list(options["upstream"]) or None  # none given: the flow's output_of calls
+    if options.pop("no_cache"):
+        if options["cache"] is not None:
+            raise click.UsageError("--cache and --no-cache contradict each other: give one.")
+        options["cache"] = False
     if options["max_memory"] is not None:
         try:
             options["max_memory"] = memory_limit(options["max_memory"])

@@ -1,0 +1,319 @@
+"""A cache of successful instances by fingerprint, on any fsspec location: a shared disk, S3, GCS...
+
+A conductor given a cache (``run_instances(..., cache=URL)``, ``--cache
+URL``, ``cache = "URL"`` in ``ductaflow.toml``) looks up each instance it
+must run by its fingerprint. On a hit, the instance's folder is restored
+from the cache, its record's paths rewritten for where it lands
+(:mod:`ductaflow.placing`), instead of running it; after a success, the
+folder is pushed. An entry is two objects under
+``<URL>/v1/<fingerprint[:2]>/<fingerprint>/``::
+
+    <host>-<pid>-<random>.tar.gz   the instance's folder (gzip level 1)
+    entry.json                     the marker, written last: the archive's
+                                   name, size and sha256, who pushed it, when
+
+An entry is visible only once its marker exists, so a push cut short (a
+crash, a lost connection) leaves an archive no reader looks at. A reader
+checks the archive's size and sha256 against the marker before it extracts
+anything, and the record inside against the fingerprint: an entry that
+fails a check is skipped with a warning, never restored, and the next
+success replaces it. Only successes are pushed.
+
+fsspec is imported when a cache is used; its cloud backends (``s3fs``,
+``gcsfs``...) are the user's to install. Their options come from fsspec's
+own configuration (``FSSPEC_S3_ENDPOINT_URL``, ``~/.config/fsspec/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tarfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .exceptions import CacheEntryError, ConfigError, DuctaflowError
+from .files import no_space, write_atomic
+from .placing import place_instance, staged_record
+from .rundir import new_staging
+from .runrecord import RunStatus, now_iso, read_record
+
+FORMAT = "v1"
+MARKER = "entry.json"
+_JOURNAL = ".metrics.jsonl"  # folded into metrics.json when an attempt ends: never part of a success
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A published cache entry, as its marker describes it."""
+
+    fingerprint: str
+    archive: str  # the archive's name, beside the marker
+    size: int
+    sha256: str
+    host: str  # who pushed it, and when (ISO, UTC)
+    pushed_at: str
+    step: str
+    instance: str
+
+    @property
+    def origin(self) -> str:
+        """``host, 2026-12-03 14:02``: where and when the entry was made, as a reason shows it."""
+        return f"{self.host}, {self.pushed_at[:16].replace('T', ' ')} UTC"
+
+
+class RunCache:
+    """One cache location. Thread-safe: the conductor's tasks share it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.shown = shown_url(url)
+        try:
+            import fsspec.core
+        except ImportError:  # pragma: no cover - fsspec is a dependency
+            raise ConfigError("a cache needs fsspec: pip install fsspec", key="cache") from None
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"cache {self.shown!r}: fsspec cannot open it ({exc}). Install the package for that kind "
+                "of location (such as s3fs for s3://, gcsfs for gs://) or fix the URL.",
+                key="cache",
+            ) from None
+        self.root = root.rstrip("/")
+        self.local = "file" in _protocols(self.fs)
+
+    def _folder(self, fingerprint: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
+            raise ValueError(f"not a fingerprint: {fingerprint!r}")
+        return f"{self.root}/{FORMAT}/{fingerprint[:2]}/{fingerprint}"
+
+    def lookup(self, fingerprint: str) -> CacheEntry | None:
+        """The published entry of ``fingerprint``, ``None`` when there is none; :class:`CacheEntryError`
+        when its marker cannot be read or makes no sense."""
+        where = f"{self._folder(fingerprint)}/{MARKER}"
+        try:
+            text = self.fs.cat_file(where)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheEntryError(f"its marker cannot be read ({type(exc).__name__}: {exc})") from None
+        try:
+            data = json.loads(text)
+            entry = CacheEntry(**{name: data[name] for name in CacheEntry.__dataclass_fields__})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CacheEntryError(
+                f"its marker {MARKER} is not a cache entry ({type(exc).__name__})"
+            ) from None
+        named = isinstance(entry.archive, str) and re.fullmatch(r"[\w.-]+\.tar\.gz", entry.archive)
+        if entry.fingerprint != fingerprint or not named or not isinstance(entry.size, int):
+            raise CacheEntryError(f"its marker {MARKER} names another entry or no archive")
+        return entry
+
+    def restore(self, entry: CacheEntry, run_dir: Path, *, project_root: Path, runs_dir: Path,
+                **facts: Any) -> dict[str, Any]:  # fmt: skip
+        """Put ``entry``'s instance in place as ``run_dir``'s attempt; return its record.
+
+        Checked before anything is placed: the archive's size and sha256, its
+        members (files and folders inside it only), and its record (a success
+        of ``entry``'s fingerprint). Raises :class:`CacheEntryError` when a
+        check fails, leaving ``run_dir`` as it was. Call with the instance lock held.
+        """
+        work = new_staging(run_dir)
+        try:
+            archive = work / "entry.tar.gz"
+            self._download(entry, archive)
+            staged = work / "instance"
+            _extract(archive, staged)
+            try:
+                record = staged_record(staged, entry.fingerprint)
+            except DuctaflowError as exc:
+                raise CacheEntryError(str(exc)) from None
+            return place_instance(staged, run_dir, record, project_root=project_root, runs_dir=runs_dir,
+                                  **facts)  # fmt: skip
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _download(self, entry: CacheEntry, archive: Path) -> None:
+        try:
+            self.fs.get_file(f"{self._folder(entry.fingerprint)}/{entry.archive}", str(archive))
+        except FileNotFoundError:
+            raise CacheEntryError(f"its archive {entry.archive} is missing") from None
+        except OSError as exc:
+            if no_space(exc):
+                raise
+            raise CacheEntryError(f"its archive cannot be fetched ({type(exc).__name__}: {exc})") from None
+        size = archive.stat().st_size
+        if size != entry.size:
+            raise CacheEntryError(f"its archive is {size:,} bytes, the marker says {entry.size:,}")
+        if _sha256(archive) != entry.sha256:
+            raise CacheEntryError("its archive's sha256 differs from the marker's")
+
+    def push(self, run_dir: Path, record: dict[str, Any]) -> CacheEntry:
+        """Publish the success in ``run_dir`` (its ``record``) under its fingerprint; return the entry.
+
+        The archive is written under a name of its own, then the marker: a
+        push cut short publishes nothing. An entry already published for the
+        fingerprint is replaced. Call with the instance lock held.
+        """
+        fingerprint = str(record["fingerprint"])
+        folder = self._folder(fingerprint)
+        work = new_staging(run_dir)
+        try:
+            archive = work / "entry.tar.gz"
+            _pack(run_dir, archive)
+            host = socket.gethostname()
+            name = f"{_safe(host)}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tar.gz"
+            entry = CacheEntry(fingerprint, name, archive.stat().st_size, _sha256(archive), host, now_iso(),
+                               str(record.get("step")), str(record.get("instance")))  # fmt: skip
+            self.fs.makedirs(folder, exist_ok=True)
+            replaced = None
+            with contextlib.suppress(CacheEntryError):
+                replaced = self.lookup(fingerprint)
+            self.fs.put_file(str(archive), f"{folder}/{name}")
+            self._publish(folder, entry)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if replaced is not None and replaced.archive != name:  # best effort: a reader may be fetching it
+            with contextlib.suppress(OSError):
+                self.fs.rm_file(f"{folder}/{replaced.archive}")
+        return entry
+
+    def _publish(self, folder: str, entry: CacheEntry) -> None:
+        """Write the marker whole or not at all: a rename on a local disk, one object elsewhere."""
+        data = (json.dumps({"ductaflow_cache": 1, **entry.__dict__}, indent=2) + "\n").encode()
+        if not self.local:
+            self.fs.pipe_file(f"{folder}/{MARKER}", data)
+            return
+        write_atomic(Path(folder) / MARKER, data, durable=True)
+
+
+def restore_instance(url: str, run_dir: Path, fingerprint: str, *, project_root: Path, runs_dir: Path,
+                     **facts: Any) -> tuple[dict[str, Any] | None, str | None]:  # fmt: skip
+    """Restore ``run_dir``'s instance of ``fingerprint`` from the cache at ``url``, if it holds it.
+
+    Returns the record placed and ``None``; ``(None, None)`` when the cache
+    has no such entry; ``(None, why)`` when its entry was skipped (partial,
+    corrupt, unreachable), which is also said on stderr. The record's
+    ``reason`` says where the entry came from, ``restored`` says more, and
+    ``facts`` are added. Call with the instance lock held.
+    """
+    cache = open_cache(url)
+    try:
+        entry = cache.lookup(fingerprint)
+        if entry is None:
+            return None, None
+        origin = {"from": cache.shown, "host": entry.host, "pushed_at": entry.pushed_at,
+                  "restored_at": now_iso(), "by": socket.gethostname()}  # fmt: skip
+        reason = f"restored from cache ({entry.origin})"
+        record = cache.restore(entry, run_dir, project_root=project_root, runs_dir=runs_dir, reason=reason,
+                               restored=origin, **facts)  # fmt: skip
+    except CacheEntryError as exc:
+        say(f"cache entry {fingerprint[:12]} for {run_dir.parent.name}/{run_dir.name} in {cache.shown} "
+            f"skipped: {exc}; the instance runs instead")  # fmt: skip
+        return None, str(exc)
+    return record, None
+
+
+def push_instance(url: str, run_dir: Path) -> CacheEntry | None:
+    """Push the success in ``run_dir`` to the cache at ``url``; ``None``, said on stderr, when it could
+    not be pushed (the result stays here). Call with the instance lock held."""
+    record = read_record(run_dir)
+    if record is None or record.get("status") != RunStatus.SUCCESS or not record.get("fingerprint"):
+        return None
+    cache = open_cache(url)
+    try:
+        return cache.push(run_dir, record)
+    except Exception as exc:  # the network, the store's permissions: the result is kept here all the same
+        say(f"could not push {run_dir.parent.name}/{run_dir.name} to the cache {cache.shown} "
+            f"({type(exc).__name__}: {exc}); it is kept here")  # fmt: skip
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def open_cache(url: str) -> RunCache:
+    """The :class:`RunCache` of ``url``, one per process (:class:`ConfigError` when fsspec cannot open it)."""
+    return RunCache(url)
+
+
+def cache_url(value: Any, base: Path, where: str = "cache") -> str | None:
+    """The cache location ``value`` names, or ``None`` for none (``None``, ``False``, ``""``).
+
+    A local path (no ``protocol://``) is made absolute against ``base``, so
+    that processes elsewhere find the same folder.
+
+    >>> cache_url("s3://team-bucket/ductaflow", Path("/p")), cache_url("../cache", Path("/p/a"))
+    ('s3://team-bucket/ductaflow', '/p/cache')
+    """
+    if value is None or value is False or value == "":
+        return None
+    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bool):
+        raise ConfigError(f"{where} must be a folder or a URL such as s3://bucket/cache, not {value!r}",
+                          key="cache")  # fmt: skip
+    text = os.fspath(value)
+    if "://" in text:
+        return text
+    return os.path.normpath(base / Path(text).expanduser())
+
+
+def shown_url(url: str) -> str:
+    """``url`` without the user and password it may carry."""
+    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1", url)
+
+
+def say(message: str) -> None:
+    """Tell the user on stderr about a skipped entry or a failed push: results never depend on the cache."""
+    with _SAID_LOCK:
+        print(f"ductaflow: {message}", file=sys.stderr, flush=True)
+
+
+_SAID_LOCK = threading.Lock()
+
+
+def _pack(run_dir: Path, archive: Path) -> None:
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        for entry in sorted(os.scandir(run_dir), key=lambda e: e.name):
+            if entry.name != _JOURNAL:
+                tar.add(entry.path, arcname=entry.name)
+
+
+def _extract(archive: Path, staged: Path) -> None:
+    """Extract ``archive`` into the new folder ``staged``: regular files and folders inside it only."""
+    staged.mkdir()
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar.getmembers():
+                if not (member.isfile() or member.isdir()):
+                    raise CacheEntryError(f"its archive holds {member.name!r}, not a file or folder")
+            tar.extractall(staged, filter="data")
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) and exc.errno is not None:
+            raise  # this machine's own trouble (a full disk), not the entry's
+        raise CacheEntryError(f"its archive cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:40] or "host"
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

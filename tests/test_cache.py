@@ -1,0 +1,308 @@
+"""The shared cache: checkouts restore each other's successes by fingerprint, on a folder or fsspec memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import record
+
+import ductaflow
+from ductaflow.cache import FORMAT, MARKER, open_cache
+
+FLOW = """\
+# %% tags=["parameters"]
+config = {"x": 1}
+# %%
+import hashlib
+import json
+from pathlib import Path
+import ductaflow
+if config["x"] < 0:
+    raise ValueError("x must not be negative")
+y = config["x"] ** 2
+ductaflow.record(y=y, series=[1, 2, y])
+Path("out.json").write_text(json.dumps({"y": y, "ran_in": str(Path.cwd())}))
+"""
+GRID = {"x": [1, 2, 3]}
+
+
+@pytest.fixture(params=["folder", "memory"])
+def cache(request, tmp_path: Path) -> str:
+    """A cache location: a local folder, or fsspec's in-memory filesystem (one per test)."""
+    if request.param == "folder":
+        yield str(tmp_path / "shared-cache")
+        return
+    url = f"memory://ductaflow-test-{uuid.uuid4().hex}"
+    yield url
+    if open_cache(url).fs.exists(url):
+        open_cache(url).fs.rm(url, recursive=True)
+
+
+def checkout(tmp_path: Path, name: str, flow: str = FLOW) -> Path:
+    """A project checkout of its own at ``tmp_path/name``, holding the flow ``flow/sq.py``."""
+    root = tmp_path / name
+    (root / "flow").mkdir(parents=True)
+    (root / "flow" / "sq.py").write_text(flow)
+    return root
+
+
+def sweep(root: Path, cache: str | bool | None, grid=GRID, **kwargs):
+    """``ductaflow.sweep`` of the flow in checkout ``root`` (a grid, so status can check configs)."""
+    kwargs.setdefault("progress", False)
+    return ductaflow.sweep(root / "flow" / "sq.py", grid=grid, project_root=root, cache=cache, **kwargs)
+
+
+def entries(cache: str) -> dict[str, dict]:
+    """Every published entry's marker in ``cache``, by fingerprint."""
+    fs = open_cache(cache).fs
+    root = open_cache(cache).root
+    found = fs.glob(f"{root}/{FORMAT}/*/*/{MARKER}")
+    return {path.split("/")[-2]: json.loads(fs.cat_file(path)) for path in found}
+
+
+def archive_of(cache: str, fingerprint: str) -> str:
+    """The key of the archive ``fingerprint``'s marker names."""
+    marker = entries(cache)[fingerprint]
+    return f"{open_cache(cache).root}/{FORMAT}/{fingerprint[:2]}/{fingerprint}/{marker['archive']}"
+
+
+def ran_in(run_dir: Path) -> str:
+    """The instance folder the flow's own code ran in, as it wrote it."""
+    return json.loads((run_dir / "out.json").read_text())["ran_in"]
+
+
+def comparable(frame) -> list[dict]:
+    """``collect``'s rows without what differs by place: the instance folder."""
+    return frame.drop(columns=["run_dir"]).to_dict(orient="records")
+
+
+def test_a_second_checkout_runs_nothing_the_first_finished_and_its_views_read_as_local(tmp_path, cache):
+    """A second checkout restores every instance the first finished and runs only new ones;
+    ``collect``, ``status``, ``why`` and the report read the restored instances like local ones."""
+    first, second = checkout(tmp_path, "laptop"), checkout(tmp_path, "cluster")
+    made = sweep(first, cache)
+    assert list(made.reason) == ["new"] * 3
+    assert len(entries(cache)) == 3  # each success pushed
+
+    frame = sweep(second, cache)
+    assert all(r.startswith("restored from cache (") for r in frame.reason), list(frame.reason)
+    assert set(frame.status) == {"success"}
+    for name in ("x=1", "x=2", "x=3"):  # their flow never ran in the second checkout
+        run_dir = second / "runs" / "sq" / name
+        assert ran_in(run_dir) == str(first / "runs" / "sq" / name)
+        placed = record(run_dir)
+        assert placed["run_dir"] == str(run_dir) and placed["project_root"] == str(second)
+        assert placed["restored"]["from"] == cache
+        assert placed["fingerprint"] == record(first / "runs" / "sq" / name)["fingerprint"]
+
+    here, there = ductaflow.collect(first / "runs"), ductaflow.collect(second / "runs")
+    assert comparable(there) == comparable(here)
+    checked = ductaflow.check_instances([second / "runs"])
+    assert list(checked.outdated) == [False] * 3, checked[["instance", "reason"]]
+    assert list(checked.reason) == list(ductaflow.check_instances([first / "runs"]).reason)
+    why = subprocess.run([sys.executable, "-m", "ductaflow", "why", "runs/sq/x=1"], cwd=second,
+                         capture_output=True, text=True)  # fmt: skip
+    assert "up to date" in why.stdout and f"restored from cache {cache}" in why.stdout, why.stdout
+    assert report_data(second / "runs") == report_data(first / "runs")  # its links are relative
+
+    frame = sweep(second, cache, grid={"x": [1, 2, 3, 4]})
+    assert list(frame.reason) == ["unchanged"] * 3 + ["new"]
+    assert len(entries(cache)) == 4  # the new success was pushed too
+
+
+def report_data(runs: Path) -> dict:
+    """What the static report of ``runs`` embeds: every step's table, links and charts (not its date)."""
+    page = ductaflow.build_report(runs).read_text()
+    data = json.loads(page[page.index('id="ductaflow-data">') :].split("</script>")[0].split(">", 1)[1])
+    for step in data["steps"]:
+        step["charts"]["timeline"].pop("now")  # when the page was made
+    return data
+
+
+def test_an_entry_truncated_halfway_is_skipped_with_a_warning_run_and_replaced(tmp_path, cache, capfd):
+    """A cache archive cut short is never restored: its instance runs, says why, and its success
+    replaces the entry, which the next checkout restores."""
+    sweep(checkout(tmp_path, "a"), cache)
+    fingerprint = record(tmp_path / "a" / "runs" / "sq" / "x=2")["fingerprint"]
+    fs, key = open_cache(cache).fs, archive_of(cache, fingerprint)
+    whole = fs.cat_file(key)
+    fs.pipe_file(key, whole[: len(whole) // 2])
+    capfd.readouterr()
+
+    second = checkout(tmp_path, "b")
+    frame = sweep(second, cache).set_index("instance")
+    assert frame.loc["x=2", "status"] == "success"
+    assert frame.loc["x=2", "reason"].startswith("new; cache entry skipped (its archive is ")
+    assert ran_in(second / "runs" / "sq" / "x=2") == str(second / "runs" / "sq" / "x=2")
+    assert record(second / "runs" / "sq" / "x=2")["reason"] == frame.loc["x=2", "reason"]
+    assert "skipped: its archive is" in capfd.readouterr().err
+    assert all(frame.loc[n, "reason"].startswith("restored from cache") for n in ("x=1", "x=3"))
+    assert fs.cat_file(archive_of(cache, fingerprint)) != whole[: len(whole) // 2]  # replaced
+    if not cache.startswith("memory://"):
+        assert not fs.exists(key)  # the corrupt archive is gone
+
+    third = checkout(tmp_path, "c")
+    assert all(r.startswith("restored from cache") for r in sweep(third, cache).reason)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(
+            lambda fs, marker, archive: fs.pipe_file(marker, b'{"fingerprint": '), id="marker-not-json"
+        ),
+        pytest.param(lambda fs, marker, archive: fs.rm_file(archive), id="archive-missing"),
+        pytest.param(
+            lambda fs, marker, archive: fs.pipe_file(archive, fs.cat_file(archive)[:-1] + b"!"),
+            id="archive-changed",
+        ),
+    ],
+)
+def test_a_spoiled_entry_is_never_restored(tmp_path, cache, spoil):
+    """A marker that is not JSON, an archive gone or one changed byte: the instance runs here instead."""
+    sweep(checkout(tmp_path, "a"), cache, grid={"x": [5]})
+    [fingerprint] = entries(cache)
+    key = archive_of(cache, fingerprint)
+    spoil(open_cache(cache).fs, f"{key.rsplit('/', 1)[0]}/{MARKER}", key)
+    second = checkout(tmp_path, "b")
+    frame = sweep(second, cache, grid={"x": [5]})
+    assert frame.reason[0].startswith("new; cache entry skipped ("), frame.reason[0]
+    assert ran_in(second / "runs" / "sq" / "x=5") == str(second / "runs" / "sq" / "x=5")
+
+
+def test_an_upload_without_its_marker_is_invisible(tmp_path, cache):
+    """A push cut short before its marker (the archive alone) is no entry: a miss, no warning."""
+    sweep(checkout(tmp_path, "a"), cache, grid={"x": [6]})
+    [fingerprint] = entries(cache)
+    fs = open_cache(cache).fs
+    fs.rm_file(archive_of(cache, fingerprint).rsplit("/", 1)[0] + f"/{MARKER}")
+    frame = sweep(checkout(tmp_path, "b"), cache, grid={"x": [6]})
+    assert list(frame.reason) == ["new"]
+
+
+def test_a_malicious_entry_writes_nothing_outside(tmp_path, cache):
+    """An archive whose member climbs out of the instance folder is refused, even with a matching sha256."""
+    sweep(checkout(tmp_path, "a"), cache, grid={"x": [7]})
+    [fingerprint] = entries(cache)
+    fs, key = open_cache(cache).fs, archive_of(cache, fingerprint)
+    evil = tmp_path / "evil.tar.gz"
+    payload = tmp_path / "payload.txt"
+    payload.write_text("pwned")
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(payload, arcname="../../../escaped.txt")
+    data = evil.read_bytes()
+    fs.pipe_file(key, data)
+    marker = {**entries(cache)[fingerprint], "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    fs.pipe_file(key.rsplit("/", 1)[0] + f"/{MARKER}", json.dumps(marker).encode())
+    second = checkout(tmp_path, "b")
+    frame = sweep(second, cache, grid={"x": [7]})
+    assert "cache entry skipped" in frame.reason[0] and frame.status[0] == "success"
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_failures_are_not_pushed_and_a_forced_run_replaces_its_entry(tmp_path, cache):
+    """Only successes reach the cache; ``force`` runs without looking it up and pushes the new success."""
+    root = checkout(tmp_path, "a")
+    frame = sweep(root, cache, grid={"x": [-1, 8]})
+    assert list(frame.status) == ["failed", "success"]
+    assert [m["instance"] for m in entries(cache).values()] == ["x=8"]
+    before = entries(cache)
+    forced = sweep(checkout(tmp_path, "b"), cache, grid={"x": [8]}, force=True)
+    assert list(forced.reason) == ["forced"]
+    after = entries(cache)
+    assert (
+        after.keys() == before.keys()
+        and next(iter(after.values()))["archive"] != next(iter(before.values()))["archive"]
+    )
+
+
+def test_a_push_that_fails_keeps_the_result_and_says_so(tmp_path, capfd):
+    """A cache that cannot be written (a file where its folder should be) loses no result."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    root = checkout(tmp_path, "a")
+    frame = sweep(root, str(blocked / "cache"), grid={"x": [9]})
+    assert list(frame.status) == ["success"]
+    assert record(root / "runs" / "sq" / "x=9")["status"] == "success"
+    assert "could not push sq/x=9 to the cache" in capfd.readouterr().err
+
+
+def test_the_project_setting_names_the_cache_and_false_turns_it_off(tmp_path):
+    """``cache`` in ductaflow.toml (a folder relative to the file) is used; ``cache=False`` ignores it."""
+    first, second = checkout(tmp_path, "a"), checkout(tmp_path, "b")
+    for root in (first, second):
+        (root / "ductaflow.toml").write_text('cache = "../team-cache"\n')
+    sweep(first, None, grid={"x": [10]})
+    assert (tmp_path / "team-cache" / FORMAT).is_dir()
+    assert list(sweep(second, False, grid={"x": [10]}).reason) == ["new"]
+    third = checkout(tmp_path, "c")
+    (third / "ductaflow.toml").write_text('cache = "../team-cache"\n')
+    assert sweep(third, None, grid={"x": [10]}).reason[0].startswith("restored from cache")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("cache = 5", "cache must be a folder or URL in quotes"),
+        ('cache = ""', "cache must be a folder or URL in quotes"),
+        ('cache = "nosuchprotocol://x"', "fsspec cannot open it"),
+    ],
+)
+def test_a_bad_cache_setting_is_refused_before_anything_runs(tmp_path, setting, message):
+    """A cache setting of the wrong type, or a location fsspec cannot open, names the fix; nothing runs."""
+    root = checkout(tmp_path, "a")
+    (root / "ductaflow.toml").write_text(setting + "\n")
+    with pytest.raises(ductaflow.ConfigError, match=message):
+        sweep(root, None, grid={"x": [11]})
+    assert not (root / "runs" / "sq").exists()
+
+
+def test_two_checkouts_pushing_at_once_leave_valid_entries(tmp_path):
+    """Two processes sweeping the same table into one cache at once: every entry restores."""
+    cache = str(tmp_path / "cache")
+    code = (
+        "import sys, ductaflow\n"
+        "ductaflow.sweep('flow/sq.py', grid={'x': list(range(12, 18))}, cache=sys.argv[1], progress=False,\n"
+        "                export_html=False, jobs=2)\n"
+    )
+    roots = [checkout(tmp_path, name) for name in ("a", "b")]
+    procs = [subprocess.Popen([sys.executable, "-c", code, cache], cwd=root) for root in roots]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert len(entries(cache)) == 6
+    third = checkout(tmp_path, "c")
+    frame = sweep(third, cache, grid={"x": list(range(12, 18))}, export_html=False)
+    assert all(r.startswith("restored from cache") for r in frame.reason), list(frame.reason)
+
+
+def test_the_cli_takes_cache_and_no_cache(tmp_path):
+    """``ductaflow sweep --cache DIR`` restores and says how many; ``--no-cache`` with it is refused."""
+    cache = tmp_path / "cache"
+    first, second = checkout(tmp_path, "a"), checkout(tmp_path, "b")
+    args = [sys.executable, "-m", "ductaflow", "sweep", "flow/sq.py", "--grid", "x=1,2", "--no-html"]
+    assert subprocess.run([*args, "--cache", str(cache)], cwd=first, capture_output=True).returncode == 0
+    done = subprocess.run([*args, "--cache", str(cache)], cwd=second, capture_output=True, text=True)
+    assert done.returncode == 0 and "2 success (2 restored from cache)" in done.stdout, done.stdout
+    both = subprocess.run(
+        [*args, "--cache", str(cache), "--no-cache"], cwd=second, capture_output=True, text=True
+    )
+    assert both.returncode == 2 and "--cache and --no-cache" in both.stderr
+
+
+def test_a_restored_instance_replaces_a_failed_attempt(tmp_path, cache):
+    """An instance whose last attempt here failed is restored from a success elsewhere; the failure goes."""
+    broken = FLOW.replace('if config["x"] < 0:', 'if config["x"] < 0 or Path("../../../fail").exists():')
+    first, second = checkout(tmp_path, "a", broken), checkout(tmp_path, "b", broken)
+    (second / "fail").write_text("")
+    assert list(sweep(second, False, grid={"x": [20]}).status) == ["failed"]
+    sweep(first, cache, grid={"x": [20]})
+    frame = sweep(second, cache, grid={"x": [20]})
+    assert frame.reason[0].startswith("restored from cache") and frame.status[0] == "success"
+    assert record(second / "runs" / "sq" / "x=20")["status"] == "success"
+    assert not (second / "runs" / "sq" / ".ductaflow" / "previous" / "x=20").exists()
