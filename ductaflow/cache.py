@@ -50,6 +50,7 @@ from .runrecord import RunStatus, now_iso, read_record
 
 FORMAT = "v1"
 MARKER = "entry.json"
+_REQUIRED = ("fingerprint", "archive", "size", "sha256", "host", "pushed_at", "step", "instance")
 _JOURNAL = ".metrics.jsonl"  # folded into metrics.json when an attempt ends: never part of a success
 
 
@@ -65,6 +66,7 @@ class CacheEntry:
     pushed_at: str
     step: str
     instance: str
+    environment: str | None = None  # the sha256 of the environment it ran in (environment.json)
 
     @property
     def origin(self) -> str:
@@ -110,7 +112,9 @@ class RunCache:
             raise CacheEntryError(f"its marker cannot be read ({type(exc).__name__}: {exc})") from None
         try:
             data = json.loads(text)
-            entry = CacheEntry(**{name: data[name] for name in CacheEntry.__dataclass_fields__})
+            entry = CacheEntry(
+                **{name: data[name] for name in _REQUIRED}, environment=data.get("environment")
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise CacheEntryError(
                 f"its marker {MARKER} is not a cache entry ({type(exc).__name__})"
@@ -174,8 +178,9 @@ class RunCache:
             _pack(run_dir, archive)
             host = socket.gethostname()
             name = f"{_safe(host)}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tar.gz"
+            ran_in = (record.get("environment") or {}).get("sha256")
             entry = CacheEntry(fingerprint, name, archive.stat().st_size, _sha256(archive), host, now_iso(),
-                               str(record.get("step")), str(record.get("instance")))  # fmt: skip
+                               str(record.get("step")), str(record.get("instance")), ran_in)  # fmt: skip
             self.fs.makedirs(folder, exist_ok=True)
             replaced = None
             with contextlib.suppress(CacheEntryError):
@@ -198,20 +203,24 @@ class RunCache:
         write_atomic(Path(folder) / MARKER, data, durable=True)
 
 
-def restore_instance(url: str, run_dir: Path, fingerprint: str, *, project_root: Path, runs_dir: Path,
-                     **facts: Any) -> tuple[dict[str, Any] | None, str | None]:  # fmt: skip
+def restore_instance(
+    url: str, run_dir: Path, fingerprint: str, *, project_root: Path, runs_dir: Path,
+    environment: str | None = None, **facts: Any,
+) -> tuple[dict[str, Any] | None, str | None]:  # fmt: skip
     """Restore ``run_dir``'s instance of ``fingerprint`` from the cache at ``url``, if it holds it.
 
     Returns the record placed and ``None``; ``(None, None)`` when the cache
-    has no such entry; ``(None, why)`` when its entry was skipped (partial,
-    corrupt, unreachable), which is also said on stderr. The record's
-    ``reason`` says where the entry came from, ``restored`` says more, and
-    ``facts`` are added. Call with the instance lock held.
+    has no such entry, or, given ``environment`` (a sha256 of
+    ``environment.json``), none made in that environment; ``(None, why)``
+    when its entry was skipped (partial, corrupt, unreachable), which is also
+    said on stderr. The record's ``reason`` says where the entry came from,
+    ``restored`` says more, and ``facts`` are added. Call with the instance
+    lock held.
     """
     cache = open_cache(url)
     try:
         entry = cache.lookup(fingerprint)
-        if entry is None:
+        if entry is None or (environment is not None and entry.environment != environment):
             return None, None
         origin = {"from": cache.shown, "host": entry.host, "pushed_at": entry.pushed_at,
                   "restored_at": now_iso(), "by": socket.gethostname()}  # fmt: skip

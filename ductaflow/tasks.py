@@ -287,9 +287,10 @@ def _from_cache(task: Task, cache: str, reason: str) -> tuple[InstanceRow | None
     """The row of the instance restored from ``cache``, else ``None`` and why it runs (and why its entry
     was skipped, when it was)."""
     started = time.monotonic()
+    today = environment_today(task.options)  # rerun_on_env_change: only an entry made in today's environment
     record, skipped = restore_instance(cache, task.run_dir, task.fingerprint.digest, sweep_id=task.sweep_id,
-                                       project_root=task.options.project_root,
-                                       runs_dir=task.options.runs_dir)  # fmt: skip
+                                       project_root=task.options.project_root, runs_dir=task.options.runs_dir,
+                                       environment=today.sha256 if today is not None else None)  # fmt: skip
     if record is None:
         return None, reason if skipped is None else f"{reason}; cache entry skipped ({skipped})"
     html = (record.get("outputs") or {}).get("html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -22,6 +23,7 @@ config = {"x": 1}
 # %%
 import hashlib
 import json
+import os
 from pathlib import Path
 import ductaflow
 if config["x"] < 0:
@@ -306,3 +308,32 @@ def test_a_restored_instance_replaces_a_failed_attempt(tmp_path, cache):
     assert frame.reason[0].startswith("restored from cache") and frame.status[0] == "success"
     assert record(second / "runs" / "sq" / "x=20")["status"] == "success"
     assert not (second / "runs" / "sq" / ".ductaflow" / "previous" / "x=20").exists()
+
+
+def test_rerun_on_env_change_restores_only_an_entry_made_in_this_environment(tmp_path, cache):
+    """With ``rerun_on_env_change``, an entry recorded in another environment is a miss: the instance runs."""
+    sweep(checkout(tmp_path, "a"), cache, grid={"x": [21]})
+    same = checkout(tmp_path, "b")
+    assert sweep(same, cache, grid={"x": [21]}, rerun_on_env_change=True).reason[0].startswith("restored")
+    [fingerprint] = entries(cache)
+    fs, key = open_cache(cache).fs, archive_of(cache, fingerprint).rsplit("/", 1)[0] + f"/{MARKER}"
+    fs.pipe_file(key, json.dumps({**entries(cache)[fingerprint], "environment": "0" * 64}).encode())
+    elsewhere = checkout(tmp_path, "c")
+    frame = sweep(elsewhere, cache, grid={"x": [21]}, rerun_on_env_change=True)
+    assert list(frame.reason) == ["new"]
+    assert ran_in(elsewhere / "runs" / "sq" / "x=21") == str(elsewhere / "runs" / "sq" / "x=21")
+
+
+def test_cluster_workers_push_and_restore(tmp_path):
+    """Instances on a Dask cluster's worker processes push their successes, and restore them elsewhere."""
+    cache = str(tmp_path / "cache")
+    first, second = checkout(tmp_path, "a"), checkout(tmp_path, "b")
+    with ductaflow.dask_client("local:2") as client:
+        made = sweep(first, cache, grid={"x": [30, 31]}, executor=client, export_html=False)
+        assert list(made.reason) == ["new", "new"]
+        assert {record(first / "runs" / "sq" / n)["pid"] for n in ("x=30", "x=31")} <= set(
+            client.run(os.getpid).values()
+        )
+        frame = sweep(second, cache, grid={"x": [30, 31]}, executor=client, export_html=False)
+    assert all(r.startswith("restored from cache") for r in frame.reason), list(frame.reason)
+    assert ran_in(second / "runs" / "sq" / "x=30") == str(first / "runs" / "sq" / "x=30")
