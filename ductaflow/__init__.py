@@ -30,6 +30,7 @@ from .script import load_cli_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .cachepush import push_runs
     from .clean import clean_runs
     from .conductor import run_instances
     from .configkeys import config_keys
@@ -74,6 +75,7 @@ _LAZY = {
     "uniform": "spaces",
     "log_uniform": "spaces",
     "build_report": "report",
+    "push_runs": "cachepush",
 }
 
 
@@ -126,6 +128,7 @@ __all__ = [
     "output_of",
     "project_path",
     "project_root",
+    "push_runs",
     "read_table",
     "record",
     "recorded",

@@ -43,6 +43,7 @@ DOCUMENTED = {
     "output_of",
     "project_path",
     "project_root",
+    "push_runs",
     "read_table",
     "record",
     "recorded",
