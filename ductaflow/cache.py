@@ -108,7 +108,7 @@ class RunCache:
             text = self.fs.cat_file(where)
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except Exception as exc:  # the network, the store's permissions: whatever the backend raises
             raise CacheEntryError(f"its marker cannot be read ({type(exc).__name__}: {exc})") from None
         try:
             data = json.loads(text)
@@ -153,7 +153,7 @@ class RunCache:
             self.fs.get_file(f"{self._folder(entry.fingerprint)}/{entry.archive}", str(archive))
         except FileNotFoundError:
             raise CacheEntryError(f"its archive {entry.archive} is missing") from None
-        except OSError as exc:
+        except Exception as exc:  # the network, the store's permissions; a full disk here is not the entry's
             if no_space(exc):
                 raise
             raise CacheEntryError(f"its archive cannot be fetched ({type(exc).__name__}: {exc})") from None
@@ -290,20 +290,32 @@ _SAID_LOCK = threading.Lock()
 
 
 def _pack(run_dir: Path, archive: Path) -> None:
+    """Write ``run_dir``'s files to ``archive``; :class:`CacheEntryError` for a link pointing outside it,
+    which no other machine could follow (a reader would refuse the entry)."""
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
         for entry in sorted(os.scandir(run_dir), key=lambda e: e.name):
             if entry.name != _JOURNAL:
-                tar.add(entry.path, arcname=entry.name)
+                tar.add(entry.path, arcname=entry.name, filter=_inside)
+
+
+def _inside(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    if member.issym():
+        target = os.path.normpath(os.path.join(os.path.dirname(member.name), member.linkname))
+        if os.path.isabs(member.linkname) or target == ".." or target.startswith("../"):
+            raise CacheEntryError(f"its folder holds a link pointing outside it: {member.name} -> "
+                                  f"{member.linkname}")  # fmt: skip
+    return member
 
 
 def _extract(archive: Path, staged: Path) -> None:
-    """Extract ``archive`` into the new folder ``staged``: regular files and folders inside it only."""
+    """Extract ``archive`` into the new folder ``staged``, refusing what would land outside it.
+
+    tarfile's ``data`` filter refuses absolute names, ``..``, links pointing
+    outside, devices and FIFOs; the caller removes ``staged`` on any error.
+    """
     staged.mkdir()
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            for member in tar.getmembers():
-                if not (member.isfile() or member.isdir()):
-                    raise CacheEntryError(f"its archive holds {member.name!r}, not a file or folder")
             tar.extractall(staged, filter="data")
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) and exc.errno is not None:

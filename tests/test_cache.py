@@ -337,3 +337,27 @@ def test_cluster_workers_push_and_restore(tmp_path):
         frame = sweep(second, cache, grid={"x": [30, 31]}, executor=client, export_html=False)
     assert all(r.startswith("restored from cache") for r in frame.reason), list(frame.reason)
     assert ran_in(second / "runs" / "sq" / "x=30") == str(first / "runs" / "sq" / "x=30")
+
+
+LINKS = (
+    FLOW
+    + """
+import os
+os.symlink("out.json", "latest.json")
+if config["x"] == 51:
+    os.symlink(os.path.abspath("../../../flow/sq.py"), "flow-used.py")
+"""
+)
+
+
+def test_links_inside_travel_and_a_link_outside_is_not_pushed(tmp_path, cache, capfd):
+    """A link to a file of the instance is restored as a link; an instance linking outside is not pushed."""
+    first = checkout(tmp_path, "a", LINKS)
+    sweep(first, cache, grid={"x": [50, 51]}, export_html=False)
+    assert [m["instance"] for m in entries(cache).values()] == ["x=50"]
+    assert "could not push sq/x=51 to the cache" in capfd.readouterr().err
+    second = checkout(tmp_path, "b", LINKS)
+    frame = sweep(second, cache, grid={"x": [50, 51]}, export_html=False)
+    assert frame.reason[0].startswith("restored from cache") and frame.reason[1] == "new"
+    link = second / "runs" / "sq" / "x=50" / "latest.json"
+    assert link.is_symlink() and os.readlink(link) == "out.json" and json.loads(link.read_text())["y"] == 2500
