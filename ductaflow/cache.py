@@ -45,7 +45,7 @@ from typing import Any
 from .exceptions import CacheEntryError, ConfigError, DuctaflowError
 from .files import no_space, write_atomic
 from .placing import place_instance, staged_record
-from .rundir import new_staging
+from .rundir import disk_full, new_staging
 from .runrecord import RunStatus, now_iso, read_record
 
 FORMAT = "v1"
@@ -129,10 +129,19 @@ class RunCache:
         """Put ``entry``'s instance in place as ``run_dir``'s attempt; return its record.
 
         Checked before anything is placed: the archive's size and sha256, its
-        members (files and folders inside it only), and its record (a success
+        members (none may land outside the folder), and its record (a success
         of ``entry``'s fingerprint). Raises :class:`CacheEntryError` when a
         check fails, leaving ``run_dir`` as it was. Call with the instance lock held.
         """
+        try:
+            return self._restore(entry, run_dir, project_root, runs_dir, facts)
+        except OSError as exc:
+            if no_space(exc):  # the conductor starts no further instance: they would find no room either
+                raise disk_full(exc, run_dir) from None
+            raise
+
+    def _restore(self, entry: CacheEntry, run_dir: Path, project_root: Path, runs_dir: Path,
+                 facts: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
         work = new_staging(run_dir)
         try:
             archive = work / "entry.tar.gz"

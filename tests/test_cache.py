@@ -361,3 +361,34 @@ def test_links_inside_travel_and_a_link_outside_is_not_pushed(tmp_path, cache, c
     assert frame.reason[0].startswith("restored from cache") and frame.reason[1] == "new"
     link = second / "runs" / "sq" / "x=50" / "latest.json"
     assert link.is_symlink() and os.readlink(link) == "out.json" and json.loads(link.read_text())["y"] == 2500
+
+
+BIG = (
+    FLOW
+    + """
+if config["x"] == 60:
+    Path("big.bin").write_bytes(os.urandom(6 * 2**20))
+"""
+)
+
+
+def test_a_restore_that_finds_the_disk_full_fails_clearly_and_leaves_nothing(tmp_path):
+    """A cache entry bigger than the disk left: the instance fails as a full disk, no further instance
+    starts, and no half-restored folder stays behind."""
+    from test_disk_full import _run_on_small_disk, _state
+
+    cache = tmp_path / "cache"
+    sweep(checkout(tmp_path, "a", BIG.replace("import json", "import json, os")), str(cache),
+          grid={"x": [60, 61]}, export_html=False)  # fmt: skip
+    second = checkout(tmp_path, "b", BIG.replace("import json", "import json, os"))
+    code = ("import json, ductaflow\n"
+            f"frame = ductaflow.sweep('flow/sq.py', grid={{'x': [60, 61]}}, cache={str(cache)!r}, jobs=1,\n"
+            "                        progress=False, export_html=False)\n"
+            "open('../rows.json', 'w').write(frame.to_json(orient='records'))\n")  # fmt: skip
+    (second / "go.py").write_text(code)
+    _run_on_small_disk(second, f"{sys.executable} go.py && cp -r runs ../after")
+    rows = {r["instance"]: r for r in json.loads((tmp_path / "rows.json").read_text())}
+    assert rows["x=60"]["status"] == "failed" and "the disk is full" in rows["x=60"]["error"], rows
+    assert rows["x=61"]["reason"] == "not started"
+    state = _state(tmp_path / "after")
+    assert state["leftovers"] == [] and state["records"] == {}
