@@ -94,3 +94,8 @@ class UpstreamError(DuctaflowError, RuntimeError):
 
 class CacheEntryError(DuctaflowError, RuntimeError):
     """A cache entry cannot be restored: partial, corrupt, or of another instance (field: ``fingerprint``)."""
+
+
+class BundleError(DuctaflowError, ValueError):
+    """A run bundle cannot be packed or unpacked: not a tar.gz, no or a bad manifest, a checksum that does
+    not match, an unsafe member, an instance that differs or is running where it goes (field: ``path``)."""
