@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import flowpath  # noqa: F401  first: a script's folder goes behind the standard library
 from .config import load_config
 from .exceptions import (
+    BundleError,
     ConfigError,
     DiskFullError,
     DuctaflowError,
@@ -30,6 +31,7 @@ from .script import load_cli_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .bundle import pack_runs
     from .cachepush import push_runs
     from .clean import clean_runs
     from .conductor import run_instances
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from .spaces import log_uniform, uniform
     from .sweeps import sweep
     from .table import read_table
+    from .unbundle import unpack_runs
 
 __version__ = "0.1.0"
 
@@ -75,6 +78,8 @@ _LAZY = {
     "uniform": "spaces",
     "log_uniform": "spaces",
     "build_report": "report",
+    "pack_runs": "bundle",
+    "unpack_runs": "unbundle",
     "push_runs": "cachepush",
 }
 
@@ -91,6 +96,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BundleError",
     "ConfigError",
     "DiskFullError",
     "DuctaflowError",
@@ -126,6 +132,7 @@ __all__ = [
     "log_uniform",
     "new_project",
     "output_of",
+    "pack_runs",
     "project_path",
     "project_root",
     "push_runs",
@@ -140,4 +147,5 @@ __all__ = [
     "serve_runs",
     "sweep",
     "uniform",
+    "unpack_runs",
 ]

@@ -6,6 +6,7 @@ import sys
 import ductaflow
 
 DOCUMENTED = {
+    "BundleError",
     "ConfigError",
     "DiskFullError",
     "DuctaflowError",
@@ -41,6 +42,7 @@ DOCUMENTED = {
     "log_uniform",
     "new_project",
     "output_of",
+    "pack_runs",
     "project_path",
     "project_root",
     "push_runs",
@@ -55,6 +57,7 @@ DOCUMENTED = {
     "serve_runs",
     "sweep",
     "uniform",
+    "unpack_runs",
 }
 
 
