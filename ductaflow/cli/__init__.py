@@ -23,6 +23,7 @@ import click
 
 import ductaflow
 
+from .bundles import pack, unpack
 from .caching import cache
 from .common import (
     CONTEXT,
@@ -136,5 +137,5 @@ def cli() -> None:
     """
 
 
-for _command in (run, sweep, status, why, diff, report, serve, index, cache, open_, clean, new):
+for _command in (run, sweep, status, why, diff, report, serve, index, cache, pack, unpack, open_, clean, new):
     cli.add_command(_command)
