@@ -1,0 +1,213 @@
+"""What one instance becomes in MLflow: params, metrics, tags and artifacts, kept within MLflow's limits.
+
+Plain values only (no MLflow import): :mod:`ductaflow.mlflowexport` logs
+them. The config's leaves are params (dotted keys, lists as JSON, values cut
+at 6,000 characters); recorded numbers are metrics at step 0 and recorded
+series (lists of numbers) are a metric's history with the position as its
+step; recorded text is a tag ``result.<name>``. A key MLflow refuses (a
+character it does not take, longer than 250 characters) is renamed and the
+renaming is kept in the tag ``ductaflow.renamed``; the cut params are listed
+in ``ductaflow.cut``. The whole config is in the ``config.json`` artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import posixpath
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import config_hash, flatten
+from .files import read_json
+from .metrics import METRICS_NAME, read_metrics
+from .rundir import CONFIG_NAME
+from .runrecord import RECORD_NAME, RunStatus, error_line
+
+KEY_LIMIT, PARAM_LIMIT, TAG_LIMIT = 250, 6000, 8000  # MLflow's limits (mlflow.utils.validation)
+#: The run's state in MLflow for each concluded state of an instance; a running one is not exported.
+MLFLOW_STATUS = {RunStatus.SUCCESS: "FINISHED", RunStatus.FAILED: "FAILED", RunStatus.INTERRUPTED: "KILLED",
+                 RunStatus.CRASHED: "KILLED"}  # fmt: skip
+#: Tags that find a run again: the same step, instance and fingerprint are the same MLflow run.
+STEP_TAG, INSTANCE_TAG, FINGERPRINT_TAG = "ductaflow.step", "ductaflow.instance", "ductaflow.fingerprint"
+DIGEST_TAG = "ductaflow.export_digest"  # what was exported, set last: a run without it was cut short
+LATEST_TAG = "ductaflow.latest"  # "true" on the run of the instance's attempt exported last
+_WHERE_TAGS = ("ductaflow.run_dir", LATEST_TAG)  # say where or when it was exported, not what
+_RECORD_TAGS = ("reason", "started_at", "ended_at", "duration_s", "attempt", "seed", "host", "run_dir",
+                "flow")  # fmt: skip
+_BAD_CHARACTER = re.compile(r"[^/\w.\- :]")
+_CUT_NOTE = " …[cut by ductaflow: {n} characters; the whole config is in the config.json artifact]"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContent:
+    """Everything one instance's MLflow run holds; ``digest`` changes when any of it does."""
+
+    run_dir: Path
+    step: str
+    instance: str
+    fingerprint: str
+    status: str  # MLflow's: FINISHED, FAILED or KILLED
+    start_ms: int | None
+    end_ms: int | None
+    timestamp: int  # of every metric point: when the attempt ended
+    params: dict[str, str]
+    metrics: dict[str, list[tuple[int, float]]]  # key -> [(step, value)]
+    tags: dict[str, str]
+    artifacts: tuple[Path, ...]  # files of the instance directory, at their place relative to it
+    digest: str
+
+    @property
+    def name(self) -> str:
+        """``step/instance``: the run's name in MLflow."""
+        return f"{self.step}/{self.instance}"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What finds the run again: step, instance and fingerprint."""
+        return (self.step, self.instance, self.fingerprint)
+
+
+def run_content(run_dir: Path, record: Mapping[str, Any], status: RunStatus,
+                include: Sequence[str] = ()) -> RunContent:  # fmt: skip
+    """What the concluded instance in ``run_dir`` (its ``record``, its current ``status``) logs to MLflow.
+
+    ``include``: globs of more files of the instance directory to log as artifacts (``*.png``, ``out/**``).
+    """
+    folder = os.fspath(run_dir)
+    config = record.get("config")
+    if not isinstance(config, dict):  # script-mode records keep the config in config.json only
+        config, _ = read_json(os.path.join(folder, CONFIG_NAME))
+        config = config if isinstance(config, dict) else {}
+    step = str(record.get("step") or run_dir.parent.name)
+    instance = str(record.get("instance") or run_dir.name)
+    fingerprint = str(record.get("fingerprint") or f"config-{config_hash(config)}")
+    names = _Keys()
+    params, cut = {}, []
+    for dotted, value in flatten(config):
+        text = _text(value)
+        if len(text) > PARAM_LIMIT:
+            cut.append(dotted)
+            note = _CUT_NOTE.format(n=len(text))
+            text = text[: PARAM_LIMIT - len(note)] + note
+        params[names.key(dotted, "param")] = text
+    metrics, results = _metrics(read_metrics(folder, journal=status is RunStatus.CRASHED), names)
+    start, end = _ms(record.get("started_at")), _ms(record.get("ended_at"))
+    if end is None:  # a crashed attempt recorded no end: its files' last change is the best guess
+        end = max((int(p.stat().st_mtime * 1000) for p in run_dir.iterdir() if p.is_file()), default=start)
+    tags = _tags(record, status, step, instance, fingerprint) | results
+    if names.renamed:
+        tags["ductaflow.renamed"] = json.dumps(names.renamed, ensure_ascii=False)
+    if cut:
+        tags["ductaflow.cut"] = json.dumps(cut, ensure_ascii=False)
+    tags = {k: _cut(v) for k, v in tags.items()}
+    artifacts = _artifacts(run_dir, record, include)
+    content = {"params": params, "metrics": metrics, "status": MLFLOW_STATUS[status], "start": start,
+               "end": end, "tags": {k: v for k, v in tags.items() if k not in _WHERE_TAGS},
+               "files": {p.relative_to(run_dir).as_posix(): _file_digest(p) for p in artifacts
+                         if p != run_dir / RECORD_NAME}}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return RunContent(run_dir, step, instance, fingerprint, MLFLOW_STATUS[status], start, end,
+                      end or start or 0, params, metrics, tags, artifacts, digest)  # fmt: skip
+
+
+class _Keys:
+    """MLflow keys for ductaflow's names, each used once per run; remembers what it renamed."""
+
+    def __init__(self) -> None:
+        self.used: set[tuple[str, str]] = set()
+        self.renamed: dict[str, str] = {}
+
+    def key(self, name: str, kind: str) -> str:
+        key = _BAD_CHARACTER.sub("_", name) or "_"
+        if posixpath.normpath(key) != key or key.startswith((".", "/")):  # MLflow refuses path-like names
+            key = "_" + key.replace("/", "_")
+        if len(key) > KEY_LIMIT or (kind, key) in self.used:
+            key = f"{key[: KEY_LIMIT - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+        self.used.add((kind, key))
+        if key != name:
+            self.renamed[key] = name
+        return key
+
+
+def _metrics(values: Mapping[str, Any], names: _Keys) -> tuple[dict[str, list[tuple[int, float]]], dict]:
+    """Recorded values as metric points ``{key: [(step, value)]}`` and the text ones as ``result.`` tags."""
+    metrics: dict[str, list[tuple[int, float]]] = {}
+    results: dict[str, str] = {}
+    for name, value in flatten(values):
+        points = list(_points(value))
+        if points:
+            metrics[names.key(name, "metric")] = points
+        elif value is not None and value != [] and value != {}:  # text, or a list not of numbers
+            results[names.key(f"result.{name}", "tag")] = _text(value)
+    return metrics, results
+
+
+def _points(value: Any) -> Iterator[tuple[int, float]]:
+    """A number as one point at step 0; a list of numbers as one point per position (nulls are gaps)."""
+    if _number(value):
+        yield 0, float(value)
+    elif isinstance(value, list) and value and all(_number(v) or v is None for v in value):
+        yield from ((step, float(v)) for step, v in enumerate(value) if v is not None)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)  # booleans too: 1.0 and 0.0
+
+
+def _tags(record: Mapping[str, Any], status: RunStatus, step: str, instance: str, fingerprint: str) -> dict:
+    git = record.get("git") if isinstance(record.get("git"), dict) else {}
+    tags = {STEP_TAG: step, INSTANCE_TAG: instance, FINGERPRINT_TAG: fingerprint, "ductaflow.status": status,
+            "ductaflow.error": error_line(record), "mlflow.source.type": "LOCAL",
+            "mlflow.source.name": record.get("flow"), "mlflow.user": record.get("user"),
+            "mlflow.source.git.commit": git.get("commit"), "mlflow.source.git.branch": git.get("branch"),
+            "ductaflow.git_commit": git.get("commit"), "ductaflow.git_branch": git.get("branch"),
+            "ductaflow.git_dirty": git.get("dirty")}  # fmt: skip
+    for field in _RECORD_TAGS:
+        tags[f"ductaflow.{field}"] = record.get(field)
+    if status is not RunStatus.SUCCESS:  # the run's description in MLflow's page
+        tags["mlflow.note.content"] = f"{status}: {error_line(record) or 'no error recorded'}"
+    return {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in tags.items() if v is not None}
+
+
+def _artifacts(run_dir: Path, record: Mapping[str, Any], include: Sequence[str]) -> tuple[Path, ...]:
+    """The instance's record, config, metrics, environment, notebook, HTML page and log, where present,
+    and its files matching ``include`` (never a link, never outside the directory)."""
+    outputs = record.get("outputs") if isinstance(record.get("outputs"), dict) else {}
+    environment = record.get("environment") if isinstance(record.get("environment"), dict) else {}
+    names = [RECORD_NAME, CONFIG_NAME, METRICS_NAME, environment.get("file"),
+             *(outputs.get(k) for k in ("notebook", "html", "log"))]  # fmt: skip
+    found = [run_dir / n for n in dict.fromkeys(n for n in names if isinstance(n, str)) if Path(n).name == n]
+    found += sorted(p for pattern in include for p in run_dir.glob(pattern))
+    inside = run_dir.resolve()
+    return tuple(dict.fromkeys(p for p in found if p.is_file() and not p.is_symlink()
+                               and p.resolve().is_relative_to(inside)))  # fmt: skip
+
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _text(value: Any) -> str:
+    """A param's or tag's text: text as it is, lists and mappings as JSON, anything else as ``str()``."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False) if isinstance(
+        value, list | dict) else str(value)  # fmt: skip
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= TAG_LIMIT else value[: TAG_LIMIT - 20] + " …[cut by ductaflow]"
+
+
+def _ms(iso: Any) -> int | None:
+    """Milliseconds since the epoch of an ISO-8601 time (``None`` when absent or not a time)."""
+    try:
+        return int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
+    except (TypeError, ValueError):
+        return None
