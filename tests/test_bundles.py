@@ -55,8 +55,19 @@ if config["x"] == 2:
     raise ValueError("x=2 is refused")
 """
 
-STEPS = {"fit": ["data/input.txt"], "summary": [], "fragile": []}
-PACKED = [("fit", "x=1"), ("fit", "x=2"), ("fragile", "x=1"), ("summary", "x=1"), ("summary", "x=2")]
+VERDICT = """\
+# %% tags=["parameters"]
+config = {"x": 1}
+
+# %%
+import ductaflow
+fit = ductaflow.output_of("fit")
+open("verdict.txt", "w").write("fit says " + (fit / "out.txt").read_text())
+"""
+
+STEPS = {"fit": ["data/input.txt"], "summary": [], "fragile": [], "verdict": []}
+PACKED = [("fit", "x=1"), ("fit", "x=2"), ("fragile", "x=1"), ("summary", "x=1"), ("summary", "x=2"),
+          ("verdict", "x=1"), ("verdict", "x=2")]  # fmt: skip
 
 
 def _sweep(root: Path, step: str, **kwargs) -> dict[str, tuple[str, str]]:
@@ -75,7 +86,7 @@ def _sweep(root: Path, step: str, **kwargs) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """Project A: three steps swept over a two-row table (fragile/x=2 fails), its runs packed once."""
+    """Project A: four steps swept over a two-row table (fragile/x=2 fails, verdict reads fit), packed."""
     root = tmp_path_factory.mktemp("bundles") / "a"
     for folder in ("flow", "data"):
         (root / folder).mkdir(parents=True)
@@ -83,7 +94,7 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     (root / "table.csv").write_text("x\n1\n2\n")
     (root / "data" / "input.txt").write_text("four")
     (root / "flow" / "shapes.py").write_text(SHAPES)
-    for step, text in (("fit", FIT), ("summary", SUMMARY), ("fragile", FRAGILE)):
+    for step, text in (("fit", FIT), ("summary", SUMMARY), ("fragile", FRAGILE), ("verdict", VERDICT)):
         (root / "flow" / f"{step}.py").write_text(text)
     swept = {step: _sweep(root, step) for step in STEPS}
     assert swept["fragile"]["x=2"][0] == "failed" and swept["fit"]["x=2"][0] == "success", swept
@@ -117,7 +128,7 @@ def _tree(root: Path) -> dict[str, str]:
 def test_pack_holds_the_successes_their_sources_and_a_manifest_of_checksums(packed):
     """The bundle has each success's every file, the flows and module they name, checksums that hold."""
     summary = packed.summary
-    assert summary["instances"] == 5
+    assert summary["instances"] == 7 and summary["notes"] == []
     assert [(Path(d).relative_to(packed.root).as_posix(), why) for d, why in summary["skipped"]] == [
         ("runs/fragile/x=2", "its last attempt is failed: only successes are packed")
     ]
@@ -133,15 +144,15 @@ def test_pack_holds_the_successes_their_sources_and_a_manifest_of_checksums(pack
         for rel, e in i["files"].items()
     } | {f"sources/{rel}": e for rel, e in manifest["sources"].items()}
     assert set(names) == set(listed) | {"manifest.json"}
-    for step in ("fit", "summary"):
-        for name in ("x=1", "x=2"):
-            held = {n.split("/", 3)[3] for n in names if n.startswith(f"runs/{step}/{name}/")}
-            assert held == {p.name for p in (packed.root / "runs" / step / name).iterdir()}
+    for step, name in PACKED:
+        held = {n.split("/", 3)[3] for n in names if n.startswith(f"runs/{step}/{name}/")}
+        assert held == {p.name for p in (packed.root / "runs" / step / name).iterdir()}
     assert set(manifest["sources"]) == {
         "flow/fit.py",
         "flow/shapes.py",
         "flow/summary.py",
         "flow/fragile.py",
+        "flow/verdict.py",
         "table.csv",
     }
     out = packed.root / "runs" / "fit" / "x=1" / "out.txt"
@@ -175,8 +186,8 @@ def test_unpacked_in_a_fresh_checkout_every_instance_is_up_to_date_and_skipped(p
     ]
     assert {s["state"] for s in result["sources"]} == {"same"} and result["runs_dir"] == b / "runs"
     status = ductaflow.check_instances([b / "runs"])
-    assert status.outdated.tolist() == [False] * 5 and set(status.reason) == {"up to date"}
-    for step in ("fit", "summary"):
+    assert status.outdated.tolist() == [False] * 7 and set(status.reason) == {"up to date"}
+    for step in ("fit", "summary", "verdict"):
         assert _sweep(b, step) == {"x=1": ("skipped", "unchanged"), "x=2": ("skipped", "unchanged")}
         mine, theirs = ductaflow.collect(b / "runs" / step), ductaflow.collect(packed.root / "runs" / step)
         assert mine.drop(columns="run_dir").equals(theirs.drop(columns="run_dir"))
@@ -202,6 +213,8 @@ def test_a_changed_flow_makes_exactly_its_instances_outdated(packed, tmp_path):
         "fragile/x=1": "up to date",
         "summary/x=1": "flow changed (flow/summary.py)",
         "summary/x=2": "flow changed (flow/summary.py)",
+        "verdict/x=1": "up to date",
+        "verdict/x=2": "up to date",
     }
     why = CliRunner().invoke(cli, ["why", str(b / "runs" / "summary" / "x=1")])
     assert why.exit_code == 0 and "flow changed (flow/summary.py)" in why.stdout, why.output
@@ -210,6 +223,30 @@ def test_a_changed_flow_makes_exactly_its_instances_outdated(packed, tmp_path):
         "x=1": "pending",
         "x=2": "pending",
     }
+
+
+def test_pack_notes_a_changed_source_and_an_upstream_left_out(packed, tmp_path):
+    """Packing instances whose flow changed since, or whose upstream stays behind, says so to the user."""
+    b = _checkout(packed.root, tmp_path / "b")
+    ductaflow.unpack_runs(packed.bundle, project_root=b)
+    with open(b / "flow" / "summary.py", "a") as fh:
+        fh.write("# edited after the runs\n")
+    summary = ductaflow.pack_runs([b / "runs" / "summary", b / "runs" / "verdict"], tmp_path / "two.tar.gz")
+    assert summary["notes"] == [
+        "flow/summary.py changed since summary/x=1, summary/x=2 ran: the bundle holds it as it is now, and "
+        "they are outdated with it",
+        "verdict/x=1 reads fit/x=1, which is not in the bundle: pack its step too for them to be up to date "
+        "where they are unpacked",
+        "verdict/x=2 reads fit/x=2, which is not in the bundle: pack its step too for them to be up to date "
+        "where they are unpacked",
+    ]
+    c = _checkout(packed.root, tmp_path / "c")
+    ductaflow.unpack_runs(tmp_path / "two.tar.gz", project_root=c)
+    reasons = {
+        f"{r.step}/{r.instance}": r.reason for r in ductaflow.check_instances([c / "runs"]).itertuples()
+    }
+    assert reasons["summary/x=1"] == "up to date"  # c holds the flow the instances ran
+    assert reasons["verdict/x=1"] == "upstream fit/x=1 does not exist"
 
 
 def test_unpacking_again_leaves_what_is_here_and_refuses_another_result_unless_replace(packed, tmp_path):
@@ -224,14 +261,16 @@ def test_unpacking_again_leaves_what_is_here_and_refuses_another_result_unless_r
     before = _tree(tmp_path)
     with pytest.raises(BundleError) as refused:
         ductaflow.unpack_runs(packed.bundle, project_root=b)
-    assert "2 of its 5 instances cannot be placed" in str(refused.value)
+    assert "2 of its 7 instances cannot be placed" in str(refused.value)
     assert "fit/x=1: it holds a success of another fingerprint, kept: add --replace" in str(refused.value)
     assert _tree(tmp_path) == before
     replaced = ductaflow.unpack_runs(packed.bundle, project_root=b, replace=True)
-    assert [i["action"] for i in replaced["instances"]] == ["replaced"] * 2 + ["already here"] * 3
+    assert [i["action"] for i in replaced["instances"]] == ["replaced"] * 2 + ["already here"] * 5
     record = read_record(b / "runs" / "fit" / "x=1")
     assert record["fingerprint"] != local and (b / "runs" / "fit" / "x=1" / "out.txt").read_text() == "14"
     assert ductaflow.check_instance(b / "runs" / "fit" / "x=1").reason == "input changed (data/input.txt)"
+    upstream = "upstream fit/x=1 is out of date (input changed (data/input.txt))"  # the chain is named
+    assert ductaflow.check_instance(b / "runs" / "verdict" / "x=1").reason == upstream
 
 
 def test_missing_sources_are_written_only_when_asked_and_never_over_a_file(packed, tmp_path):
@@ -286,7 +325,7 @@ def test_an_instance_locked_by_another_process_is_left_out_of_a_pack_and_refuses
         assert _tree(tmp_path) == before
     finally:
         holder.communicate("")
-    assert len(ductaflow.unpack_runs(packed.bundle, project_root=b)["instances"]) == 5
+    assert len(ductaflow.unpack_runs(packed.bundle, project_root=b)["instances"]) == 7
 
 
 def _members(bundle: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
@@ -359,8 +398,8 @@ BAD = {
     "fifo": (lambda m, t: [_special("runs/fit/x=1/pipe", tarfile.FIFOTYPE), *m], "device, FIFO"),
     "outside-prefixes": (lambda m, t: [_file("flow/fit.py"), *m], "is outside runs/ and sources/"),
     "not-in-manifest": (
-        lambda m, t: _after_instances(m, _file("runs/summary/x=2/extra.txt")),
-        "'runs/summary/x=2/extra.txt' is not listed in its manifest.json",
+        lambda m, t: _after_instances(m, _file("runs/verdict/x=2/extra.txt")),
+        "'runs/verdict/x=2/extra.txt' is not listed in its manifest.json",
     ),
     "instance-not-in-manifest": (
         lambda m, t: [*m[:-1], _file("runs/summary/x=3/run.json"), m[-1]],
@@ -472,17 +511,17 @@ def test_the_commands_end_to_end(packed, tmp_path, monkeypatch):
     done = CliRunner().invoke(cli, ["pack", str(packed.root / "runs"), "-o", str(out)])
     assert done.exit_code == 0, done.output
     assert "left out " in done.stdout and "fragile/x=2: its last attempt is failed" in done.stdout
-    assert f"wrote {out}: 5 instances, {packed.summary['files']} files, " in done.stdout
+    assert f"wrote {out}: 7 instances, {packed.summary['files']} files, " in done.stdout
     (b / "flow" / "summary.py").write_text(SUMMARY + "# edited\n")
     done = CliRunner().invoke(cli, ["unpack", str(out)])
     assert done.exit_code == 0, done.output
     lines = done.stdout.splitlines()
-    assert lines[0].endswith("-> runs: 5 placed")
+    assert lines[0].endswith("-> runs: 7 placed")
     assert any(line.split()[:3] == ["fit/x=1", "placed", "up"] for line in lines), done.stdout
     assert any("summary/x=2" in line and "flow changed (flow/summary.py)" in line for line in lines)
     assert "source flow/summary.py: differs from the bundle's" in done.stdout
     done = CliRunner().invoke(cli, ["unpack", str(out)])
-    assert done.exit_code == 0 and done.stdout.splitlines()[0].endswith("5 already here"), done.output
+    assert done.exit_code == 0 and done.stdout.splitlines()[0].endswith("7 already here"), done.output
     bad = _write(tmp_path / "bad.tar.gz", [_file("../evil.txt"), *_members(out)])
     failing = [
         (["unpack", str(bad)], "is refused, nothing was written: member '../evil.txt'"),
