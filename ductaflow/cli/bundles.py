@@ -79,7 +79,8 @@ def unpack(archive: Path, project_root: Path | None, runs_dir: Path | None, repl
     summary = ductaflow.unpack_runs(archive, project_root=project_root, runs_dir=runs_dir, replace=replace,
                                     with_sources=with_sources)  # fmt: skip
     instances = summary["instances"]
-    checks = ductaflow.check_instances([i["run_dir"] for i in instances]) if instances else None
+    steps = sorted({i["run_dir"].parent for i in instances})  # a step at once reads through the run index
+    checks = ductaflow.check_instances(steps) if steps else None
     here = {} if checks is None else {row.run_dir: row for row in checks.itertuples()}
     rows = []
     for i in instances:
