@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .executors import dask_client
     from .freshness import InstanceCheck, check_instance, check_instances
     from .instance import RunResult, run_notebook, run_step_flow
+    from .mlflowexport import export_mlflow
     from .report import build_report
     from .results import aggregate_replicates, collect, refresh_index
     from .runrecord import RunStatus
@@ -78,9 +79,10 @@ _LAZY = {
     "uniform": "spaces",
     "log_uniform": "spaces",
     "build_report": "report",
+    "push_runs": "cachepush",
+    "export_mlflow": "mlflowexport",
     "pack_runs": "bundle",
     "unpack_runs": "unbundle",
-    "push_runs": "cachepush",
 }
 
 
@@ -126,6 +128,7 @@ __all__ = [
     "debug_notebook",
     "diff_runs",
     "display_config_summary",
+    "export_mlflow",
     "is_notebook_execution",
     "load_cli_config",
     "load_config",

@@ -25,6 +25,7 @@ from typing import Any
 from .exceptions import ConfigError, DuctaflowError
 from .mlflowrun import DIGEST_TAG as DIGEST
 from .mlflowrun import FINGERPRINT_TAG as FINGERPRINT
+from .mlflowrun import INCLUDED_TAG as INCLUDED
 from .mlflowrun import INSTANCE_TAG as INSTANCE
 from .mlflowrun import LATEST_TAG as LATEST
 from .mlflowrun import MLFLOW_STATUS, RunContent, run_content
@@ -241,7 +242,7 @@ class _Exporter:
             self._remember(known)
             self._log(known, content, content.params, content.metrics)
             return known.run_id, "new"
-        if known.tags.get(DIGEST) == content.digest:
+        if known.tags.get(DIGEST) == content.digest and content.included in (None, known.tags.get(INCLUDED)):
             return known.run_id, "unchanged" if known.tags.get(LATEST) == "true" else "updated"
         params = {k: v for k, v in content.params.items() if k not in known.params}  # never changed in MLflow
         metrics = {k: self._missing(known, k, points) for k, points in content.metrics.items()}
@@ -264,8 +265,9 @@ class _Exporter:
             folder = artifact.parent.relative_to(content.run_dir).as_posix()
             self.client.log_artifact(known.run_id, os.fspath(artifact), None if folder == "." else folder)
         self.client.set_terminated(known.run_id, content.status, content.end_ms)
-        self.client.set_tag(known.run_id, DIGEST, content.digest)
-        known.tags.update(content.tags, **{LATEST: "true", DIGEST: content.digest})
+        done = {DIGEST: content.digest} | ({INCLUDED: content.included} if content.included else {})
+        self.client.log_batch(known.run_id, tags=[RunTag(k, v) for k, v in done.items()])
+        known.tags.update(content.tags, **{LATEST: "true"}, **done)
         known.params.update(params)
         known.metrics.update({k: v[-1][1] for k, v in metrics.items()})
 
@@ -307,7 +309,7 @@ class _Exporter:
 
 def _exported_tag(key: str) -> bool:
     """Whether ``key`` is a tag an export sets from the instance (not the export's own bookkeeping)."""
-    return key.startswith(("ductaflow.", "result.", "mlflow.note.")) and key not in (LATEST, DIGEST)
+    return key.startswith(("ductaflow.", "result.", "mlflow.note.")) and key not in (LATEST, DIGEST, INCLUDED)
 
 
 def _batches(metrics: list, params: list, tags: list) -> Iterator[tuple[list, list, list]]:

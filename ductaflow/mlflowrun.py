@@ -20,7 +20,7 @@ import math
 import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ MLFLOW_STATUS = {RunStatus.SUCCESS: "FINISHED", RunStatus.FAILED: "FAILED", RunS
 #: Tags that find a run again: the same step, instance and fingerprint are the same MLflow run.
 STEP_TAG, INSTANCE_TAG, FINGERPRINT_TAG = "ductaflow.step", "ductaflow.instance", "ductaflow.fingerprint"
 DIGEST_TAG = "ductaflow.export_digest"  # what was exported, set last: a run without it was cut short
+INCLUDED_TAG = "ductaflow.included_digest"  # the files an export's include globs added, set with it
 LATEST_TAG = "ductaflow.latest"  # "true" on the run of the instance's attempt exported last
 _WHERE_TAGS = ("ductaflow.run_dir", LATEST_TAG)  # say where or when it was exported, not what
 _RECORD_TAGS = ("reason", "started_at", "ended_at", "duration_s", "attempt", "seed", "host", "run_dir",
@@ -47,7 +48,11 @@ _CUT_NOTE = " …[cut by ductaflow: {n} characters; the whole config is in the c
 
 @dataclasses.dataclass(frozen=True)
 class RunContent:
-    """Everything one instance's MLflow run holds; ``digest`` changes when any of it does."""
+    """Everything one instance's MLflow run holds; ``digest`` changes when any of it does.
+
+    ``included`` is the digest of the files the ``include`` globs added (``None`` without globs): an
+    export without them leaves the files logged before alone.
+    """
 
     run_dir: Path
     step: str
@@ -62,6 +67,7 @@ class RunContent:
     tags: dict[str, str]
     artifacts: tuple[Path, ...]  # files of the instance directory, at their place relative to it
     digest: str
+    included: str | None
 
     @property
     def name(self) -> str:
@@ -107,14 +113,15 @@ def run_content(run_dir: Path, record: Mapping[str, Any], status: RunStatus,
     if cut:
         tags["ductaflow.cut"] = json.dumps(cut, ensure_ascii=False)
     tags = {k: _cut(v) for k, v in tags.items()}
-    artifacts = _artifacts(run_dir, record, include)
+    standard = _files(run_dir, [run_dir / n for n in _artifact_names(record)])
+    extra = _files(run_dir, [p for pattern in include for p in sorted(run_dir.glob(pattern))])
+    extra = tuple(p for p in extra if p not in standard)
     content = {"params": params, "metrics": metrics, "status": MLFLOW_STATUS[status], "start": start,
                "end": end, "tags": {k: v for k, v in tags.items() if k not in _WHERE_TAGS},
-               "files": {p.relative_to(run_dir).as_posix(): _file_digest(p) for p in artifacts
-                         if p != run_dir / RECORD_NAME}}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+               "files": _digests(run_dir, [p for p in standard if p != run_dir / RECORD_NAME])}  # fmt: skip
     return RunContent(run_dir, step, instance, fingerprint, MLFLOW_STATUS[status], start, end,
-                      end or start or 0, params, metrics, tags, artifacts, digest)  # fmt: skip
+                      end or start or 0, params, metrics, tags, standard + extra, _digest(content),
+                      _digest(_digests(run_dir, extra)) if include else None)  # fmt: skip
 
 
 class _Keys:
@@ -176,18 +183,28 @@ def _tags(record: Mapping[str, Any], status: RunStatus, step: str, instance: str
     return {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in tags.items() if v is not None}
 
 
-def _artifacts(run_dir: Path, record: Mapping[str, Any], include: Sequence[str]) -> tuple[Path, ...]:
-    """The instance's record, config, metrics, environment, notebook, HTML page and log, where present,
-    and its files matching ``include`` (never a link, never outside the directory)."""
+def _artifact_names(record: Mapping[str, Any]) -> list[str]:
+    """The instance's record, config, metrics, environment, notebook, HTML page and log."""
     outputs = record.get("outputs") if isinstance(record.get("outputs"), dict) else {}
     environment = record.get("environment") if isinstance(record.get("environment"), dict) else {}
     names = [RECORD_NAME, CONFIG_NAME, METRICS_NAME, environment.get("file"),
              *(outputs.get(k) for k in ("notebook", "html", "log"))]  # fmt: skip
-    found = [run_dir / n for n in dict.fromkeys(n for n in names if isinstance(n, str)) if Path(n).name == n]
-    found += sorted(p for pattern in include for p in run_dir.glob(pattern))
+    return list(dict.fromkeys(n for n in names if isinstance(n, str) and Path(n).name == n))
+
+
+def _files(run_dir: Path, paths: list[Path]) -> tuple[Path, ...]:
+    """The files among ``paths`` that are there, are no link and lie inside ``run_dir``."""
     inside = run_dir.resolve()
-    return tuple(dict.fromkeys(p for p in found if p.is_file() and not p.is_symlink()
+    return tuple(dict.fromkeys(p for p in paths if p.is_file() and not p.is_symlink()
                                and p.resolve().is_relative_to(inside)))  # fmt: skip
+
+
+def _digests(run_dir: Path, paths: Iterable[Path]) -> dict[str, str]:
+    return {p.relative_to(run_dir).as_posix(): _file_digest(p) for p in paths}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def _file_digest(path: Path) -> str:

@@ -36,6 +36,7 @@ DOCUMENTED = {
     "debug_notebook",
     "diff_runs",
     "display_config_summary",
+    "export_mlflow",
     "is_notebook_execution",
     "load_cli_config",
     "load_config",

@@ -35,6 +35,7 @@ from .common import (
     EXIT_USAGE,
 )
 from .diffing import diff
+from .exporting import export
 from .inspecting import index, report, status, why
 from .project import clean, new, open_
 from .running import run, sweep
@@ -137,5 +138,6 @@ def cli() -> None:
     """
 
 
-for _command in (run, sweep, status, why, diff, report, serve, index, cache, pack, unpack, open_, clean, new):
+for _command in (run, sweep, status, why, diff, report, serve, index, cache, export, pack, unpack, open_,
+                 clean, new):  # fmt: skip
     cli.add_command(_command)
