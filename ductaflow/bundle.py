@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .exceptions import BundleError, DiskFullError, InstanceBusyError, RunDirectoryError
 from .files import no_space, rename, shown_path
 from .rundir import current_status, find_instances, layout_root, lock_instance
@@ -153,7 +154,8 @@ class _Packer:
         root = Path(recorded) if recorded and Path(recorded).is_dir() else layout_root(run_dir)
         self.root = self.root or root
         parts = record.get("fingerprint_parts") or {}
-        named = {str(record.get("flow")): parts.get("flow_sha256") or record.get("flow_sha256")}
+        named = {str(record["flow"]): parts.get("flow_sha256") or record.get("flow_sha256")} if record.get(
+            "flow") else {}  # fmt: skip
         named.update({str(path): sha for path, sha in (parts.get("code") or {}).items()})
         source = record.get("config_source") or {}
         named.update({str(source[key]): None for key in ("config_file", "table") if source.get(key)})
@@ -178,8 +180,6 @@ class _Packer:
 
     def manifest(self) -> dict[str, Any]:
         """The bundle's ``manifest.json``."""
-        from . import __version__
-
         runs = shown_path(self.runs, self.root) if self.root else RUNS_PREFIX
         return {"ductaflow_bundle": BUNDLE_FORMAT, "ductaflow_version": __version__, "created_at": now_iso(),
                 "host": socket.gethostname(), "project_root": str(self.root),
