@@ -2,9 +2,9 @@
 
 One instance is one MLflow run, found again by its tags (step, instance and
 fingerprint): exporting again logs nothing for an instance whose export is
-unchanged (the tag ``ductaflow.export_digest`` says what was exported, and
-is set last, so an export cut short is completed the next time); a new
-attempt of the same fingerprint updates that run; a new fingerprint (the
+unchanged (the tag ``ductaflow.export_digest`` says what was exported; a
+run stays RUNNING until all of it is logged, so an export cut short is
+completed the next time); a new attempt of the same fingerprint updates that run; a new fingerprint (the
 config or the code changed) is a new run, since MLflow never changes a
 param, and the instance's earlier runs get ``ductaflow.latest=false``. What
 a run holds is :mod:`ductaflow.mlflowrun`'s. Only ``MlflowClient`` is used:
@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -77,6 +79,7 @@ class _Known:
     """A ductaflow run already in the experiment: what a new export compares with."""
 
     run_id: str
+    status: str  # RUNNING while an export writes it: one cut short is completed the next time
     tags: dict[str, str]
     params: dict[str, str]
     metrics: dict[str, float]  # latest values
@@ -234,40 +237,46 @@ class _Exporter:
             self.summary.runs[content.name] = run_id
 
     def _export(self, content: RunContent, known: _Known | None) -> tuple[str, str]:
+        """Create, update or leave the instance's run; the run is RUNNING until all of it is logged."""
+        tags = {**content.tags, LATEST: "true", DIGEST: content.digest}
+        tags |= {INCLUDED: content.included} if content.included else {}
         if known is None:
-            tags = {STEP: content.step, INSTANCE: content.instance, FINGERPRINT: content.fingerprint}
             run = self.client.create_run(self.experiment_id, start_time=content.start_ms, tags=tags,
                                          run_name=content.name)  # fmt: skip
-            known = _Known(run.info.run_id, tags, {}, {})
+            known = _Known(run.info.run_id, "RUNNING", {}, {}, {})
             self._remember(known)
-            self._log(known, content, content.params, content.metrics)
+            self._log(known, content, content.params, content.metrics, {}, tags)
             return known.run_id, "new"
-        if known.tags.get(DIGEST) == content.digest and content.included in (None, known.tags.get(INCLUDED)):
+        if known.status == content.status and known.tags.get(DIGEST) == content.digest and (
+                content.included in (None, known.tags.get(INCLUDED))):  # fmt: skip
             return known.run_id, "unchanged" if known.tags.get(LATEST) == "true" else "updated"
-        params = {k: v for k, v in content.params.items() if k not in known.params}  # never changed in MLflow
-        metrics = {k: self._missing(known, k, points) for k, points in content.metrics.items()}
+        self.client.update_run(known.run_id, status="RUNNING")
+        known.status = "RUNNING"
         for stale in [k for k in known.tags if k not in content.tags and _exported_tag(k)]:  # a gone error
             self.client.delete_tag(known.run_id, stale)
             del known.tags[stale]
-        self._log(known, content, params, {k: points for k, points in metrics.items() if points})
+        params = {k: v for k, v in content.params.items() if k not in known.params}  # never changed in MLflow
+        metrics = {k: self._missing(known, k, points) for k, points in content.metrics.items()}
+        self._log(known, content, params, {k: points for k, points in metrics.items() if points}, tags, tags)
         return known.run_id, "updated"
 
-    def _log(self, known: _Known, content: RunContent, params: dict, metrics: dict) -> None:
-        """Log params, metrics, tags and artifacts, end the run, then record the export's digest."""
+    def _log(self, known: _Known, content: RunContent, params: dict, metrics: dict, tags: dict,
+             logged: dict) -> None:  # fmt: skip
+        """Log ``params``, ``metrics``, ``tags`` and the artifacts, then end the run with its status."""
         from mlflow.entities import Metric, Param, RunTag
 
         stamp = content.timestamp if not known.metrics else max(content.timestamp, int(time.time() * 1000))
         points = [Metric(k, v, stamp, step) for k, values in metrics.items() for step, v in values]
-        tags = [RunTag(k, v) for k, v in {**content.tags, LATEST: "true"}.items()]
-        for batch in _batches(points, [Param(k, v) for k, v in params.items()], tags):
+        entities = [RunTag(k, v) for k, v in tags.items()]
+        for batch in _batches(points, [Param(k, v) for k, v in params.items()], entities):
             self.client.log_batch(known.run_id, *batch)
-        for artifact in content.artifacts:
-            folder = artifact.parent.relative_to(content.run_dir).as_posix()
-            self.client.log_artifact(known.run_id, os.fspath(artifact), None if folder == "." else folder)
+        with tempfile.TemporaryDirectory(prefix="ductaflow-mlflow-") as staging:  # one upload per run
+            for artifact in content.artifacts:
+                _stage(artifact, Path(staging, artifact.relative_to(content.run_dir)))
+            self.client.log_artifacts(known.run_id, staging)
         self.client.set_terminated(known.run_id, content.status, content.end_ms)
-        done = {DIGEST: content.digest} | ({INCLUDED: content.included} if content.included else {})
-        self.client.log_batch(known.run_id, tags=[RunTag(k, v) for k, v in done.items()])
-        known.tags.update(content.tags, **{LATEST: "true"}, **done)
+        known.status = content.status
+        known.tags.update(logged)
         known.params.update(params)
         known.metrics.update({k: v[-1][1] for k, v in metrics.items()})
 
@@ -301,10 +310,20 @@ class _Exporter:
                                            max_results=10000, page_token=token)  # fmt: skip
             for run in page:
                 data = run.data
-                yield _Known(run.info.run_id, dict(data.tags), dict(data.params), dict(data.metrics))
+                yield _Known(run.info.run_id, run.info.status, dict(data.tags), dict(data.params),
+                             dict(data.metrics))  # fmt: skip
             token = page.token
             if not token:
                 return
+
+
+def _stage(source: Path, target: Path) -> None:
+    """``source`` at ``target`` in the staging folder: linked when the filesystem allows, else copied."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _exported_tag(key: str) -> bool:

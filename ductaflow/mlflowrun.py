@@ -36,7 +36,7 @@ MLFLOW_STATUS = {RunStatus.SUCCESS: "FINISHED", RunStatus.FAILED: "FAILED", RunS
                  RunStatus.CRASHED: "KILLED"}  # fmt: skip
 #: Tags that find a run again: the same step, instance and fingerprint are the same MLflow run.
 STEP_TAG, INSTANCE_TAG, FINGERPRINT_TAG = "ductaflow.step", "ductaflow.instance", "ductaflow.fingerprint"
-DIGEST_TAG = "ductaflow.export_digest"  # what was exported, set last: a run without it was cut short
+DIGEST_TAG = "ductaflow.export_digest"  # what was exported (complete once the run is no longer RUNNING)
 INCLUDED_TAG = "ductaflow.included_digest"  # the files an export's include globs added, set with it
 LATEST_TAG = "ductaflow.latest"  # "true" on the run of the instance's attempt exported last
 _WHERE_TAGS = ("ductaflow.run_dir", LATEST_TAG)  # say where or when it was exported, not what

@@ -348,14 +348,23 @@ def test_command_line_exports_into_the_named_experiment(swept: Path, project: Pa
     assert Path(client.download_artifacts(run_id, "out/summary.txt", str(project))).read_text() == "lr 0.2"
 
 
-def test_artifacts_that_cannot_be_written_fail_those_instances(swept: Path, tmp_path: Path, store: str):
-    """An artifact location that is a file: each instance fails with MLflow's reason, exit 1; none is lost."""
+def test_an_export_cut_short_is_completed_by_the_next(swept: Path, tmp_path: Path, store: str):
+    """Artifacts that cannot be written fail each instance (exit 1, runs left RUNNING); fixed, the next
+    export completes those same runs."""
     (tmp_path / "file").write_text("a file, not a folder")
-    location = (tmp_path / "file" / "artifacts").as_uri()
-    result = CliRunner().invoke(cli, ["export", "mlflow", "runs", "--tracking-uri", store,
-                                      "--artifact-location", location])  # fmt: skip
-    assert result.exit_code == 1 and "3 failed" in result.output and "failed fit/a:" in result.output
-    good = CliRunner().invoke(
-        cli, ["export", "mlflow", "runs", "--tracking-uri", store, "--experiment", "ok"]
-    )
-    assert "exported 3 new" in good.output
+    args = ["export", "mlflow", "runs", "--tracking-uri", store, "--artifact-location",
+            (tmp_path / "file" / "artifacts").as_uri()]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "3 failed" in result.stdout and "failed fit/a:" in result.stderr
+    cut = runs_by_name(store)
+    assert {run.info.status for run in cut.values()} == {"RUNNING"} and len(cut) == 3
+    (tmp_path / "file").unlink()
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0 and "exported 0 new, 3 updated, 0 unchanged" in result.stdout
+    done = runs_by_name(store)
+    assert {n: r.info.run_id for n, r in done.items()} == {n: r.info.run_id for n, r in cut.items()}
+    assert {r.info.status for r in done.values()} == {"FINISHED", "FAILED"}
+    client = MlflowClient(tracking_uri=store)
+    assert {f.path for f in client.list_artifacts(done["fit/b"].info.run_id)} == ARTIFACTS
+    assert len(history(store, done["fit/b"].info.run_id, "loss")) == 4  # logged once, before the cut
+    assert "3 unchanged" in CliRunner().invoke(cli, args).stdout
