@@ -120,6 +120,10 @@ def export_mlflow(
     globs in ``include`` (``["*.png"]``). A running instance is skipped.
     """
     mlflow = _mlflow()
+    for pattern in include:
+        if not pattern or Path(pattern).is_absolute():
+            raise ConfigError(f"include {pattern!r}: give a glob relative to each instance directory, "
+                              "e.g. '*.png' or 'out/**'.", key="include")  # fmt: skip
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     instances = find_instances(paths)
     if not instances:

@@ -316,6 +316,16 @@ def test_a_bad_tracking_uri_is_an_error_naming_it(swept: Path, tmp_path: Path, u
     assert result.exit_code == 2 and "--tracking-uri" in result.output
 
 
+@pytest.mark.parametrize("pattern", ["", "/etc/*"], ids=["empty", "absolute"])
+def test_an_include_glob_outside_the_instance_is_refused(swept: Path, store: str, pattern: str):
+    """--include takes globs relative to each instance directory; anything else is an error naming it."""
+    result = CliRunner().invoke(
+        cli, ["export", "mlflow", "runs", "--tracking-uri", store, "--include", pattern]
+    )
+    assert result.exit_code == 2 and f"include {pattern!r}: give a glob relative" in result.output
+    assert row_counts(store)["runs"] == 0
+
+
 def test_without_mlflow_the_error_says_what_to_install(swept: Path, project: Path, tmp_path: Path):
     """In an environment without MLflow, the command exits 2 saying pip install 'ductaflow[mlflow]'."""
     store = f"sqlite:///{tmp_path / 'never.db'}"
