@@ -32,7 +32,7 @@ from .script import load_cli_config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .bundle import pack_runs
-    from .cachepush import push_runs
+    from .caching import push_runs
     from .clean import clean_runs
     from .conductor import run_instances
     from .configkeys import config_keys
@@ -79,7 +79,7 @@ _LAZY = {
     "uniform": "spaces",
     "log_uniform": "spaces",
     "build_report": "report",
-    "push_runs": "cachepush",
+    "push_runs": "caching",
     "export_mlflow": "mlflowexport",
     "pack_runs": "bundle",
     "unpack_runs": "unbundle",

@@ -1,12 +1,13 @@
 """A cache of successful instances by fingerprint, on any fsspec location: a shared disk, S3, GCS...
 
-A conductor given a cache (``run_instances(..., cache=URL)``, ``--cache
-URL``, ``cache = "URL"`` in ``ductaflow.toml``) looks up each instance it
-must run by its fingerprint. On a hit, the instance's folder is restored
-from the cache, its record's paths rewritten for where it lands
-(:mod:`ductaflow.placing`), instead of running it; after a success, the
-folder is pushed. An entry is two objects under
-``<URL>/v1/<fingerprint[:2]>/<fingerprint>/``::
+This module is the store: where entries live, how they are read, checked and
+written. What a conductor's task does with it (restore before running, push
+after a success) is :mod:`ductaflow.caching`.
+
+An entry is one instance's success, keyed by its fingerprint and its step
+and instance names (replicates share a fingerprint and differ by name: their
+seeds derive from it). It is two objects under
+``<URL>/v1/<fingerprint[:2]>/<fingerprint>/<step>/<instance>/``::
 
     <host>-<pid>-<random>.tar.gz   the instance's folder (gzip level 1)
     entry.json                     the marker, written last: the archive's
@@ -14,10 +15,9 @@ folder is pushed. An entry is two objects under
 
 An entry is visible only once its marker exists, so a push cut short (a
 crash, a lost connection) leaves an archive no reader looks at. A reader
-checks the archive's size and sha256 against the marker before it extracts
-anything, and the record inside against the fingerprint: an entry that
-fails a check is skipped with a warning, never restored, and the next
-success replaces it. Only successes are pushed.
+checks the marker's fields, the archive's size and sha256, its members
+(nothing may land outside the instance folder) and the record inside (a
+success of that fingerprint, step and instance) before anything is placed.
 
 fsspec is imported when a cache is used; its cloud backends (``s3fs``,
 ``gcsfs``...) are the user's to install. Their options come from fsspec's
@@ -34,9 +34,8 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tarfile
-import threading
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +45,11 @@ from .exceptions import CacheEntryError, ConfigError, DuctaflowError
 from .files import no_space, write_atomic
 from .placing import place_instance, staged_record
 from .rundir import disk_full, new_staging
-from .runrecord import RunStatus, now_iso, read_record
+from .runrecord import now_iso
 
 FORMAT = "v1"
 MARKER = "entry.json"
-_REQUIRED = ("fingerprint", "archive", "size", "sha256", "host", "pushed_at", "step", "instance")
+_FIELDS = ("fingerprint", "archive", "size", "sha256", "host", "pushed_at", "step", "instance")
 _JOURNAL = ".metrics.jsonl"  # folded into metrics.json when an attempt ends: never part of a success
 
 
@@ -74,6 +73,23 @@ class CacheEntry:
         return f"{self.host}, {self.pushed_at[:16].replace('T', ' ')} UTC"
 
 
+class CacheUnreachable(CacheEntryError):
+    """The store could not be asked (the network, its permissions): not the entry's fault."""
+
+
+def _well_formed(entry: CacheEntry) -> bool:
+    """Whether a marker's fields have the types and shapes a pushed entry gives them."""
+    texts = (entry.host, entry.pushed_at, entry.step, entry.instance, entry.archive)
+    return (all(isinstance(t, str) for t in texts) and isinstance(entry.size, int) and entry.size >= 0
+            and isinstance(entry.sha256, str) and re.fullmatch(r"[0-9a-f]{64}", entry.sha256) is not None
+            and re.fullmatch(r"[\w.-]+\.tar\.gz", entry.archive) is not None
+            and (entry.environment is None or isinstance(entry.environment, str)))  # fmt: skip
+
+
+class ArchiveGone(CacheEntryError):
+    """The archive a marker names is not there: a push replaced the entry meanwhile, or it was deleted."""
+
+
 class RunCache:
     """One cache location. Thread-safe: the conductor's tasks share it."""
 
@@ -95,52 +111,57 @@ class RunCache:
         self.root = root.rstrip("/")
         self.local = "file" in _protocols(self.fs)
 
-    def _folder(self, fingerprint: str) -> str:
+    def folder(self, fingerprint: str, step: str, instance: str) -> str:
+        """Where the entry of ``step/instance`` with ``fingerprint`` lives (its marker and archives)."""
         if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
             raise ValueError(f"not a fingerprint: {fingerprint!r}")
-        return f"{self.root}/{FORMAT}/{fingerprint[:2]}/{fingerprint}"
+        for name in (step, instance):
+            if not name or "/" in name or name in (".", "..") or name.startswith("."):
+                raise ValueError(f"not a step or instance name: {name!r}")
+        return f"{self.root}/{FORMAT}/{fingerprint[:2]}/{fingerprint}/{step}/{instance}"
 
-    def lookup(self, fingerprint: str) -> CacheEntry | None:
-        """The published entry of ``fingerprint``, ``None`` when there is none; :class:`CacheEntryError`
-        when its marker cannot be read or makes no sense."""
-        where = f"{self._folder(fingerprint)}/{MARKER}"
+    def lookup(self, fingerprint: str, step: str, instance: str) -> CacheEntry | None:
+        """The published entry of ``step/instance`` with ``fingerprint``, ``None`` when there is none;
+        :class:`CacheEntryError` when its marker cannot be read or makes no sense."""
+        where = f"{self.folder(fingerprint, step, instance)}/{MARKER}"
         try:
             text = self.fs.cat_file(where)
         except FileNotFoundError:
             return None
         except Exception as exc:  # the network, the store's permissions: whatever the backend raises
-            raise CacheEntryError(f"its marker cannot be read ({type(exc).__name__}: {exc})") from None
+            raise CacheUnreachable(f"its marker cannot be read ({type(exc).__name__}: {exc})") from None
         try:
             data = json.loads(text)
-            entry = CacheEntry(
-                **{name: data[name] for name in _REQUIRED}, environment=data.get("environment")
-            )
+            entry = CacheEntry(**{name: data[name] for name in _FIELDS}, environment=data.get("environment"))
         except (ValueError, KeyError, TypeError) as exc:
-            raise CacheEntryError(
-                f"its marker {MARKER} is not a cache entry ({type(exc).__name__})"
-            ) from None
-        named = isinstance(entry.archive, str) and re.fullmatch(r"[\w.-]+\.tar\.gz", entry.archive)
-        if entry.fingerprint != fingerprint or not named or not isinstance(entry.size, int):
-            raise CacheEntryError(f"its marker {MARKER} names another entry or no archive")
+            problem = f"its marker {MARKER} is not a cache entry ({type(exc).__name__}: {exc})"
+            raise CacheEntryError(problem) from None
+        wanted = (fingerprint, step, instance)
+        if not _well_formed(entry) or (entry.fingerprint, entry.step, entry.instance) != wanted:
+            raise CacheEntryError(f"its marker {MARKER} names another entry, or no archive")
         return entry
 
     def restore(self, entry: CacheEntry, run_dir: Path, *, project_root: Path, runs_dir: Path,
-                **facts: Any) -> dict[str, Any]:  # fmt: skip
+                html: bool = False, **facts: Any) -> dict[str, Any]:  # fmt: skip
         """Put ``entry``'s instance in place as ``run_dir``'s attempt; return its record.
 
         Checked before anything is placed: the archive's size and sha256, its
         members (none may land outside the folder), and its record (a success
-        of ``entry``'s fingerprint). Raises :class:`CacheEntryError` when a
-        check fails, leaving ``run_dir`` as it was. Call with the instance lock held.
+        of ``entry``'s fingerprint, step and instance; with ``html``, one
+        that has its HTML page). Raises :class:`CacheEntryError` when a check
+        fails, leaving ``run_dir`` as it was, and :class:`DiskFullError` when
+        this machine's disk is. ``facts`` go in the record as
+        :func:`ductaflow.placing.place_instance` says. Call with the instance
+        lock held.
         """
         try:
-            return self._restore(entry, run_dir, project_root, runs_dir, facts)
+            return self._restore(entry, run_dir, project_root, runs_dir, html, facts)
         except OSError as exc:
             if no_space(exc):  # the conductor starts no further instance: they would find no room either
                 raise disk_full(exc, run_dir) from None
             raise
 
-    def _restore(self, entry: CacheEntry, run_dir: Path, project_root: Path, runs_dir: Path,
+    def _restore(self, entry: CacheEntry, run_dir: Path, project_root: Path, runs_dir: Path, html: bool,
                  facts: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
         work = new_staging(run_dir)
         try:
@@ -152,20 +173,25 @@ class RunCache:
                 record = staged_record(staged, entry.fingerprint)
             except DuctaflowError as exc:
                 raise CacheEntryError(str(exc)) from None
+            if (record.get("step"), record.get("instance")) != (entry.step, entry.instance):
+                raise CacheEntryError(f"its record is of {record.get('step')}/{record.get('instance')}")
+            if html and not (record.get("outputs") or {}).get("html"):
+                raise CacheEntryError("it was made without the HTML page this call asks for", quiet=True)
             return place_instance(staged, run_dir, record, project_root=project_root, runs_dir=runs_dir,
                                   **facts)  # fmt: skip
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     def _download(self, entry: CacheEntry, archive: Path) -> None:
+        key = f"{self.folder(entry.fingerprint, entry.step, entry.instance)}/{entry.archive}"
         try:
-            self.fs.get_file(f"{self._folder(entry.fingerprint)}/{entry.archive}", str(archive))
+            self.fs.get_file(key, str(archive))
         except FileNotFoundError:
-            raise CacheEntryError(f"its archive {entry.archive} is missing") from None
+            raise ArchiveGone(f"its archive {entry.archive} is missing") from None
         except Exception as exc:  # the network, the store's permissions; a full disk here is not the entry's
             if no_space(exc):
                 raise
-            raise CacheEntryError(f"its archive cannot be fetched ({type(exc).__name__}: {exc})") from None
+            raise CacheUnreachable(f"its archive cannot be fetched ({type(exc).__name__}: {exc})") from None
         size = archive.stat().st_size
         if size != entry.size:
             raise CacheEntryError(f"its archive is {size:,} bytes, the marker says {entry.size:,}")
@@ -173,15 +199,16 @@ class RunCache:
             raise CacheEntryError("its archive's sha256 differs from the marker's")
 
     def push(self, run_dir: Path, record: dict[str, Any]) -> CacheEntry:
-        """Publish the success in ``run_dir`` (its ``record``) under its fingerprint; return the entry.
+        """Publish the success in ``run_dir`` (its ``record``) under its fingerprint and folder names;
+        return the entry.
 
         The archive is written under a name of its own, then the marker: a
-        push cut short publishes nothing. An entry already published for the
-        fingerprint is replaced. Call with the instance lock held.
+        push cut short publishes nothing. An entry already published there is
+        replaced. Call with the instance lock held.
         """
-        fingerprint = str(record["fingerprint"])
-        folder = self._folder(fingerprint)
-        work = new_staging(run_dir)
+        fingerprint, step, instance = str(record["fingerprint"]), run_dir.parent.name, run_dir.name
+        folder = self.folder(fingerprint, step, instance)
+        work = _work_folder(run_dir)
         try:
             archive = work / "entry.tar.gz"
             _pack(run_dir, archive)
@@ -189,17 +216,17 @@ class RunCache:
             name = f"{_safe(host)}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tar.gz"
             ran_in = (record.get("environment") or {}).get("sha256")
             entry = CacheEntry(fingerprint, name, archive.stat().st_size, _sha256(archive), host, now_iso(),
-                               str(record.get("step")), str(record.get("instance")), ran_in)  # fmt: skip
+                               step, instance, ran_in)  # fmt: skip
             self.fs.makedirs(folder, exist_ok=True)
             replaced = None
             with contextlib.suppress(CacheEntryError):
-                replaced = self.lookup(fingerprint)
+                replaced = self.lookup(fingerprint, step, instance)
             self.fs.put_file(str(archive), f"{folder}/{name}")
             self._publish(folder, entry)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        if replaced is not None and replaced.archive != name:  # best effort: a reader may be fetching it
-            with contextlib.suppress(OSError):
+        if replaced is not None and replaced.archive != name:  # best effort: a reader fetching it looks again
+            with contextlib.suppress(Exception):
                 self.fs.rm_file(f"{folder}/{replaced.archive}")
         return entry
 
@@ -210,52 +237,6 @@ class RunCache:
             self.fs.pipe_file(f"{folder}/{MARKER}", data)
             return
         write_atomic(Path(folder) / MARKER, data, durable=True)
-
-
-def restore_instance(
-    url: str, run_dir: Path, fingerprint: str, *, project_root: Path, runs_dir: Path,
-    environment: str | None = None, **facts: Any,
-) -> tuple[dict[str, Any] | None, str | None]:  # fmt: skip
-    """Restore ``run_dir``'s instance of ``fingerprint`` from the cache at ``url``, if it holds it.
-
-    Returns the record placed and ``None``; ``(None, None)`` when the cache
-    has no such entry, or, given ``environment`` (a sha256 of
-    ``environment.json``), none made in that environment; ``(None, why)``
-    when its entry was skipped (partial, corrupt, unreachable), which is also
-    said on stderr. The record's ``reason`` says where the entry came from,
-    ``restored`` says more, and ``facts`` are added. Call with the instance
-    lock held.
-    """
-    cache = open_cache(url)
-    try:
-        entry = cache.lookup(fingerprint)
-        if entry is None or (environment is not None and entry.environment != environment):
-            return None, None
-        origin = {"from": cache.shown, "host": entry.host, "pushed_at": entry.pushed_at,
-                  "restored_at": now_iso(), "by": socket.gethostname()}  # fmt: skip
-        reason = f"restored from cache ({entry.origin})"
-        record = cache.restore(entry, run_dir, project_root=project_root, runs_dir=runs_dir, reason=reason,
-                               restored=origin, **facts)  # fmt: skip
-    except CacheEntryError as exc:
-        say(f"cache entry {fingerprint[:12]} for {run_dir.parent.name}/{run_dir.name} in {cache.shown} "
-            f"skipped: {exc}; the instance runs instead")  # fmt: skip
-        return None, str(exc)
-    return record, None
-
-
-def push_instance(url: str, run_dir: Path) -> CacheEntry | None:
-    """Push the success in ``run_dir`` to the cache at ``url``; ``None``, said on stderr, when it could
-    not be pushed (the result stays here). Call with the instance lock held."""
-    record = read_record(run_dir)
-    if record is None or record.get("status") != RunStatus.SUCCESS or not record.get("fingerprint"):
-        return None
-    cache = open_cache(url)
-    try:
-        return cache.push(run_dir, record)
-    except Exception as exc:  # the network, the store's permissions: the result is kept here all the same
-        say(f"could not push {run_dir.parent.name}/{run_dir.name} to the cache {cache.shown} "
-            f"({type(exc).__name__}: {exc}); it is kept here")  # fmt: skip
-        return None
 
 
 @functools.lru_cache(maxsize=16)
@@ -289,13 +270,13 @@ def shown_url(url: str) -> str:
     return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1", url)
 
 
-def say(message: str) -> None:
-    """Tell the user on stderr about a skipped entry or a failed push: results never depend on the cache."""
-    with _SAID_LOCK:
-        print(f"ductaflow: {message}", file=sys.stderr, flush=True)
-
-
-_SAID_LOCK = threading.Lock()
+def _work_folder(run_dir: Path) -> Path:
+    """A new folder for a push's archive: in the step's staging folder, or, where the runs folder
+    cannot be written (pushing from a read-only copy), in the system's temporary folder."""
+    try:
+        return new_staging(run_dir)
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="ductaflow-push-"))
 
 
 def _pack(run_dir: Path, archive: Path) -> None:
@@ -326,9 +307,9 @@ def _extract(archive: Path, staged: Path) -> None:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(staged, filter="data")
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) and exc.errno is not None:
-            raise  # this machine's own trouble (a full disk), not the entry's
+    except Exception as exc:
+        if no_space(exc):
+            raise  # this machine's own trouble, not the entry's
         raise CacheEntryError(f"its archive cannot be read ({type(exc).__name__}: {exc})") from None
 
 

@@ -79,13 +79,16 @@ def place_instance(
     """Install ``staged`` (a success made elsewhere, with ``record``) as ``run_dir``'s attempt; return the
     record written.
 
-    The record is :func:`relocated` and ``facts`` are added to it (such as
-    ``restored={...}``, saying where it came from). Call with the instance
+    The record is :func:`relocated` and ``facts`` are set in it (such as
+    ``restored={...}``, saying where it came from; a fact ``None`` removes
+    its key). Call with the instance
     lock held. On an error ``staged`` is removed; a success ``run_dir`` held
     is then kept in the step's ``previous`` folder, as when an attempt fails.
     """
     placed = relocated(record, run_dir, project_root, runs_dir)
     placed.update(facts)
+    for key in [key for key, value in facts.items() if value is None]:
+        del placed[key]
     try:
         write_record(staged, placed)
         install_attempt(staged, run_dir)

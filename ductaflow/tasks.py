@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import push_instance, restore_instance
+from .caching import push_instance, restore_instance
 from .config import JSONValue
 from .environment import Environment, environment_reason, kernel_environment
 from .exceptions import DiskFullError, DuctaflowError, FlowExecutionError, InstanceBusyError
@@ -288,9 +288,14 @@ def _from_cache(task: Task, cache: str, reason: str) -> tuple[InstanceRow | None
     was skipped, when it was)."""
     started = time.monotonic()
     today = environment_today(task.options)  # rerun_on_env_change: only an entry made in today's environment
-    record, skipped = restore_instance(cache, task.run_dir, task.fingerprint.digest, sweep_id=task.sweep_id,
+    asked = {
+        "config_source": task.options.config_source,
+        "sweep_id": task.sweep_id,
+    }  # this call's, not theirs
+    record, skipped = restore_instance(cache, task.run_dir, task.fingerprint.digest, asked=asked,
                                        project_root=task.options.project_root, runs_dir=task.options.runs_dir,
-                                       environment=today.sha256 if today is not None else None)  # fmt: skip
+                                       environment=today.sha256 if today is not None else None,
+                                       html=task.options.export_html)  # fmt: skip
     if record is None:
         return None, reason if skipped is None else f"{reason}; cache entry skipped ({skipped})"
     html = (record.get("outputs") or {}).get("html")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ FLOW = """\
 config = {"x": 1}
 # %%
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -65,14 +67,15 @@ def entries(cache: str) -> dict[str, dict]:
     """Every published entry's marker in ``cache``, by fingerprint."""
     fs = open_cache(cache).fs
     root = open_cache(cache).root
-    found = fs.glob(f"{root}/{FORMAT}/*/*/{MARKER}")
-    return {path.split("/")[-2]: json.loads(fs.cat_file(path)) for path in found}
+    found = fs.glob(f"{root}/{FORMAT}/*/*/*/*/{MARKER}")
+    return {path.split("/")[-4]: json.loads(fs.cat_file(path)) for path in found}
 
 
 def archive_of(cache: str, fingerprint: str) -> str:
     """The key of the archive ``fingerprint``'s marker names."""
     marker = entries(cache)[fingerprint]
-    return f"{open_cache(cache).root}/{FORMAT}/{fingerprint[:2]}/{fingerprint}/{marker['archive']}"
+    folder = open_cache(cache).folder(fingerprint, marker["step"], marker["instance"])
+    return f"{folder}/{marker['archive']}"
 
 
 def ran_in(run_dir: Path) -> str:
@@ -392,3 +395,123 @@ def test_a_restore_that_finds_the_disk_full_fails_clearly_and_leaves_nothing(tmp
     assert rows["x=61"]["reason"] == "not started"
     state = _state(tmp_path / "after")
     assert state["leftovers"] == [] and state["records"] == {}
+
+
+def test_replicates_each_restore_their_own_entry(tmp_path, cache):
+    """Replicates share a fingerprint and differ by name (their seed): each restores its own result."""
+    first, second = checkout(tmp_path, "a"), checkout(tmp_path, "b")
+    made = sweep(first, cache, grid={"x": [70]}, replicates=3, export_html=False)
+    assert len(entries(cache)) == 1 and len(list_markers(cache)) == 3
+    frame = sweep(second, cache, grid={"x": [70]}, replicates=3, export_html=False)
+    assert all(r.startswith("restored from cache") for r in frame.reason), list(frame.reason)
+    names = list(made.instance)
+    for name in names:
+        here, there = record(first / "runs" / "sq" / name), record(second / "runs" / "sq" / name)
+        assert there["instance"] == name and there["seed"] == here["seed"]
+    assert len({record(second / "runs" / "sq" / n)["seed"] for n in names}) == 3
+    assert sorted(ductaflow.collect(second / "runs").instance) == sorted(names)
+
+
+def list_markers(cache: str) -> list[str]:
+    """Every marker in ``cache``: one per entry (fingerprint, step, instance)."""
+    store = open_cache(cache)
+    return store.fs.glob(f"{store.root}/{FORMAT}/*/*/*/*/{MARKER}")
+
+
+def test_a_restored_instance_says_how_this_checkout_asked_for_it(tmp_path, cache):
+    """Pushed from a sweep of a table, restored by a sweep of a grid: the record keeps this call's
+    config source, so status checks the config against today's grid and calls it up to date."""
+    first, second = checkout(tmp_path, "a"), checkout(tmp_path, "b")
+    (first / "table.csv").write_text("x\n80\n81\n")
+    ductaflow.sweep(first / "flow" / "sq.py", first / "table.csv", project_root=first, cache=cache,
+                    progress=False, export_html=False)  # fmt: skip
+    frame = sweep(second, cache, grid={"x": [80, 81]}, export_html=False)
+    assert all(r.startswith("restored from cache") for r in frame.reason), list(frame.reason)
+    placed = record(second / "runs" / "sq" / "x=80")
+    assert placed["config_source"]["grid"] == {"x": [80, 81]} and placed["config_source"]["table"] is None
+    checked = ductaflow.check_instances([second / "runs"])
+    assert list(checked.outdated) == [False, False], list(checked.reason)
+    assert set(checked.reason) == {"up to date"}
+
+
+def test_a_poisoned_entry_is_skipped_and_replaced_not_failed_forever(tmp_path, cache, capfd):
+    """An archive whose members clash (a file and a folder of one name) or a marker with a field of the
+    wrong type is skipped with a warning; the instance runs and its push replaces the entry."""
+    sweep(checkout(tmp_path, "a"), cache, grid={"x": [90, 91]}, export_html=False)
+    fs = open_cache(cache).fs
+    by_instance = {m["instance"]: (fp, m) for fp, m in entries(cache).items()}
+    fingerprint, marker = by_instance["x=90"]
+    clash = tmp_path / "clash.tar.gz"
+    with tarfile.open(clash, "w:gz") as tar:
+        for name in ("out.json", "out.json/x"):
+            info = tarfile.TarInfo(name)
+            tar.addfile(info, io.BytesIO(b""))
+    data = clash.read_bytes()
+    key = archive_of(cache, fingerprint)
+    fs.pipe_file(key, data)
+    spoiled = {**marker, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    fs.pipe_file(key.rsplit("/", 1)[0] + f"/{MARKER}", json.dumps(spoiled).encode())
+    fingerprint, marker = by_instance["x=91"]
+    bad = archive_of(cache, fingerprint).rsplit("/", 1)[0] + f"/{MARKER}"
+    fs.pipe_file(bad, json.dumps({**marker, "pushed_at": 5}).encode())
+    capfd.readouterr()
+    second = checkout(tmp_path, "b")
+    frame = sweep(second, cache, grid={"x": [90, 91]}, export_html=False)
+    assert list(frame.status) == ["success", "success"]
+    assert all("cache entry skipped" in r for r in frame.reason), list(frame.reason)
+    assert capfd.readouterr().err.count("skipped:") == 2
+    third = sweep(checkout(tmp_path, "c"), cache, grid={"x": [90, 91]}, export_html=False)
+    assert all(r.startswith("restored from cache") for r in third.reason), list(third.reason)
+
+
+def test_an_entry_without_the_html_page_asked_for_is_a_quiet_miss(tmp_path, cache, capfd):
+    """A success pushed by a call without HTML is not restored by one that asks for the page: it runs
+    (no warning), and its success, page included, replaces the entry."""
+    sweep(checkout(tmp_path, "a"), cache, grid={"x": [100]}, export_html=False)
+    capfd.readouterr()
+    second = checkout(tmp_path, "b")
+    frame = sweep(second, cache, grid={"x": [100]})
+    assert (
+        frame.reason[0] == "new; cache entry skipped (it was made without the HTML page this call asks for)"
+    )
+    assert "skipped" not in capfd.readouterr().err
+    assert (second / "runs" / "sq" / "x=100" / "sq.html").exists()
+    assert sweep(checkout(tmp_path, "c"), cache, grid={"x": [100]}).reason[0].startswith("restored")
+
+
+def test_a_reader_overlapping_a_push_restores_the_new_entry(tmp_path, cache, monkeypatch):
+    """A push replaces the entry (and deletes its archive) between a reader's lookup and its download:
+    the reader looks again and restores the new entry instead of running."""
+    from ductaflow.cache import RunCache
+
+    first, other = checkout(tmp_path, "a"), checkout(tmp_path, "b")
+    sweep(first, cache, grid={"x": [110]}, export_html=False)
+    sweep(other, False, grid={"x": [110]}, export_html=False)
+    download = RunCache._download
+    pushed = []
+
+    def push_first(self, entry, archive):  # the other machine's push lands now, once
+        if not pushed:
+            pushed.append(self.push(other / "runs" / "sq" / "x=110", record(other / "runs" / "sq" / "x=110")))
+        return download(self, entry, archive)
+
+    monkeypatch.setattr(RunCache, "_download", push_first)
+    third = checkout(tmp_path, "c")
+    frame = sweep(third, cache, grid={"x": [110]}, export_html=False)
+    assert pushed and frame.reason[0].startswith("restored from cache"), frame.reason[0]
+    assert ran_in(third / "runs" / "sq" / "x=110") == str(other / "runs" / "sq" / "x=110")
+
+
+def test_a_failing_store_is_left_alone_after_failures_in_a_row(tmp_path, capfd):
+    """A store that cannot be read (a file where its folder should be) is asked a few times, then left
+    alone for the rest of the sweep, said once; every instance succeeds."""
+    from ductaflow.caching import FAILURES_IN_A_ROW
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    frame = sweep(checkout(tmp_path, "a"), str(blocked / "cache"), grid={"x": list(range(120, 130))},
+                  export_html=False, jobs=1)  # fmt: skip
+    assert set(frame.status) == {"success"}
+    err = capfd.readouterr().err
+    assert err.count(f"failed {FAILURES_IN_A_ROW} times in a row") == 1, err
+    assert err.count("ductaflow:") == FAILURES_IN_A_ROW + 1, err

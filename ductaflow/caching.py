@@ -1,0 +1,202 @@
+"""What an instance does with the shared cache (:mod:`ductaflow.cache`): restore instead of run, push.
+
+A conductor's task asks :func:`restore_instance` for an instance that must
+run, and gives :func:`push_instance` each success, under the instance's
+lock. :func:`push_runs` (``ductaflow cache push``) pushes successes made
+before the cache was set. The cache never decides a result: an entry that
+fails a check is skipped with a warning on stderr and the instance runs; a
+push that fails keeps the result here. A store that keeps failing (the
+network is down) is left alone for :data:`REST_S` seconds after
+:data:`FAILURES_IN_A_ROW` failures in a row, said once, so that a sweep of a
+thousand instances does not wait on it a thousand times.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .cache import ArchiveGone, CacheEntry, CacheUnreachable, RunCache, cache_url, open_cache
+from .exceptions import CacheEntryError, ConfigError, DiskFullError, InstanceBusyError
+from .project import find_project_root
+from .rundir import find_instances, lock_instance
+from .runrecord import RunStatus, now_iso, read_record
+from .settings import project_settings
+
+FAILURES_IN_A_ROW = 5  # failures of the store in a row before it is left alone for a while
+REST_S = 60.0  # how long a failing store is left alone
+
+
+def restore_instance(
+    url: str, run_dir: Path, fingerprint: str, *, project_root: Path, runs_dir: Path,
+    environment: str | None = None, html: bool = False, asked: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, str | None]:  # fmt: skip
+    """Restore ``run_dir``'s instance with ``fingerprint`` from the cache at ``url``, if it holds it.
+
+    Returns the record placed and ``None``; ``(None, None)`` when the cache
+    has no such entry, or, given ``environment`` (a sha256 of
+    ``environment.json``), none made in that environment; ``(None, why)``
+    when its entry was skipped (partial, corrupt, made without the HTML page
+    ``html`` asks for, the store unreachable), which is also said on stderr.
+    The record's ``reason`` says where the entry came from and ``restored``
+    says more; ``asked`` holds what this call asked that the record should
+    say instead of the pusher's (``config_source``, ``sweep_id``; ``None``
+    values are dropped). A full disk here raises :class:`DiskFullError`.
+    Call with the instance lock held.
+    """
+    cache = open_cache(url)
+    step, instance = run_dir.parent.name, run_dir.name
+    if _resting(cache):
+        return None, None
+    try:
+        for look in (1, 2):  # an archive gone: a push replaced the entry meanwhile; its new marker names it
+            entry = cache.lookup(fingerprint, step, instance)
+            if entry is None or (environment is not None and entry.environment != environment):
+                _worked(cache)
+                return None, None
+            try:
+                facts = _facts(cache, entry, asked or {})
+                record = cache.restore(entry, run_dir, project_root=project_root, runs_dir=runs_dir,
+                                       html=html, **facts)  # fmt: skip
+                _worked(cache)
+                return record, None
+            except ArchiveGone:
+                if look == 2:
+                    raise
+    except DiskFullError:
+        raise
+    except Exception as exc:  # the entry's trouble, or the store's: never this instance's
+        if isinstance(exc, CacheUnreachable):
+            _failed(cache)
+        if not getattr(exc, "quiet", False):
+            shown = exc if isinstance(exc, CacheEntryError) else f"{type(exc).__name__}: {exc}"
+            say(f"cache entry {fingerprint[:12]} for {step}/{instance} in {cache.shown} skipped: {shown}; "
+                "the instance runs instead")  # fmt: skip
+        return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None, None  # pragma: no cover - the loop returns or raises
+
+
+def _facts(cache: RunCache, entry: CacheEntry, asked: Mapping[str, Any]) -> dict[str, Any]:
+    """What a restored record says besides the pusher's: where it came from, what this call asked."""
+    origin = {"from": cache.shown, "host": entry.host, "pushed_at": entry.pushed_at,
+              "restored_at": now_iso(), "by": socket.gethostname()}  # fmt: skip
+    return {**asked, "reason": f"restored from cache ({entry.origin})", "restored": origin}
+
+
+def push_instance(url: str, run_dir: Path) -> CacheEntry | None:
+    """Push the success in ``run_dir`` to the cache at ``url``; ``None``, said on stderr, when it could
+    not be pushed (the result stays here). Call with the instance lock held."""
+    record = read_record(run_dir)
+    if record is None or record.get("status") != RunStatus.SUCCESS or not record.get("fingerprint"):
+        return None
+    cache = open_cache(url)
+    if _resting(cache):
+        return None
+    try:
+        entry = cache.push(run_dir, record)
+    except Exception as exc:  # the network, the store's permissions: the result is kept here all the same
+        if not isinstance(exc, CacheEntryError):
+            _failed(cache)
+        say(f"could not push {run_dir.parent.name}/{run_dir.name} to the cache {cache.shown} "
+            f"({type(exc).__name__}: {exc}); it is kept here")  # fmt: skip
+        return None
+    _worked(cache)
+    return entry
+
+
+def push_runs(
+    paths: Iterable[str | os.PathLike[str]] = ("runs",),
+    cache: str | os.PathLike[str] | None = None,
+) -> dict[str, list[str]]:
+    """Push every success under ``paths`` (runs folders, step folders, instance folders) to ``cache``.
+
+    Each goes under the fingerprint its record holds, which is what a later
+    lookup for the same flow, config and inputs asks for. ``cache`` defaults
+    to ``cache`` in the project's ``ductaflow.toml``; without either,
+    :class:`ConfigError`. Returns the instances (``step/instance``) by
+    outcome: ``pushed``, ``present`` (the cache holds that entry already),
+    ``busy`` (an attempt is running), ``not success`` and ``failed`` (the
+    push failed; said on stderr). A runs folder that cannot be written (a
+    read-only copy) is pushed without taking the instances' locks.
+    """
+    folders = find_instances(paths)
+    url = cache_url(cache, Path.cwd()) if cache is not None else _project_cache(folders)
+    assert url is not None  # cache_url gives None only for an empty value, which settings refuse
+    store = open_cache(url)
+    outcome: dict[str, list[str]] = {"pushed": [], "present": [], "busy": [], "not success": [], "failed": []}
+    for run_dir in folders:
+        name = f"{run_dir.parent.name}/{run_dir.name}"
+        try:
+            with lock_instance(run_dir):
+                outcome[_push_one(store, run_dir)].append(name)
+        except InstanceBusyError:
+            outcome["busy"].append(name)
+        except OSError:  # the lock cannot be made: a read-only runs folder, where nothing runs either
+            outcome[_push_one(store, run_dir)].append(name)
+    return outcome
+
+
+def _push_one(store: RunCache, run_dir: Path) -> str:
+    record = read_record(run_dir)
+    if record is None or record.get("status") != RunStatus.SUCCESS or not record.get("fingerprint"):
+        return "not success"
+    try:
+        if store.lookup(str(record["fingerprint"]), run_dir.parent.name, run_dir.name) is not None:
+            return "present"
+    except CacheEntryError:  # a spoiled entry: this success replaces it
+        pass
+    return "pushed" if push_instance(store.url, run_dir) is not None else "failed"
+
+
+def _project_cache(folders: list[Path]) -> str | None:
+    """The cache ``ductaflow.toml`` names for the project holding the first of ``folders``."""
+    settings = project_settings(find_project_root(folders[0] if folders else Path.cwd()))
+    if settings.cache is None or settings.path is None:
+        raise ConfigError("no cache given: pass --cache URL (a folder or an fsspec URL such as "
+                          "s3://bucket/cache), or set cache = \"...\" in the project's ductaflow.toml.",
+                          key="cache")  # fmt: skip
+    return cache_url(settings.cache, settings.path.parent, "cache in ductaflow.toml")
+
+
+def say(message: str) -> None:
+    """Tell the user on stderr about a skipped entry or a failed push: results never depend on the cache."""
+    with _LOCK:
+        print(f"ductaflow: {message}", file=sys.stderr, flush=True)
+
+
+_LOCK = threading.Lock()
+_FAILURES: dict[str, int] = {}  # url -> failures of the store in a row
+_RESTING: dict[str, float] = {}  # url -> until when (time.monotonic) it is left alone
+
+
+def _failed(cache: RunCache) -> None:
+    with _LOCK:
+        _FAILURES[cache.url] = _FAILURES.get(cache.url, 0) + 1
+        if _FAILURES[cache.url] < FAILURES_IN_A_ROW:
+            return
+        _FAILURES[cache.url] = 0
+        _RESTING[cache.url] = time.monotonic() + REST_S
+    say(f"the cache {cache.shown} failed {FAILURES_IN_A_ROW} times in a row: it is not used for "
+        f"{REST_S:.0f} s (instances run, their results are kept here)")  # fmt: skip
+
+
+def _worked(cache: RunCache) -> None:
+    with _LOCK:
+        _FAILURES.pop(cache.url, None)
+
+
+def _resting(cache: RunCache) -> bool:
+    with _LOCK:
+        until = _RESTING.get(cache.url)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del _RESTING[cache.url]
+        return False
