@@ -295,7 +295,8 @@ def _origin(record: Mapping[str, Any]) -> str | None:
     for key, how in (("restored", "restored from cache"), ("unpacked", "unpacked from")):
         came = record.get(key)
         if isinstance(came, Mapping):
-            return f"{how} {came.get('from')}, made on {came.get('host')} (ran {record.get('started_at')})"
+            ran = str(record.get("started_at") or "")[:16].replace("T", " ")
+            return f"{how} {came.get('from')}, made on {came.get('host')} (ran {ran} UTC)"
     return None
 
 
