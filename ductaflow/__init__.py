@@ -32,7 +32,7 @@ from .script import load_cli_config
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .bundle import pack_runs
-    from .caching import push_runs
+    from .caching import clean_cache, push_runs
     from .clean import clean_runs
     from .conductor import run_instances
     from .configkeys import config_keys
@@ -80,6 +80,7 @@ _LAZY = {
     "log_uniform": "spaces",
     "build_report": "report",
     "push_runs": "caching",
+    "clean_cache": "caching",
     "export_mlflow": "mlflowexport",
     "pack_runs": "bundle",
     "unpack_runs": "unbundle",
@@ -121,6 +122,7 @@ __all__ = [
     "build_report",
     "check_instance",
     "check_instances",
+    "clean_cache",
     "clean_runs",
     "collect",
     "config_keys",

@@ -123,9 +123,20 @@ class RunCache:
     def lookup(self, fingerprint: str, step: str, instance: str) -> CacheEntry | None:
         """The published entry of ``step/instance`` with ``fingerprint``, ``None`` when there is none;
         :class:`CacheEntryError` when its marker cannot be read or makes no sense."""
-        where = f"{self.folder(fingerprint, step, instance)}/{MARKER}"
+        entry = self.read_marker(f"{self.folder(fingerprint, step, instance)}/{MARKER}")
+        if entry is not None and (entry.fingerprint, entry.step, entry.instance) != (
+            fingerprint,
+            step,
+            instance,
+        ):
+            raise CacheEntryError(f"its marker {MARKER} names another entry")
+        return entry
+
+    def read_marker(self, key: str) -> CacheEntry | None:
+        """The entry the marker ``key`` describes; ``None`` when there is none; :class:`CacheEntryError`
+        when it is not a cache entry, :class:`CacheUnreachable` when the store cannot be read."""
         try:
-            text = self.fs.cat_file(where)
+            text = self.fs.cat_file(key)
         except FileNotFoundError:
             return None
         except Exception as exc:  # the network, the store's permissions: whatever the backend raises
@@ -134,11 +145,11 @@ class RunCache:
             data = json.loads(text)
             entry = CacheEntry(**{name: data[name] for name in _FIELDS}, environment=data.get("environment"))
         except (ValueError, KeyError, TypeError) as exc:
-            problem = f"its marker {MARKER} is not a cache entry ({type(exc).__name__}: {exc})"
-            raise CacheEntryError(problem) from None
-        wanted = (fingerprint, step, instance)
-        if not _well_formed(entry) or (entry.fingerprint, entry.step, entry.instance) != wanted:
-            raise CacheEntryError(f"its marker {MARKER} names another entry, or no archive")
+            raise CacheEntryError(
+                f"its marker {MARKER} is not a cache entry ({type(exc).__name__})"
+            ) from None
+        if not _well_formed(entry):
+            raise CacheEntryError(f"its marker {MARKER} is not a cache entry (a field of the wrong type)")
         return entry
 
     def restore(self, entry: CacheEntry, run_dir: Path, *, project_root: Path, runs_dir: Path,

@@ -13,16 +13,18 @@ thousand instances does not wait on it a thousand times.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cache import ArchiveGone, CacheEntry, CacheUnreachable, RunCache, cache_url, open_cache
+from .cache import FORMAT, MARKER, ArchiveGone, CacheEntry, CacheUnreachable, RunCache, cache_url, open_cache
 from .exceptions import CacheEntryError, ConfigError, DiskFullError, InstanceBusyError
 from .project import find_project_root
 from .rundir import find_instances, lock_instance
@@ -152,6 +154,85 @@ def _push_one(store: RunCache, run_dir: Path) -> str:
     except CacheEntryError:  # a spoiled entry: this success replaces it
         pass
     return "pushed" if push_instance(store.url, run_dir) is not None else "failed"
+
+
+def clean_cache(
+    cache: str | os.PathLike[str] | None = None,
+    *,
+    older_than_days: float | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Remove from ``cache`` what no reader will restore; return what was (``dry_run``: would be) removed.
+
+    Always: archives no marker names (a push cut short, the loser of two
+    pushes of one entry at once) and markers that are not a cache entry, once
+    older than :data:`ORPHAN_AGE_S`, so that a push in flight keeps its
+    archive. With ``older_than_days``, also every entry pushed longer ago
+    than that, its marker first. ``cache`` defaults to ``cache`` in the
+    project's ``ductaflow.toml``. Returns the keys removed (``removed``), how
+    many entries went whole (``entries``) and the bytes freed (``bytes``).
+    """
+    url = cache_url(cache, Path.cwd()) if cache is not None else _project_cache([Path.cwd()])
+    assert url is not None  # cache_url gives None only for an empty value, which settings refuse
+    store = open_cache(url)
+    now = time.time()
+    doomed: list[str] = []
+    entries = 0
+    for folder, names in _entry_folders(store).items():
+        try:
+            marker = store.read_marker(f"{folder}/{MARKER}") if MARKER in names else None
+        except CacheEntryError:  # not a cache entry: the next push writes a good one over it
+            marker = None
+            if _age_s(store, f"{folder}/{MARKER}", now) > ORPHAN_AGE_S:
+                doomed.append(f"{folder}/{MARKER}")
+        expired = marker is not None and older_than_days is not None and (
+            now - _timestamp(marker.pushed_at) > older_than_days * 86400)  # fmt: skip
+        if expired:
+            entries += 1
+            doomed.append(f"{folder}/{MARKER}")  # first: a reader never finds a marker without its archive
+        for name in sorted(names - {MARKER}):
+            orphan = marker is None or name != marker.archive
+            if expired or (orphan and _age_s(store, f"{folder}/{name}", now) > ORPHAN_AGE_S):
+                doomed.append(f"{folder}/{name}")
+    freed = 0
+    for key in doomed:
+        with contextlib.suppress(Exception):
+            freed += int(store.fs.size(key) or 0)
+            if not dry_run:
+                store.fs.rm_file(key)
+    return {"removed": doomed, "entries": entries, "bytes": freed}
+
+
+ORPHAN_AGE_S = 3600.0  # an archive no marker names is removed once this old: a push takes less
+
+
+def _entry_folders(store: RunCache) -> dict[str, set[str]]:
+    """Each entry folder of ``store`` and the names of the files in it (a marker being written left out)."""
+    folders: dict[str, set[str]] = {}
+    try:
+        found = store.fs.find(f"{store.root}/{FORMAT}")
+    except FileNotFoundError:
+        return folders
+    for key in found:
+        folder, _, name = str(key).rpartition("/")
+        if not name.startswith("."):
+            folders.setdefault(folder, set()).add(name)
+    return folders
+
+
+def _age_s(store: RunCache, key: str, now: float) -> float:
+    """Seconds since ``key`` was written; 0 when the store cannot tell (it is then kept)."""
+    try:
+        return now - store.fs.modified(key).timestamp()
+    except Exception:
+        return 0.0
+
+
+def _timestamp(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return time.time()  # a date that does not parse: as if pushed now, kept
 
 
 def _project_cache(folders: list[Path]) -> str | None:

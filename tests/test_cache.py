@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
@@ -515,3 +516,37 @@ def test_a_failing_store_is_left_alone_after_failures_in_a_row(tmp_path, capfd):
     err = capfd.readouterr().err
     assert err.count(f"failed {FAILURES_IN_A_ROW} times in a row") == 1, err
     assert err.count("ductaflow:") == FAILURES_IN_A_ROW + 1, err
+
+
+def test_cache_clean_removes_orphans_once_old_and_entries_past_an_age(tmp_path):
+    """``cache clean`` removes archives no marker names once an hour old (a young one may be a push in
+    flight), markers that are not entries, and with ``--older-than`` whole entries; a dry run removes
+    nothing; what stays still restores."""
+    cache = str(tmp_path / "cache")
+    first = checkout(tmp_path, "a")
+    sweep(first, cache, grid={"x": [140, 141]}, export_html=False)
+    store = open_cache(cache)
+    by_instance = {m["instance"]: fp for fp, m in entries(cache).items()}
+    kept = store.folder(by_instance["x=140"], "sq", "x=140")
+    old_orphan, young_orphan = (
+        Path(kept) / "vm-1-aaaaaaaaaaaa.tar.gz",
+        Path(kept) / "vm-2-bbbbbbbbbbbb.tar.gz",
+    )
+    for orphan in (old_orphan, young_orphan):
+        orphan.write_bytes(b"x" * 1000)
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old_orphan, (hours_ago, hours_ago))
+    spoiled = Path(store.folder(by_instance["x=141"], "sq", "x=141")) / MARKER
+    spoiled.write_text("{")
+    os.utime(spoiled, (hours_ago, hours_ago))
+    args = [sys.executable, "-m", "ductaflow", "cache", "clean", "--cache", cache]
+    dry = subprocess.run([*args, "--dry-run"], capture_output=True, text=True)
+    assert dry.returncode == 0 and f"would remove {old_orphan}" in dry.stdout, dry.stdout
+    assert old_orphan.exists() and spoiled.exists()
+    done = ductaflow.clean_cache(cache)
+    assert sorted(done["removed"]) == sorted([str(old_orphan), str(spoiled)]) and done["entries"] == 0
+    assert not old_orphan.exists() and young_orphan.exists() and not spoiled.exists()
+    frame = sweep(checkout(tmp_path, "b"), cache, grid={"x": [140, 141]}, export_html=False)
+    assert frame.reason[0].startswith("restored from cache") and frame.reason[1] == "new"
+    everything = ductaflow.clean_cache(cache, older_than_days=0)
+    assert everything["entries"] == 2 and entries(cache) == {}

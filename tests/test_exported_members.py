@@ -29,6 +29,7 @@ DOCUMENTED = {
     "build_report",
     "check_instance",
     "check_instances",
+    "clean_cache",
     "clean_runs",
     "collect",
     "config_keys",

@@ -41,3 +41,32 @@ def push(paths: tuple[Path, ...], url: str | None) -> int:
     for name in outcome["busy"]:
         click.echo(f"  busy (an attempt is running): {name}")
     return EXIT_OK if not outcome["failed"] else 1
+
+
+@cache.command(context_settings=CONTEXT)
+@click.option("--cache", "url", metavar="URL",
+              help="A folder or fsspec URL (s3://...). Default: cache in ductaflow.toml.")  # fmt: skip
+@click.option("--older-than", "days", type=click.FloatRange(min=0), metavar="DAYS",
+              help="Also remove every entry pushed more than DAYS days ago.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@debug_option
+def clean(url: str | None, days: float | None, dry_run: bool) -> int:
+    """Remove from the cache what no sweep will restore, and with --older-than, old entries.
+
+    Archives no entry names (a push cut short, the loser of two pushes of one
+    instance at once) go once an hour old; with --older-than DAYS, so does
+    every entry pushed before then.
+
+    \b
+    Examples:
+      ductaflow cache clean --dry-run
+      ductaflow cache clean --older-than 90 --cache s3://team-bucket/ductaflow-cache
+    """
+    done = ductaflow.clean_cache(url, older_than_days=days, dry_run=dry_run)
+    for key in done["removed"]:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {key}")
+    verb = "would free" if dry_run else "freed"
+    click.echo(
+        f"{len(done['removed'])} files, {done['entries']} whole entries: {verb} {done['bytes'] / 1e6:.1f} MB"
+    )
+    return EXIT_OK
