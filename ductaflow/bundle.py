@@ -2,13 +2,14 @@
 
 A bundle holds::
 
-    runs/<step>/<instance>/...   each instance directory, every file of it
+    runs/<step>/<instance>/...   each instance directory, every file of it (a link pointing
+                                 inside it as a link; one pointing outside is left out)
     sources/<path>               the flows, config files, tables and project modules the
                                  instances' records name, at their paths relative to the
                                  project root, as they are when packed
     manifest.json                the format, ductaflow's version, when and where it was packed,
                                  and per instance its step, name, fingerprint, status and every
-                                 file's size and sha256 (the sources' too)
+                                 file's size and sha256 (the sources' too), or a link's target
 
 :func:`pack_runs` writes one; :func:`ductaflow.unbundle.unpack_runs` places
 its instances in another checkout's runs folder, as if they ran there. Only
@@ -54,6 +55,43 @@ def safe_relative(path: object) -> bool:
     return posixpath.normpath(path) == path and not {"", ".", ".."} & set(parts) and ":" not in parts[0]
 
 
+def safe_runs_dir(path: object) -> bool:
+    """True for a runs folder a bundle may name: :func:`safe_relative`, no part hidden (``.git``, ``.venv``).
+
+    >>> [safe_runs_dir(p) for p in ("runs", "study/runs", ".git/runs", "a/.venv", "../runs")]
+    [True, True, False, False, False]
+    """
+    return safe_relative(path) and not any(part.startswith(".") for part in str(path).split("/"))
+
+
+def link_inside(name: str, target: str) -> bool:
+    """True when a link at ``name`` (a relative path in a folder) pointing to ``target`` stays in that folder.
+
+    >>> [link_inside("a/b", t) for t in ("c", "../c", "../../c", "/etc/passwd", "", "../..")]
+    [True, True, False, False, False, False]
+    """
+    if not target or "\\" in target or "\x00" in target or target.startswith("/"):
+        return False
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    return resolved != ".." and not resolved.startswith("../")
+
+
+def record_sources(record: Mapping[str, Any]) -> dict[str, str | None]:
+    """The files a run record names, relative to its project root where they are in it: its flow, the
+    project modules in its fingerprint and the config file and table it came from, each with the sha256
+    the record gives (``None``: none given)."""
+    parts, source = _mapping(record.get("fingerprint_parts")), _mapping(record.get("config_source"))
+    named = {str(record["flow"]): parts.get("flow_sha256") or record.get("flow_sha256")} if record.get(
+        "flow") else {}  # fmt: skip
+    named.update({str(path): sha for path, sha in _mapping(parts.get("code")).items()})
+    named.update({str(source[key]): None for key in ("config_file", "table") if source.get(key)})
+    return named
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def pack_runs(paths: Iterable[str | os.PathLike[str]], output: str | os.PathLike[str]) -> dict[str, Any]:
     """Write the successful instances under ``paths`` to the run bundle ``output`` (a ``.tar.gz``).
 
@@ -68,9 +106,10 @@ def pack_runs(paths: Iterable[str | os.PathLike[str]], output: str | os.PathLike
     Returns ``{"archive", "instances", "files", "bytes", "skipped", "notes"}``:
     ``skipped`` lists ``(run_dir, why)`` of the instances left out (running,
     not a success, no readable record); ``notes`` what the receiver should
-    know (a source changed since its instances ran, an upstream instance
-    not in the bundle, a file that is a link). Raises :class:`BundleError`
-    when nothing can be packed.
+    know (a source changed since its instances ran, one outside the project
+    and so left out, an upstream instance not in the bundle, a link pointing
+    outside its instance, left out). Raises :class:`BundleError` when
+    nothing can be packed.
     """
     given = list(paths)
     run_dirs = find_instances(given)
@@ -117,8 +156,9 @@ class _Packer:
         self.skipped: list[tuple[Path, str]] = []
         self.upstream_missing: dict[str, list[str]] = {}
         self.missing: list[str] = []  # sources named but not found
+        self.outside: dict[str, list[str]] = {}  # sources named by an absolute path -> the instances
         self.changed: dict[str, list[str]] = {}  # source -> the instances that ran another version
-        self.links: list[Path] = []  # links in instance directories, not followed
+        self.links: list[Path] = []  # links in instance directories pointing outside them: left out
         self.root: Path | None = None
 
     def add_instance(self, tar: tarfile.TarFile, run_dir: Path) -> None:
@@ -142,7 +182,11 @@ class _Packer:
             name = run_dir.relative_to(self.runs).as_posix()
             found, links = _files(run_dir)
             files = {rel: _add_file(tar, path, f"{RUNS_PREFIX}/{name}/{rel}") for rel, path in found}
-            self.links += links
+            for rel, path in links:
+                if _points_inside(run_dir, rel, path):
+                    files[rel] = _add_link(tar, path, f"{RUNS_PREFIX}/{name}/{rel}")
+                else:
+                    self.links.append(path)
         self.instances.append({"step": run_dir.parent.name, "instance": run_dir.name,
                                "fingerprint": record.get("fingerprint"), "status": str(status),
                                "flow": record.get("flow"), "started_at": record.get("started_at"),
@@ -153,16 +197,12 @@ class _Packer:
         recorded = str(record.get("project_root") or "")
         root = Path(recorded) if recorded and Path(recorded).is_dir() else layout_root(run_dir)
         self.root = self.root or root
-        parts = record.get("fingerprint_parts") or {}
-        named = {str(record["flow"]): parts.get("flow_sha256") or record.get("flow_sha256")} if record.get(
-            "flow") else {}  # fmt: skip
-        named.update({str(path): sha for path, sha in (parts.get("code") or {}).items()})
-        source = record.get("config_source") or {}
-        named.update({str(source[key]): None for key in ("config_file", "table") if source.get(key)})
-        for path, sha in named.items():
-            if safe_relative(path):  # a flow outside the project (an absolute path) stays out
+        for path, sha in record_sources(record).items():
+            if safe_relative(path):
                 self.wanted.setdefault(path, (root / path, {}))[1][name] = sha
-        for key in parts.get("upstream") or {}:
+            else:  # outside the project (an absolute path): no other checkout holds it there
+                self.outside.setdefault(path, []).append(name)
+        for key in (record.get("fingerprint_parts") or {}).get("upstream") or {}:
             if key not in self.packed:
                 self.upstream_missing.setdefault(str(key), []).append(name)
 
@@ -183,19 +223,23 @@ class _Packer:
         runs = shown_path(self.runs, self.root) if self.root else RUNS_PREFIX
         return {"ductaflow_bundle": BUNDLE_FORMAT, "ductaflow_version": __version__, "created_at": now_iso(),
                 "host": socket.gethostname(), "project_root": str(self.root),
-                "runs_dir": runs if safe_relative(runs) else RUNS_PREFIX,
+                "runs_dir": runs if safe_runs_dir(runs) else RUNS_PREFIX,
                 "instances": self.instances, "sources": self.sources}  # fmt: skip
 
     def notes(self) -> list[str]:
         """What the receiver of the bundle should know, one sentence each."""
         out = [f"{path} is not in the bundle: it is missing here" for path in self.missing]
+        for path, names in sorted(self.outside.items()):
+            out.append(f"{path} is not in the bundle: {_some(names)} name{'s' * (len(names) == 1)} it "
+                       "outside the project, where another checkout does not hold it")  # fmt: skip
         for path, names in self.changed.items():
             out.append(f"{path} changed since {_some(names)} ran: the bundle holds it as it is now, and "
                        "they are outdated with it")  # fmt: skip
         for key, names in sorted(self.upstream_missing.items()):
             out.append(f"{_some(names)} read{'s' * (len(names) == 1)} {key}, which is not in the bundle: "
                        "pack its step too for them to be up to date where they are unpacked")  # fmt: skip
-        out += [f"{shown_path(path)} is a link: not packed (links are not followed)" for path in self.links]
+        out += [f"{shown_path(path)} is a link pointing outside its instance folder: not packed"
+                for path in self.links]  # fmt: skip
         return out
 
 
@@ -203,22 +247,29 @@ def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def _files(run_dir: Path) -> tuple[list[tuple[str, Path]], list[Path]]:
-    """``(path relative to run_dir, path)`` of every regular file under ``run_dir``, sorted; and its links.
+def _files(run_dir: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """``(path relative to run_dir, path)`` of every regular file under ``run_dir``, sorted; and of its links.
 
     Links are not followed (one could name any file on the machine).
     """
     found, links = [], []
     for folder, dirs, names in os.walk(run_dir):
         dirs.sort()
-        links += [Path(folder, name) for name in dirs if Path(folder, name).is_symlink()]
-        for name in sorted(names):
+        for name in sorted(dirs) + sorted(names):
             path = Path(folder, name)
             if path.is_symlink():
-                links.append(path)
-            elif path.is_file():
+                links.append((path.relative_to(run_dir).as_posix(), path))
+            elif name in names and path.is_file():
                 found.append((path.relative_to(run_dir).as_posix(), path))
     return found, links
+
+
+def _points_inside(run_dir: Path, rel: str, path: Path) -> bool:
+    """True when the link ``path`` (``rel`` in ``run_dir``) points inside ``run_dir``, as written and as
+    resolved (through other links)."""
+    target = os.readlink(path)
+    real = Path(os.path.realpath(path))
+    return link_inside(rel, target) and real.is_relative_to(os.path.realpath(run_dir))
 
 
 class _Hashing:
@@ -244,6 +295,14 @@ def _add_file(tar: tarfile.TarFile, path: Path, name: str) -> dict[str, Any]:
     return {"size": reader.size, "sha256": reader.sha256.hexdigest()}
 
 
+def _add_link(tar: tarfile.TarFile, path: Path, name: str) -> dict[str, Any]:
+    """Add the link ``path`` as the symbolic link member ``name``; return its ``{"link": target}``."""
+    info = _member(name, 0, int(path.lstat().st_mtime), 0o777)
+    info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+    tar.addfile(info)
+    return {"link": info.linkname}
+
+
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     import time
 
@@ -264,7 +323,8 @@ def _atomic_archive(target: Path) -> Any:
     if target.is_dir():
         raise BundleError(f"{shown_path(target)} is a folder: give the bundle's file name "
                           "(-o results.tar.gz).", path=str(target))  # fmt: skip
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    _remove_stale_partials(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}@{socket.gethostname()}.partial")
     try:
         with open(tmp, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT, compresslevel=6) as tar:
@@ -284,3 +344,24 @@ def _atomic_archive(target: Path) -> Any:
         raise BundleError(f"cannot write the bundle {shown_path(target)} ({why}): free space or choose "
                           "a writable place (-o); nothing was written there.",
                           path=str(target)) from None  # fmt: skip
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Remove the partial archives beside ``target`` left by a pack killed on this host (its pid is gone)."""
+    start, host = f".{target.name}.", socket.gethostname()
+    with contextlib.suppress(OSError):
+        for path in target.parent.iterdir():
+            pid, _, where = path.name[len(start) : -len(".partial")].partition("@")
+            if path.name.startswith(start) and path.name.endswith(".partial") and where == host and (
+                    pid.isdigit() and not _alive(int(pid))):  # fmt: skip
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True

@@ -2,11 +2,15 @@
 
 :func:`read_bundle` streams through the archive once and refuses it at its
 first fault: a member whose name is absolute, holds ``..``, is not
-normalised or lies outside ``runs/`` and ``sources/``; a link, device or
-FIFO; a name met twice; an instance's files not together; a manifest that
-is missing, does not parse, is of a newer format, or does not list exactly
-the files there, each of the size and sha256 it gives; an instance's record
-that is not a success of the fingerprint the manifest gives.
+normalised or lies outside ``runs/`` and ``sources/``; a hard link, a
+device or FIFO; a symbolic link outside an instance folder, pointing out of
+its instance folder, or with a member below it; a name met twice; an
+instance's files not together; a manifest that is missing, does not parse,
+is of a newer format, names a runs folder that is absolute, escapes or is
+hidden (``.git/...``), or does not list exactly the files there, each of
+the size and sha256 (a link: the target) it gives; an instance's record that
+is not a success of the fingerprint the manifest gives; a source that no
+record in the bundle names.
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle import BUNDLE_FORMAT, MANIFEST_NAME, RUNS_PREFIX, SOURCES_PREFIX, safe_relative
+from .bundle import (
+    BUNDLE_FORMAT,
+    MANIFEST_NAME,
+    RUNS_PREFIX,
+    SOURCES_PREFIX,
+    link_inside,
+    record_sources,
+    safe_relative,
+    safe_runs_dir,
+)
 from .exceptions import BundleError, UnsafeNameError
 from .files import shown_path
 from .names import check_name
@@ -39,6 +52,11 @@ class Bundle:
     manifest: dict[str, Any]
     instances: list[dict[str, Any]]  # the manifest's entries: step, instance, fingerprint, files...
     sources: dict[str, dict[str, Any]]  # path relative to the project root -> {"size", "sha256"}
+
+
+def listed_as(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a manifest's file entry says a member is: ``("link", target)`` or ``(size, sha256)``."""
+    return ("link", entry["link"]) if "link" in entry else (entry["size"], entry["sha256"])
 
 
 def read_bundle(archive: str | os.PathLike[str]) -> Bundle:
@@ -66,11 +84,18 @@ def read_bundle(archive: str | os.PathLike[str]) -> Bundle:
     for name, entry in expected.items():
         if name not in found:
             _refuse(path, f"its {MANIFEST_NAME} lists {name!r}, which the archive lacks")
-        if found[name] != (entry["size"], entry["sha256"]):
-            _refuse(path, f"{name!r} does not match its size and sha256 in the {MANIFEST_NAME}: the archive "
-                    "is corrupt or was changed")  # fmt: skip
+        if found[name] != listed_as(entry):
+            what = "target" if "link" in entry or found[name][0] == "link" else "size and sha256"
+            _refuse(path, f"{name!r} does not match its {what} in the {MANIFEST_NAME}: the archive is "
+                    "corrupt or was changed")  # fmt: skip
+    named: set[str] = set()
     for entry in manifest["instances"]:
-        _check_record(path, entry, kept[f"{RUNS_PREFIX}/{entry['step']}/{entry['instance']}/{RECORD_NAME}"])
+        record = _check_record(path, entry, kept[f"{RUNS_PREFIX}/{entry['step']}/{entry['instance']}/"
+                                                 f"{RECORD_NAME}"])  # fmt: skip
+        named.update(record_sources(record))
+    for rel in sorted(manifest["sources"].keys() - named):
+        _refuse(path, f"its {MANIFEST_NAME} lists the source {rel!r}, which no record in the bundle names "
+                "(its flow, project modules, config file or table)")  # fmt: skip
     return Bundle(path, manifest, manifest["instances"], manifest["sources"])
 
 
@@ -79,11 +104,14 @@ def _refuse(path: Path, problem: str) -> None:
                       "`ductaflow pack` has none of this: ask for it again.", path=str(path))  # fmt: skip
 
 
-def _scan(path: Path) -> tuple[dict[str, tuple[int, str]], dict[str, bytes]]:
-    """Every file member's ``(size, sha256)`` by name, and the bytes of the manifest and the records."""
-    found: dict[str, tuple[int, str]] = {}
+def _scan(path: Path) -> tuple[dict[str, tuple[Any, ...]], dict[str, bytes]]:
+    """Every file member's ``(size, sha256)`` (a link's ``("link", target)``) by name, and the bytes of the
+    manifest and the records."""
+    found: dict[str, tuple[Any, ...]] = {}
     kept: dict[str, bytes] = {}
     folders: set[str] = set()
+    above: set[str] = set()  # every folder a member lies in: none may be a link
+    links: set[str] = set()
     done: set[str] = set()  # instances whose members have ended: one must not start again
     current = None
     with tarfile.open(path, mode="r:gz") as tar:
@@ -91,10 +119,15 @@ def _scan(path: Path) -> tuple[dict[str, tuple[int, str]], dict[str, bytes]]:
             name = _checked_name(path, member)
             if name in found or name in folders:
                 _refuse(path, f"member {name!r} appears twice")
+            parts = name.split("/")
+            ancestors = {"/".join(parts[:i]) for i in range(1, len(parts))}
+            if ancestors & links or (member.issym() and name in above):
+                _refuse(path, f"member {name!r} lies below a symbolic link of the archive, or is one with "
+                        "members below it")  # fmt: skip
+            above |= ancestors
             if member.isdir():
                 folders.add(name)
                 continue
-            parts = name.split("/")
             key = "/".join(parts[1:3]) if parts[0] == RUNS_PREFIX else None
             if key != current:
                 done.add(current or "")
@@ -104,6 +137,12 @@ def _scan(path: Path) -> tuple[dict[str, tuple[int, str]], dict[str, bytes]]:
             keep = name == MANIFEST_NAME or (key is not None and len(parts) == 4 and parts[3] == RECORD_NAME)
             if keep and member.size > _KEPT:
                 _refuse(path, f"{name!r} is {member.size} bytes, too large to be ductaflow's")
+            if member.issym():
+                if keep:
+                    _refuse(path, f"member {name!r} is a symbolic link, not a run record")
+                links.add(name)
+                found[name] = ("link", member.linkname)
+                continue
             found[name], data = _digest(tar, member, keep)
             if keep:
                 kept[name] = data
@@ -115,12 +154,17 @@ def _checked_name(path: Path, member: tarfile.TarInfo) -> str:
     if not safe_relative(name):
         _refuse(path, f"member {name!r} is not a plain relative path (an absolute path, '..', or a path "
                 "that is not normalised)")  # fmt: skip
-    if member.issym() or member.islnk():
-        _refuse(path, f"member {name!r} is a {'symbolic' if member.issym() else 'hard'} link (to "
-                f"{member.linkname!r})")  # fmt: skip
-    if not (member.isreg() or member.isdir()):
-        _refuse(path, f"member {name!r} is a device, FIFO or other special file")
     parts = name.split("/")
+    if member.islnk():
+        _refuse(path, f"member {name!r} is a hard link (to {member.linkname!r})")
+    if member.issym() and (parts[0] != RUNS_PREFIX or len(parts) < 4):
+        _refuse(path, f"member {name!r} is a symbolic link (to {member.linkname!r}) outside an instance "
+                "folder")  # fmt: skip
+    if member.issym() and not link_inside("/".join(parts[3:]), member.linkname):
+        _refuse(path, f"member {name!r} is a symbolic link pointing outside its instance folder (to "
+                f"{member.linkname!r})")  # fmt: skip
+    if not (member.isreg() or member.isdir() or member.issym()):
+        _refuse(path, f"member {name!r} is a device, FIFO or other special file")
     if name != MANIFEST_NAME and parts[0] not in (RUNS_PREFIX, SOURCES_PREFIX):
         _refuse(path, f"member {name!r} is outside {RUNS_PREFIX}/ and {SOURCES_PREFIX}/")
     if parts[0] == RUNS_PREFIX and member.isreg() and len(parts) < 4:
@@ -155,8 +199,9 @@ def _manifest(path: Path, data: bytes) -> dict[str, Any]:
     instances, sources = manifest.get("instances"), manifest.get("sources", {})
     if not isinstance(instances, list) or not isinstance(sources, dict):
         _refuse(path, f"its {MANIFEST_NAME} lacks its list of instances or of sources")
-    if not safe_relative(manifest.get("runs_dir", RUNS_PREFIX)):
-        _refuse(path, f"its {MANIFEST_NAME} names the runs folder {manifest.get('runs_dir')!r}")
+    if not safe_runs_dir(manifest.get("runs_dir", RUNS_PREFIX)):
+        _refuse(path, f"its {MANIFEST_NAME} names the runs folder {manifest.get('runs_dir')!r}: not a plain "
+                "relative path, or inside a hidden folder (.git, .venv...)")  # fmt: skip
     return manifest
 
 
@@ -176,23 +221,24 @@ def _expected(path: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]
         seen.add(key)
         if RECORD_NAME not in entry["files"]:
             _refuse(path, f"instance {key} has no {RECORD_NAME}")
-        expected.update(_listed(path, f"{RUNS_PREFIX}/{key}", entry["files"]))
-    expected.update(_listed(path, SOURCES_PREFIX, manifest["sources"]))
+        expected.update(_listed(path, f"{RUNS_PREFIX}/{key}", entry["files"], links=True))
+    expected.update(_listed(path, SOURCES_PREFIX, manifest["sources"], links=False))
     return expected
 
 
-def _listed(path: Path, prefix: str, files: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _listed(path: Path, prefix: str, files: Mapping[str, Any], links: bool) -> dict[str, dict[str, Any]]:
     out = {}
     for rel, entry in files.items():
         sized = isinstance(entry, dict) and isinstance(entry.get("size"), int)
-        if not safe_relative(rel) or not sized or not isinstance(entry.get("sha256"), str):
+        link = links and isinstance(entry, dict) and isinstance(entry.get("link"), str)
+        if not safe_relative(rel) or not (link or (sized and isinstance(entry.get("sha256"), str))):
             _refuse(path, f"its {MANIFEST_NAME} lists {prefix}/{rel!r} without a plain relative path, size "
-                    "and sha256")  # fmt: skip
+                    "and sha256" + " (or link target)" * links)  # fmt: skip
         out[f"{prefix}/{rel}"] = entry
     return out
 
 
-def _check_record(path: Path, entry: dict[str, Any], data: bytes) -> None:
+def _check_record(path: Path, entry: dict[str, Any], data: bytes) -> dict[str, Any]:
     key = f"{entry['step']}/{entry['instance']}"
     try:
         record = json.loads(data)
@@ -202,3 +248,4 @@ def _check_record(path: Path, entry: dict[str, Any], data: bytes) -> None:
         _refuse(path, f"the {RECORD_NAME} of {key} is not a ductaflow run record")
     if record.get("status") != RunStatus.SUCCESS or record.get("fingerprint") != entry.get("fingerprint"):
         _refuse(path, f"the {RECORD_NAME} of {key} is not a success of the fingerprint its manifest gives")
+    return record
