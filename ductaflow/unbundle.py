@@ -7,15 +7,19 @@ attempt (placed over it); a success of the same fingerprint (left as it is:
 already here); another success, files ductaflow did not write, or an
 attempt running now: refused, for every instance, before one is placed
 (``replace=True`` puts the bundle's in place of another success). Each
-instance is then extracted (tarfile's ``data`` filter) into its step's
-staging folder under its lock, its files checked again against the
-manifest, and installed in one rename
+instance is then taken under its lock and compared again: one that became
+a success of the same fingerprint meanwhile (another unpack, a sweep) is
+left as it is (already here); one that can no longer be placed stops the
+unpack there, the instances before it placed, none after. Otherwise it is
+extracted (tarfile's ``data`` filter) into its step's staging folder, its
+files checked again against the manifest, and installed in one rename
 (:func:`ductaflow.placing.place_instance`); its record says where it came
 from under ``unpacked``.
 
 The flows' and modules' sources in the bundle never overwrite the checkout's
 files: each is reported ``same``, ``differs`` or ``missing``, and a missing
-one is written only when asked (``with_sources=True``).
+one is written only when asked (``with_sources=True``), checked again
+against the manifest as it is written.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import RUNS_PREFIX, SOURCES_PREFIX
-from .bundlefile import Bundle, read_bundle
-from .exceptions import BundleError, RunDirectoryError
+from .bundlefile import Bundle, listed_as, read_bundle
+from .exceptions import BundleError, InstanceBusyError, RunDirectoryError
 from .files import shown_path, write_atomic
 from .placing import place_instance, staged_record
 from .project import find_project_root
@@ -143,6 +147,16 @@ def unpack_runs(
     todo = [p for p in placings if p.action != "already here"]
     try:
         written = _extract(bundle, todo, writes, root, runs, replace, facts)
+    except _Late as late:
+        placed = [p.key for p in todo if p.placed]
+        done = f"{len(placed)} of the {len(todo)} to place were placed before it ({_few(placed)})" if (
+            placed) else f"none of the {len(todo)} to place was placed"  # fmt: skip
+        sources = f"the sources {_few(sorted(late.written))} were" if late.written else "no source was"
+        raise BundleError(f"{shown_path(bundle.path)}: {late.placing.key} cannot be placed in "
+                          f"{shown_path(late.placing.run_dir)} after all, its place changed while unpacking: "
+                          f"{late.placing.problem}. {done}; it and the instances after it were not, and "
+                          f"{sources} written. Unpack again once it is settled.",
+                          path=str(late.placing.run_dir)) from None  # fmt: skip
     except OSError as exc:
         done = sum(p.placed for p in todo)
         why = f"{type(exc).__name__}: {exc.strerror or exc}, {shown_path(exc.filename or runs)}"
@@ -154,6 +168,19 @@ def unpack_runs(
             "instances": [{"step": p.entry["step"], "instance": p.entry["instance"], "run_dir": p.run_dir,
                            "action": p.action, "note": p.note} for p in placings],
             "sources": [{"path": rel, "state": state} for rel, state in sorted(sources.items())]}  # fmt: skip
+
+
+class _Late(Exception):
+    """An instance found, under its lock, to be no longer placeable: its place changed since it was read."""
+
+    def __init__(self, placing: _Placing) -> None:
+        super().__init__(placing.key)
+        self.placing = placing
+        self.written: set[str] = set()  # the sources written before
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def _source_state(root: Path, rel: str, entry: Mapping[str, Any]) -> str:
@@ -177,6 +204,7 @@ def _extract(bundle: Bundle, placings: list[_Placing], writes: set[str], root: P
         return written
     by_key = {p.key: p for p in placings}
     current: tuple[_Placing, Path, contextlib.ExitStack] | None = None
+    looked = ""  # the instance whose members are being read
     try:
         with tarfile.open(bundle.path, mode="r:gz") as tar:
             for member in tar:
@@ -184,7 +212,8 @@ def _extract(bundle: Bundle, placings: list[_Placing], writes: set[str], root: P
                 if member.isdir():
                     continue
                 rel = "/".join(parts[1:])
-                if parts[0] == SOURCES_PREFIX and rel in writes and _write_source(tar, member, root / rel):
+                if parts[0] == SOURCES_PREFIX and rel in writes and _write_source(
+                        tar, member, root / rel, bundle.sources[rel]):  # fmt: skip
                     written.add(rel)
                 if parts[0] != RUNS_PREFIX:
                     continue
@@ -192,28 +221,42 @@ def _extract(bundle: Bundle, placings: list[_Placing], writes: set[str], root: P
                 if current is not None and current[0].key != key:
                     _finish(*current, root, runs, facts)
                     current = None
-                if current is None and key in by_key:
-                    current = _start(by_key[key], replace)
+                if key != looked and key in by_key:
+                    current = _start(by_key[key], replace)  # None: already here after all
+                looked = key
                 if current is not None:
                     inside = member.replace(name="/".join(parts[3:]), deep=False)
                     tar.extract(inside, current[1], filter="data")
             if current is not None:
                 _finish(*current, root, runs, facts)
                 current = None
+    except _Late as late:
+        late.written = written
+        raise
     finally:
         if current is not None:
             current[2].close()
     return written
 
 
-def _start(placing: _Placing, replace: bool) -> tuple[_Placing, Path, contextlib.ExitStack]:
+def _start(placing: _Placing, replace: bool) -> tuple[_Placing, Path, contextlib.ExitStack] | None:
+    """Take the instance's lock and decide again; its staging folder, or ``None`` when it is already here.
+
+    Raises :class:`_Late` when it can no longer be placed.
+    """
     stack = contextlib.ExitStack()
     try:
-        stack.enter_context(lock_instance(placing.run_dir))
+        try:
+            stack.enter_context(lock_instance(placing.run_dir))
+        except InstanceBusyError:
+            placing.problem = "an attempt is running there now"
+            raise _Late(placing) from None
         placing.decide(replace, lock_held=True)  # again, under the lock
         if placing.problem:
-            raise BundleError(f"{placing.key} cannot be placed in {shown_path(placing.run_dir)}: "
-                              f"{placing.problem}", path=str(placing.run_dir))  # fmt: skip
+            raise _Late(placing)
+        if placing.action == "already here":  # placed meanwhile by another unpack, or run here
+            stack.close()
+            return None
         staged = new_staging(placing.run_dir)
         stack.callback(shutil.rmtree, staged, ignore_errors=True)  # gone once placed
     except BaseException:
@@ -229,8 +272,12 @@ def _finish(placing: _Placing, staged: Path, stack: contextlib.ExitStack, root: 
         files = placing.entry["files"]
         for rel, entry in files.items():
             target = staged / rel
-            if not target.is_file() or target.stat().st_size != entry["size"] or (
-                    _source_state(staged, rel, entry) != "same"):  # fmt: skip
+            if "link" in entry:
+                wrong = not target.is_symlink() or os.readlink(target) != entry["link"]
+            else:
+                wrong = target.is_symlink() or not target.is_file() or target.stat().st_size != entry["size"]
+                wrong = wrong or _source_state(staged, rel, entry) != "same"
+            if wrong:
                 raise BundleError(f"{placing.key}: {rel} did not extract as its manifest says (the archive "
                                   "changed while it was read, or the disk failed); the instance was not "
                                   "placed.", path=str(staged / rel))  # fmt: skip
@@ -239,12 +286,17 @@ def _finish(placing: _Placing, staged: Path, stack: contextlib.ExitStack, root: 
         placing.placed = True
 
 
-def _write_source(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> bool:
-    """Write a source the checkout lacks (checked by :func:`read_bundle`); never over a file that appeared
-    meanwhile. True when written."""
+def _write_source(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path,
+                  entry: Mapping[str, Any]) -> bool:  # fmt: skip
+    """Write a source the checkout lacks, checked again against its manifest ``entry``; never over a file
+    that appeared meanwhile. True when written."""
     reader = tar.extractfile(member)
     assert reader is not None  # a regular file
     data = reader.read()
+    if (len(data), hashlib.sha256(data).hexdigest()) != listed_as(entry):
+        raise BundleError(f"source {member.name.split('/', 1)[1]} did not read as its manifest says (the "
+                          "archive changed while it was read, or the disk failed): not written. Unpack again "
+                          "from a sound copy.", path=str(target))  # fmt: skip
     if target.exists() or target.is_symlink():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
