@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -18,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import ductaflow
-from ductaflow import BundleError
+from ductaflow import BundleError, unbundle
 from ductaflow.cli import cli
 from ductaflow.runrecord import read_record
 
@@ -382,6 +383,36 @@ def _changed(members, name: str, change: Callable[[bytes], bytes]):
     return out
 
 
+def _in_manifest(members, change: Callable[[dict], None], *added: tuple[tarfile.TarInfo, bytes | None]):
+    """``members`` with ``added`` before the manifest, and the manifest as ``change`` leaves it."""
+    *files, (_, manifest) = members
+    content = json.loads(manifest)
+    change(content)
+    return [*files, *added, _file("manifest.json", json.dumps(content).encode())]
+
+
+CONFTEST = b"import os\nprint('conftest from a bundle runs in your pytest')\n"
+
+
+def _source_named_by_no_record(content: dict) -> None:
+    content["sources"]["conftest.py"] = {
+        "size": len(CONFTEST),
+        "sha256": hashlib.sha256(CONFTEST).hexdigest(),
+    }
+
+
+def _runs_dir(name: str) -> Callable[[dict], None]:
+    return lambda content: content.update(runs_dir=name)
+
+
+def _link_listed(name: str, target: str) -> Callable:
+    """A symbolic link in verdict/x=2 (the last instance), listed in the manifest with its target."""
+    link = _special(f"runs/verdict/x=2/{name}", tarfile.SYMTYPE, target)
+    return lambda m, t: _in_manifest(
+        _after_instances(m, link), lambda c: c["instances"][-1]["files"].update({name: {"link": target}})
+    )
+
+
 BAD = {
     "dotdot": (lambda m, t: [*m[:1], _file("../evil.txt"), *m[1:]], "is not a plain relative path"),
     "dotdot-inside": (lambda m, t: [_file("runs/fit/../../evil.txt"), *m], "is not a plain relative path"),
@@ -434,6 +465,45 @@ BAD = {
         "is not a plain relative path",
     ),
     "duplicate": (lambda m, t: [*m[:-1], _file("runs/fit/x=1/out.txt", b"99"), m[-1]], "appears twice"),
+    "source-named-by-no-record": (
+        lambda m, t: _in_manifest(m, _source_named_by_no_record, _file("sources/conftest.py", CONFTEST)),
+        "lists the source 'conftest.py', which no record in the bundle names",
+    ),
+    "runs-dir-in-git": (
+        lambda m, t: _in_manifest(m, _runs_dir(".git/ductaflow-runs")),
+        "inside a hidden folder",
+    ),
+    "runs-dir-in-venv": (lambda m, t: _in_manifest(m, _runs_dir("env/.venv/runs")), "names the runs folder"),
+    "runs-dir-absolute": (lambda m, t: _in_manifest(m, _runs_dir(str(t / "runs"))), "names the runs folder"),
+    "runs-dir-escapes": (lambda m, t: _in_manifest(m, _runs_dir("../runs")), "names the runs folder"),
+    "link-listed-pointing-out": (
+        _link_listed("up", "../x=1/out.txt"),
+        "'runs/verdict/x=2/up' is a symbolic link pointing outside its instance folder",
+    ),
+    "link-absolute": (_link_listed("passwd", "/etc/passwd"), "pointing outside its instance folder"),
+    "link-in-sources": (
+        lambda m, t: [*m[:-1], _special("sources/flow/x.py", tarfile.SYMTYPE, "fit.py"), m[-1]],
+        "is a symbolic link (to 'fit.py') outside an instance folder",
+    ),
+    "member-below-a-link": (
+        lambda m, t: _in_manifest(
+            _after_instances(m, _special("runs/verdict/x=2/d", tarfile.SYMTYPE, ".")),
+            lambda c: c["instances"][-1]["files"].update({"d": {"link": "."}}),
+            _file("runs/verdict/x=2/d/config.json"),
+        ),
+        "lies below a symbolic link",
+    ),
+    "record-as-link": (
+        lambda m, t: [_special("runs/aaa/x=1/run.json", tarfile.SYMTYPE, "config.json"), *m],
+        "is a symbolic link, not a run record",
+    ),
+    "link-listed-as-file": (
+        lambda m, t: _in_manifest(
+            _after_instances(m, _special("runs/verdict/x=2/same", tarfile.SYMTYPE, "out.txt")),
+            lambda c: c["instances"][-1]["files"].update({"same": {"size": 0, "sha256": "0" * 64}}),
+        ),
+        "'runs/verdict/x=2/same' does not match its target",
+    ),
 }
 
 
@@ -532,3 +602,177 @@ def test_the_commands_end_to_end(packed, tmp_path, monkeypatch):
         done = CliRunner().invoke(cli, args)
         assert done.exit_code == 2 and expected in done.stderr, (args, done.output)
         assert "Traceback" not in done.output
+
+
+def _instances(runs: Path) -> dict[str, str]:
+    """Every entry of the instance folders under ``runs`` (ductaflow's own state folders left aside)."""
+    return {rel: what for rel, what in _tree(runs).items() if ".ductaflow" not in Path(rel).parts}
+
+
+def _between_reading_and_placing(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> None:
+    """Run ``meanwhile`` once unpack_runs has read the bundle and compared each instance with its place,
+    right before it places the first: the interleaving of two processes, made certain."""
+    extract = unbundle._extract
+
+    def interleaved(*args, **kwargs):
+        meanwhile()
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(unbundle, "_extract", interleaved)
+
+
+def test_an_instance_placed_meanwhile_by_another_unpack_is_left_as_it_is(packed, tmp_path, monkeypatch):
+    """Two unpacks racing: what the other process placed first stays, reported `already here`."""
+    b = _checkout(packed.root, tmp_path / "b")
+    seen = {}
+
+    def other_process() -> None:
+        code = f"import ductaflow\nductaflow.unpack_runs({str(packed.bundle)!r}, project_root={str(b)!r})\n"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+        seen["tree"] = _instances(b / "runs")
+
+    _between_reading_and_placing(monkeypatch, other_process)
+    result = ductaflow.unpack_runs(packed.bundle, project_root=b)
+    assert [i["action"] for i in result["instances"]] == ["already here"] * 7
+    assert _instances(b / "runs") == seen["tree"]  # records and files as the other process placed them
+    assert not list((b / "runs").glob("*/.ductaflow/previous/*"))
+
+
+def test_a_place_taken_meanwhile_by_another_result_stops_the_unpack_there(packed, tmp_path, monkeypatch):
+    """A success of another fingerprint found under the lock refuses that instance and those after it;
+    the message says which were placed before."""
+    b = _checkout(packed.root, tmp_path / "b")
+    seen = {}
+
+    def local_sweep() -> None:
+        (b / "flow" / "summary.py").write_text(SUMMARY + "# edited here\n")
+        assert {s for s, _ in _sweep(b, "summary").values()} == {"success"}
+        seen["summary"] = _tree(b / "runs" / "summary")
+
+    _between_reading_and_placing(monkeypatch, local_sweep)
+    with pytest.raises(BundleError) as refused:
+        ductaflow.unpack_runs(packed.bundle, project_root=b, with_sources=True)
+    message = str(refused.value)
+    assert "summary/x=1 cannot be placed in runs/summary/x=1 after all" in message.replace(str(b) + "/", "")
+    assert "it holds a success of another fingerprint, kept: add --replace" in message
+    assert "3 of the 7 to place were placed before it (fit/x=1, fit/x=2, fragile/x=1)" in message
+    assert "it and the instances after it were not, and no source was written" in message
+    assert _tree(b / "runs" / "summary") == seen["summary"]
+    assert not (b / "runs" / "verdict").exists()
+    assert [read_record(b / "runs" / s / n)["unpacked"]["from"] for s, n in PACKED[:3]] == [
+        "results.tar.gz"
+    ] * 3
+
+
+def test_a_source_is_checked_again_as_it_is_written(packed, tmp_path, monkeypatch):
+    """--with-sources writes a source only as the manifest gives it: one changed since is refused."""
+    b = _checkout(packed.root, tmp_path / "b")
+    (b / "flow" / "summary.py").unlink()
+    archive = tmp_path / "changing.tar.gz"
+    shutil.copy(packed.bundle, archive)
+    tampered = _changed(_members(archive), "sources/flow/summary.py", lambda d: d.replace(b"100", b"999"))
+    _between_reading_and_placing(monkeypatch, lambda: _write(archive, tampered))
+    with pytest.raises(BundleError, match=r"source flow/summary.py did not read as its manifest says"):
+        ductaflow.unpack_runs(archive, project_root=b, with_sources=True)
+    assert not (b / "flow" / "summary.py").exists()
+
+
+def test_a_crafted_bundle_writing_a_conftest_into_git_is_refused_and_writes_nothing(packed, tmp_path):
+    """A source no record names (a conftest.py), a runs folder under .git: refused whole, nothing written."""
+    evil = _in_manifest(
+        _members(packed.bundle),
+        lambda c: (_source_named_by_no_record(c), _runs_dir(".git/ductaflow-runs")(c)),
+        _file("sources/conftest.py", CONFTEST),
+    )
+    archive = _write(tmp_path / "evil.tar.gz", evil)
+    b = _checkout(packed.root, tmp_path / "b")
+    before = _tree(tmp_path)
+    with pytest.raises(
+        BundleError, match=r"refused, nothing was written: .* runs folder '.git/ductaflow-runs'"
+    ):
+        ductaflow.unpack_runs(archive, project_root=b, with_sources=True)
+    only_sources = _in_manifest(
+        _members(packed.bundle), _source_named_by_no_record, _file("sources/conftest.py", CONFTEST)
+    )
+    with pytest.raises(BundleError, match=r"refused, nothing was written: .* 'conftest.py', which no record"):
+        ductaflow.unpack_runs(
+            _write(tmp_path / "evil2.tar.gz", only_sources), project_root=b, with_sources=True
+        )
+    (tmp_path / "evil2.tar.gz").unlink()
+    assert _tree(tmp_path) == before and not (b / "conftest.py").exists() and not (b / ".git").exists()
+
+
+def test_links_inside_an_instance_travel_as_links_and_links_out_are_left_out(packed, tmp_path):
+    """A link to a file or folder of its own instance is packed and unpacked as a link; one out is noted."""
+    b = _checkout(packed.root, tmp_path / "b")
+    ductaflow.unpack_runs(packed.bundle, project_root=b)
+    fit = b / "runs" / "fit" / "x=1"
+    (fit / "sub").mkdir()
+    (fit / "sub" / "latest.txt").symlink_to("../out.txt")
+    (fit / "here").symlink_to("sub")
+    (fit / "table").symlink_to(b / "table.csv")
+    (fit / "sibling").symlink_to("../x=2/out.txt")
+    summary = ductaflow.pack_runs([b / "runs" / "fit"], tmp_path / "links.tar.gz")
+    assert sorted(summary["notes"]) == [
+        f"{fit / name} is a link pointing outside its instance folder: not packed"
+        for name in ("sibling", "table")
+    ]
+    with tarfile.open(tmp_path / "links.tar.gz") as tar:
+        links = {m.name: m.linkname for m in tar.getmembers() if m.issym()}
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    assert links == {"runs/fit/x=1/here": "sub", "runs/fit/x=1/sub/latest.txt": "../out.txt"}
+    files = manifest["instances"][0]["files"]
+    assert (files["here"], files["sub/latest.txt"]) == ({"link": "sub"}, {"link": "../out.txt"})
+    c = _checkout(packed.root, tmp_path / "c")
+    ductaflow.unpack_runs(tmp_path / "links.tar.gz", project_root=c)
+    placed = c / "runs" / "fit" / "x=1"
+    assert (
+        os.readlink(placed / "here") == "sub" and os.readlink(placed / "sub" / "latest.txt") == "../out.txt"
+    )
+    assert (placed / "here" / "latest.txt").read_text() == (placed / "out.txt").read_text() == "14"
+    assert not (placed / "table").exists() and not (placed / "sibling").is_symlink()
+    assert ductaflow.check_instance(placed).reason == "up to date"
+
+
+def test_pack_notes_a_source_outside_the_project(packed, tmp_path):
+    """A table outside the project is left out of the bundle, and pack says which and why."""
+    b = _checkout(packed.root, tmp_path / "b")
+    (tmp_path / "elsewhere.csv").write_text("x\n3\n")
+    ductaflow.sweep(b / "flow" / "summary.py", tmp_path / "elsewhere.csv", project_root=b, progress=False)
+    summary = ductaflow.pack_runs([b / "runs"], tmp_path / "out.tar.gz")
+    assert summary["notes"] == [
+        f"{tmp_path / 'elsewhere.csv'} is not in the bundle: summary/x=3 names it outside the project, where "
+        "another checkout does not hold it"
+    ]
+    with tarfile.open(tmp_path / "out.tar.gz") as tar:
+        assert set(json.loads(tar.extractfile("manifest.json").read())["sources"]) == {"flow/summary.py"}
+
+
+def test_pack_removes_the_partial_bundle_a_killed_pack_left(packed, tmp_path):
+    """A pack killed (SIGKILL) leaves its partial file; the next pack to the same output removes it, not
+    the partial of a pack still running."""
+    out = tmp_path / "results.tar.gz"
+    code = (
+        "import os, signal\nimport ductaflow.bundle as bundle\n"
+        "bundle._add_bytes = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # before the manifest\n"
+        f"bundle.pack_runs([{str(packed.root / 'runs' / 'fit')!r}], {str(out)!r})\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code], timeout=120)
+    assert killed.returncode == -9
+    partials = list(tmp_path.glob(".results.tar.gz.*.partial"))
+    assert len(partials) == 1
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    running = tmp_path / f".results.tar.gz.{alive.pid}@{socket.gethostname()}.partial"
+    elsewhere = tmp_path / f".results.tar.gz.{killed_pid(partials[0])}@another-host.partial"
+    try:
+        running.write_bytes(b"being written")
+        elsewhere.write_bytes(b"being written on another host")
+        ductaflow.pack_runs([packed.root / "runs" / "fit"], out)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, running.name, elsewhere.name])
+    finally:
+        alive.communicate(b"")
+
+
+def killed_pid(partial: Path) -> int:
+    """The pid in the name of a partial bundle (``.<name>.<pid>@<host>.partial``)."""
+    return int(partial.name.split(".")[-2].split("@")[0])
