@@ -4,8 +4,10 @@ One instance is one MLflow run, found again by its tags (step, instance and
 fingerprint): exporting again logs nothing for an instance whose export is
 unchanged (the tag ``ductaflow.export_digest`` says what was exported; a
 run stays RUNNING until all of it is logged, so an export cut short is
-completed the next time); a new attempt of the same fingerprint updates that run; a new fingerprint (the
-config or the code changed) is a new run, since MLflow never changes a
+completed the next time); a new attempt of the same fingerprint updates that run: a metric whose
+points differ from the ones logged last (its points with the newest timestamp) is logged again whole,
+newer than any point the run holds, so that MLflow's latest point of each step is the attempt's; a new
+fingerprint (the config or the code changed) is a new run, since MLflow never changes a
 param, and the instance's earlier runs get ``ductaflow.latest=false``. What
 a run holds is :mod:`ductaflow.mlflowrun`'s. Only ``MlflowClient`` is used:
 no active run, no global tracking URI, no environment variable is set.
@@ -19,7 +21,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ class MlflowExport:
     ``skipped`` and ``failed`` map an instance to why (running, MLflow's
     refusal). ``runs`` maps each exported instance to its MLflow run id,
     ``experiments`` each experiment name to its id; ``superseded`` counts
-    earlier runs newly tagged ``ductaflow.latest=false``.
+    earlier runs newly tagged ``ductaflow.latest=false``; ``unmatched`` lists the
+    ``include`` globs that matched no file in any exported instance.
     """
 
     tracking_uri: str
@@ -63,6 +65,7 @@ class MlflowExport:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     superseded: int = 0
+    unmatched: list[str] = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
         where = f"experiment{'s' if len(self.experiments) > 1 else ''} {', '.join(self.experiments) or '-'}"
@@ -71,6 +74,7 @@ class MlflowExport:
         extra = [f"{self.superseded} earlier run(s) now {LATEST}=false"] if self.superseded else []
         extra += [f"skipped {len(self.skipped)}"] if self.skipped else []
         extra += [f"{len(self.failed)} failed"] if self.failed else []
+        extra += [f"include {pattern!r} matched no file" for pattern in self.unmatched]
         return "; ".join([line, *extra])
 
 
@@ -82,10 +86,10 @@ class _Known:
     status: str  # RUNNING while an export writes it: one cut short is completed the next time
     tags: dict[str, str]
     params: dict[str, str]
-    metrics: dict[str, float]  # latest values
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """Step, instance and fingerprint: :attr:`RunContent.key` of the instance it was exported from."""
         return (self.tags.get(STEP, ""), self.tags.get(INSTANCE, ""), self.tags.get(FINGERPRINT, ""))
 
 
@@ -104,8 +108,9 @@ def export_mlflow(
     ``MLFLOW_TRACKING_URI`` environment variable, else ``sqlite:///mlflow.db``
     in the current directory). ``experiment``: the experiment's name, where
     ``{step}`` and ``{project}`` (the project folder's name) are filled in;
-    default ``{project}/{step}``, one experiment per step; it is created when
-    missing, with its artifacts in ``artifact_location``, by default in
+    default ``{project}/{step}``, one experiment per step (runs are found again
+    within it: machines exporting to one server should name the same one);
+    it is created when missing, with its artifacts in ``artifact_location``, by default in
     ``mlartifacts/<experiment>`` beside a SQLite store's database (a server
     chooses its own; a PostgreSQL/MySQL store needs ``artifact_location``).
 
@@ -117,13 +122,17 @@ def export_mlflow(
     KILLED), start and end times, and as artifacts ``run.json``,
     ``config.json``, ``metrics.json``, ``environment.json``, the notebook,
     the HTML page and ``log.txt``, and the instance's files matching the
-    globs in ``include`` (``["*.png"]``). A running instance is skipped.
+    globs in ``include`` (``["*.png"]``; a folder matched is every file
+    under it). A running instance is skipped. A metric's points differing from the ones
+    logged last are logged again, newer; a series that got shorter keeps the
+    points of the longer one past its end (MLflow deletes no point): its tag
+    ``ductaflow.series.<metric>.length`` says where the attempt's series ends.
     """
     mlflow = _mlflow()
     for pattern in include:
-        if not pattern or Path(pattern).is_absolute():
-            raise ConfigError(f"include {pattern!r}: give a glob relative to each instance directory, "
-                              "e.g. '*.png' or 'out/**'.", key="include")  # fmt: skip
+        if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ConfigError(f"include {pattern!r}: give a glob relative to each instance directory and "
+                              "inside it, e.g. '*.png' or 'out/**'.", key="include")  # fmt: skip
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     instances = find_instances(paths)
     if not instances:
@@ -143,6 +152,8 @@ def export_mlflow(
             continue
         content = run_content(run_dir, record, status, include)  # type: ignore[arg-type]
         groups.setdefault(_experiment_name(experiment, run_dir, record, content.step), []).append(content)
+    every = [content for contents in groups.values() for content in contents]
+    summary.unmatched = [p for p in dict.fromkeys(include) if every and all(p in c.unmatched for c in every)]
     for name, contents in groups.items():
         summary.experiments[name] = experiment_id = _experiment(client, uri, name, artifact_location, errors)
         _Exporter(client, experiment_id, summary, errors).export(contents)
@@ -230,6 +241,7 @@ class _Exporter:
             self._remember(known)
 
     def export(self, contents: list[RunContent]) -> None:
+        """Export each of ``contents`` into the summary's lists: new, updated, unchanged or failed."""
         for content in contents:
             try:
                 run_id, outcome = self._export(content, self.known.get(content.key))
@@ -247,9 +259,11 @@ class _Exporter:
         if known is None:
             run = self.client.create_run(self.experiment_id, start_time=content.start_ms, tags=tags,
                                          run_name=content.name)  # fmt: skip
-            known = _Known(run.info.run_id, "RUNNING", {}, {}, {})
+            known = _Known(run.info.run_id, "RUNNING", {}, {})
             self._remember(known)
-            self._log(known, content, content.params, content.metrics, {}, tags)
+            points = [(k, v, content.timestamp, step) for k, values in content.metrics.items()
+                      for step, v in values]  # fmt: skip
+            self._log(known, content, content.params, points, {}, tags)
             return known.run_id, "new"
         if known.status == content.status and known.tags.get(DIGEST) == content.digest and (
                 content.included in (None, known.tags.get(INCLUDED))):  # fmt: skip
@@ -260,19 +274,20 @@ class _Exporter:
             self.client.delete_tag(known.run_id, stale)
             del known.tags[stale]
         params = {k: v for k, v in content.params.items() if k not in known.params}  # never changed in MLflow
-        metrics = {k: self._missing(known, k, points) for k, points in content.metrics.items()}
-        self._log(known, content, params, {k: points for k, points in metrics.items() if points}, tags, tags)
+        stamp = content.timestamp
+        points = [p for k, values in content.metrics.items() for p in self._changed(known, k, values, stamp)]
+        self._log(known, content, params, points, tags, tags)
         return known.run_id, "updated"
 
-    def _log(self, known: _Known, content: RunContent, params: dict, metrics: dict, tags: dict,
+    def _log(self, known: _Known, content: RunContent, params: dict, points: list, tags: dict,
              logged: dict) -> None:  # fmt: skip
-        """Log ``params``, ``metrics``, ``tags`` and the artifacts, then end the run with its status."""
+        """Log ``params``, ``points`` (key, value, timestamp, step), ``tags`` and the artifacts, then end the
+        run with its status."""
         from mlflow.entities import Metric, Param, RunTag
 
-        stamp = content.timestamp if not known.metrics else max(content.timestamp, int(time.time() * 1000))
-        points = [Metric(k, v, stamp, step) for k, values in metrics.items() for step, v in values]
+        metrics = [Metric(*point) for point in points]
         entities = [RunTag(k, v) for k, v in tags.items()]
-        for batch in _batches(points, [Param(k, v) for k, v in params.items()], entities):
+        for batch in _batches(metrics, [Param(k, v) for k, v in params.items()], entities):
             self.client.log_batch(known.run_id, *batch)
         with tempfile.TemporaryDirectory(prefix="ductaflow-mlflow-") as staging:  # one upload per run
             for artifact in content.artifacts:
@@ -282,14 +297,17 @@ class _Exporter:
         known.status = content.status
         known.tags.update(logged)
         known.params.update(params)
-        known.metrics.update({k: v[-1][1] for k, v in metrics.items()})
 
-    def _missing(self, known: _Known, key: str, points: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """The points of ``key`` the run does not hold yet (a scalar at its latest value holds them)."""
-        if len(points) == 1 and points[0][0] == 0 and known.metrics.get(key) == points[0][1]:
+    def _changed(self, known: _Known, key: str, values: list[tuple[int, float]],
+                 timestamp: int) -> list[tuple[str, float, int, int]]:  # fmt: skip
+        """The points of ``key`` to log: none when the ones logged last (the newest) are ``values``, else
+        all of ``values``, newer than every point the run holds, so they are each step's latest."""
+        held = self.client.get_metric_history(known.run_id, key)
+        newest = max((m.timestamp for m in held), default=None)
+        if newest is not None and sorted((m.step, m.value) for m in held if m.timestamp == newest) == values:
             return []
-        held = {(m.step, m.value) for m in self.client.get_metric_history(known.run_id, key)}
-        return [point for point in points if point not in held]
+        stamp = timestamp if newest is None else max(timestamp, newest + 1)
+        return [(key, value, stamp, step) for step, value in values]
 
     def _mark_latest(self, content: RunContent, run_id: str) -> None:
         """The instance's run for this export is its latest; its other runs in the experiment are not."""
@@ -314,8 +332,7 @@ class _Exporter:
                                            max_results=10000, page_token=token)  # fmt: skip
             for run in page:
                 data = run.data
-                yield _Known(run.info.run_id, run.info.status, dict(data.tags), dict(data.params),
-                             dict(data.metrics))  # fmt: skip
+                yield _Known(run.info.run_id, run.info.status, dict(data.tags), dict(data.params))
             token = page.token
             if not token:
                 return

@@ -4,7 +4,8 @@ Plain values only (no MLflow import): :mod:`ductaflow.mlflowexport` logs
 them. The config's leaves are params (dotted keys, lists as JSON, values cut
 at 6,000 characters); recorded numbers are metrics at step 0 and recorded
 series (lists of numbers) are a metric's history with the position as its
-step; recorded text is a tag ``result.<name>``. A key MLflow refuses (a
+step, its length in the tag ``ductaflow.series.<metric>.length``; recorded
+text is a tag ``result.<name>``. A key MLflow refuses (a
 character it does not take, longer than 250 characters) is renamed and the
 renaming is kept in the tag ``ductaflow.renamed``; the cut params are listed
 in ``ductaflow.cut``. The whole config is in the ``config.json`` artifact.
@@ -39,6 +40,7 @@ STEP_TAG, INSTANCE_TAG, FINGERPRINT_TAG = "ductaflow.step", "ductaflow.instance"
 DIGEST_TAG = "ductaflow.export_digest"  # what was exported (complete once the run is no longer RUNNING)
 INCLUDED_TAG = "ductaflow.included_digest"  # the files an export's include globs added, set with it
 LATEST_TAG = "ductaflow.latest"  # "true" on the run of the instance's attempt exported last
+SERIES_TAG = "ductaflow.series.{}.length"  # points past it: an earlier, longer attempt's
 _WHERE_TAGS = ("ductaflow.run_dir", LATEST_TAG)  # say where or when it was exported, not what
 _RECORD_TAGS = ("reason", "started_at", "ended_at", "duration_s", "attempt", "seed", "host", "run_dir",
                 "flow")  # fmt: skip
@@ -51,7 +53,7 @@ class RunContent:
     """Everything one instance's MLflow run holds; ``digest`` changes when any of it does.
 
     ``included`` is the digest of the files the ``include`` globs added (``None`` without globs): an
-    export without them leaves the files logged before alone.
+    export without them leaves the files logged before alone; ``unmatched`` the globs matching no file here.
     """
 
     run_dir: Path
@@ -68,6 +70,7 @@ class RunContent:
     artifacts: tuple[Path, ...]  # files of the instance directory, at their place relative to it
     digest: str
     included: str | None
+    unmatched: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -114,14 +117,29 @@ def run_content(run_dir: Path, record: Mapping[str, Any], status: RunStatus,
         tags["ductaflow.cut"] = json.dumps(cut, ensure_ascii=False)
     tags = {k: _cut(v) for k, v in tags.items()}
     standard = _files(run_dir, [run_dir / n for n in _artifact_names(record)])
-    extra = _files(run_dir, [p for pattern in include for p in sorted(run_dir.glob(pattern))])
-    extra = tuple(p for p in extra if p not in standard)
+    matches = {pattern: _files(run_dir, _included_paths(run_dir, pattern)) for pattern in include}
+    extra = tuple(dict.fromkeys(p for found in matches.values() for p in found if p not in standard))
     content = {"params": params, "metrics": metrics, "status": MLFLOW_STATUS[status], "start": start,
                "end": end, "tags": {k: v for k, v in tags.items() if k not in _WHERE_TAGS},
                "files": _digests(run_dir, [p for p in standard if p != run_dir / RECORD_NAME])}  # fmt: skip
     return RunContent(run_dir, step, instance, fingerprint, MLFLOW_STATUS[status], start, end,
                       end or start or 0, params, metrics, tags, standard + extra, _digest(content),
-                      _digest(_digests(run_dir, extra)) if include else None)  # fmt: skip
+                      _digest(_digests(run_dir, extra)) if include else None,
+                      tuple(pattern for pattern, found in matches.items() if not found))  # fmt: skip
+
+
+def _included_paths(run_dir: Path, pattern: str) -> list[Path]:
+    """The paths ``pattern`` matches in ``run_dir``, a matched folder as every path under it.
+
+    ``out/**`` matches only folders on Python 3.11 and 3.12, folders and files on later ones: the same
+    files either way.
+    """
+    found = []
+    for path in sorted(run_dir.glob(pattern)):
+        found.append(path)
+        if path.is_dir() and not path.is_symlink():
+            found.extend(sorted(path.rglob("*")))
+    return found
 
 
 class _Keys:
@@ -132,6 +150,7 @@ class _Keys:
         self.renamed: dict[str, str] = {}
 
     def key(self, name: str, kind: str) -> str:
+        """The key of ``name`` as a ``kind`` (param, metric, tag): valid in MLflow and not used before."""
         key = _BAD_CHARACTER.sub("_", name) or "_"
         if posixpath.normpath(key) != key or key.startswith((".", "/")):  # MLflow refuses path-like names
             key = "_" + key.replace("/", "_")
@@ -144,13 +163,15 @@ class _Keys:
 
 
 def _metrics(values: Mapping[str, Any], names: _Keys) -> tuple[dict[str, list[tuple[int, float]]], dict]:
-    """Recorded values as metric points ``{key: [(step, value)]}`` and the text ones as ``result.`` tags."""
+    """Recorded values as metric points ``{key: [(step, value)]}``; text and series' lengths as tags."""
     metrics: dict[str, list[tuple[int, float]]] = {}
     results: dict[str, str] = {}
     for name, value in flatten(values):
         points = list(_points(value))
         if points:
-            metrics[names.key(name, "metric")] = points
+            metrics[key := names.key(name, "metric")] = points
+            if isinstance(value, list):
+                results[names.key(SERIES_TAG.format(key), "tag")] = str(len(value))
         elif value is not None and value != [] and value != {}:  # text, or a list not of numbers
             results[names.key(f"result.{name}", "tag")] = _text(value)
     return metrics, results

@@ -37,9 +37,11 @@ import ductaflow
 lr = config.get("lr", 0.1)
 loss = [round(1 / (1 + lr * epoch), 6) for epoch in range(4)]
 ductaflow.record(loss=loss, score=loss[-1], best="adam", split={"train": 0.5, "test": 0.25})
-os.makedirs("out", exist_ok=True)
+os.makedirs("out/deep", exist_ok=True)
 with open("out/summary.txt", "w") as fh:
     fh.write(f"lr {lr}")
+with open("out/deep/detail.txt", "w") as fh:
+    fh.write(f"detail {lr}")
 while os.path.exists(config.get("hold", "")):  # a test keeps the instance running while this file exists
     time.sleep(0.02)
 if os.path.exists(config.get("gate", "")):
@@ -108,6 +110,23 @@ def row_counts(store: str) -> dict[str, int]:
     with sqlite3.connect(store.removeprefix("sqlite:///")) as db:
         tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return {table: db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
+
+
+def newest(store: str, run_id: str, key: str) -> tuple[dict[int, float], list[tuple[int, float]]]:
+    """A metric's latest point of each step (by timestamp), and its points with the newest timestamp."""
+    points = sorted(
+        MlflowClient(tracking_uri=store).get_metric_history(run_id, key), key=lambda m: m.timestamp
+    )
+    last = [(m.step, m.value) for m in points if m.timestamp == points[-1].timestamp]
+    return {m.step: m.value for m in points}, sorted(last)
+
+
+def artifact_paths(client: MlflowClient, run_id: str, folder: str | None = None) -> set[str]:
+    """Every artifact file of a run, with its path in the run's artifacts."""
+    found = set()
+    for item in client.list_artifacts(run_id, folder):
+        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
 
 
 def history(store: str, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -316,7 +335,9 @@ def test_a_bad_tracking_uri_is_an_error_naming_it(swept: Path, tmp_path: Path, u
     assert result.exit_code == 2 and "--tracking-uri" in result.output
 
 
-@pytest.mark.parametrize("pattern", ["", "/etc/*"], ids=["empty", "absolute"])
+@pytest.mark.parametrize(
+    "pattern", ["", "/etc/*", "../*", "out/../../b/*"], ids=["empty", "absolute", "up", "up-inside"]
+)
 def test_an_include_glob_outside_the_instance_is_refused(swept: Path, store: str, pattern: str):
     """--include takes globs relative to each instance directory; anything else is an error naming it."""
     result = CliRunner().invoke(
@@ -342,7 +363,7 @@ def test_without_mlflow_the_error_says_what_to_install(swept: Path, project: Pat
 def test_command_line_exports_into_the_named_experiment(swept: Path, project: Path, store: str):
     """`export mlflow RUNS/step --experiment NAME --include GLOB` prints the summary; again, all unchanged."""
     args = ["export", "mlflow", "runs/fit", "--tracking-uri", store, "--experiment", "study-{step}",
-            "--include", "out/*"]  # fmt: skip
+            "--include", "out/*.txt"]  # fmt: skip
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert first.stdout.startswith(
@@ -378,3 +399,72 @@ def test_an_export_cut_short_is_completed_by_the_next(swept: Path, tmp_path: Pat
     assert {f.path for f in client.list_artifacts(done["fit/b"].info.run_id)} == ARTIFACTS
     assert len(history(store, done["fit/b"].info.run_id, "loss")) == 4  # logged once, before the cut
     assert "3 unchanged" in CliRunner().invoke(cli, args).stdout
+
+
+VALUES_FLOW = """\
+# %% tags=["parameters"]
+config = {}
+
+# %%
+import json
+
+import ductaflow
+
+with open(config["values"]) as fh:
+    ductaflow.record(**json.load(fh))
+"""
+
+
+def test_a_new_attempt_shows_its_values_as_the_latest(project: Path, store: str):
+    """Attempts of one fingerprint recording 20, 21, then 20 again (and a series changed, then shorter), each
+    exported: MLflow's latest value, and each step's latest point of a series, are the attempt's."""
+    (project / "flow").mkdir()
+    (project / "flow" / "values.py").write_text(VALUES_FLOW)
+    values = project / "values.json"
+    client = MlflowClient(tracking_uri=store)
+    runs, fingerprints = set(), set()
+    for n, recorded in enumerate([{"v": 20, "same": 7, "s": [1, 2, 3, 4]},
+                                  {"v": 21, "same": 7, "s": [1, 2, 9, 4]},
+                                  {"v": 20, "same": 7, "s": [5, 6]}]):  # fmt: skip
+        values.write_text(json.dumps(recorded))
+        row = {"instance_name": "x", "values": str(values)}
+        ductaflow.run_instances("flow/values.py", [row], force=True, progress=False)
+        done = ductaflow.export_mlflow("runs", tracking_uri=store)
+        assert (done.new if n == 0 else done.updated) == ["values/x"], done
+        metrics = json.loads((project / "runs" / "values" / "x" / "metrics.json").read_text())
+        run = client.get_run(done.runs["values/x"])
+        assert (run.data.metrics["v"], run.data.metrics["same"]) == (metrics["v"], metrics["same"]) == (
+            recorded["v"], 7)  # fmt: skip
+        latest, last = newest(store, run.info.run_id, "s")
+        assert last == list(enumerate(metrics["s"])) and [latest[i] for i in range(len(last))] == metrics["s"]
+        assert run.data.tags["ductaflow.series.s.length"] == str(len(metrics["s"]))
+        runs.add(run.info.run_id)
+        fingerprints.add(record(project / "runs" / "values" / "x")["fingerprint"])
+    assert len(runs) == len(fingerprints) == 1
+    run_id = runs.pop()
+    by_time = sorted(client.get_metric_history(run_id, "v"), key=lambda m: m.timestamp)
+    assert [m.value for m in by_time] == [20, 21, 20] and history(store, run_id, "same") == [(0, 7)]
+    assert newest(store, run_id, "s")[0] == {0: 5, 1: 6, 2: 9, 3: 4}  # steps 2 and 3: the longer attempt's
+    assert (
+        client.get_run(run_id).data.metrics["s"] == 4
+    )  # MLflow's latest is at the highest step: see the tag
+    before = state(store)
+    again = ductaflow.export_mlflow("runs", tracking_uri=store)
+    assert again.unchanged == ["values/x"] and state(store) == before
+
+
+def test_an_include_glob_of_a_folder_logs_the_files_under_it(swept: Path, store: str, project: Path):
+    """`--include 'out/**'` logs every file under out/ (on Python 3.11 and 3.12 that glob matches only the
+    folders); a glob matching no file in any instance is said, by the command and in the summary."""
+    args = ["export", "mlflow", "runs", "--tracking-uri", store, "--include", "out/**", "--include", "*.png"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "include '*.png' matched no file" in result.stdout and "'out/**' matched" not in result.stdout
+    client = MlflowClient(tracking_uri=store)
+    run_id = runs_by_name(store)["fit/b"].info.run_id
+    assert artifact_paths(client, run_id) == ARTIFACTS | {"out/summary.txt", "out/deep/detail.txt"}
+    local = client.download_artifacts(run_id, "out/deep/detail.txt", str(project))
+    assert Path(local).read_text() == "detail 0.2"
+    summary = ductaflow.export_mlflow("runs", tracking_uri=store, include=["out", "nothing/*", "*.png"])
+    assert summary.unmatched == ["nothing/*", "*.png"] and len(summary.unchanged) == 3  # out: the same files
+    assert str(summary).endswith("include 'nothing/*' matched no file; include '*.png' matched no file")
