@@ -29,13 +29,15 @@ def export() -> None:
               help="MLflow's tracking URI: sqlite:///mlflow.db, http://host:5000... [default: "
                    "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder]")  # fmt: skip
 @click.option("--experiment", metavar="NAME",
-              help="The MLflow experiment; {step} and {project} are filled in. "
+              help="The MLflow experiment; {step} and {project} (the project folder's name) are filled "
+                   "in; give the same on every machine exporting to one server. "
                    "[default: {project}/{step}]")  # fmt: skip
 @click.option("--artifact-location", metavar="URI",
               help="Where a new experiment keeps its artifacts [default: mlartifacts/<experiment> beside a "
                    "SQLite database; a server's own choice].")  # fmt: skip
 @click.option("--include", multiple=True, metavar="GLOB",
-              help="Also log the instance's files matching GLOB ('*.png', 'out/**').")  # fmt: skip
+              help="Also log the instance's files matching GLOB ('*.png', 'out/**'; a folder: the files "
+                   "under it). A GLOB matching no file in any instance is noted.")  # fmt: skip
 @debug_option
 def mlflow(paths: tuple[Path, ...], tracking_uri: str | None, experiment: str | None,
            artifact_location: str | None, include: tuple[str, ...]) -> int:  # fmt: skip
