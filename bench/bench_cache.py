@@ -155,7 +155,7 @@ def restored(root: Path, ran_in: Path, cache: str) -> Batch:
 def entries(url: str) -> list[str]:
     """The markers of the entries published in the cache at ``url``."""
     cache = open_cache(url)
-    return cache.fs.glob(f"{cache.root}/{FORMAT}/*/*/{MARKER}")
+    return cache.fs.glob(f"{cache.root}/{FORMAT}/*/*/*/*/{MARKER}")
 
 
 def copy_to_memory(folder: Path) -> None:
