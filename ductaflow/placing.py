@@ -24,7 +24,8 @@ from .rundir import install_attempt
 from .runindex import note_instance
 from .runrecord import RECORD_NAME, RunStatus, read_record, write_record
 
-#: Fields of a record that name places on the machine that wrote it and mean nothing here.
+#: Fields naming folders that do not travel with the instance (the earlier attempts kept where it ran).
+#: Other fields stay as the attempt recorded them, ``python_executable`` and an absolute ``flow`` too.
 _DROPPED = ("earlier_attempts",)
 
 
@@ -81,9 +82,9 @@ def place_instance(
 
     The record is :func:`relocated` and ``facts`` are set in it (such as
     ``restored={...}``, saying where it came from; a fact ``None`` removes
-    its key). Call with the instance
-    lock held. On an error ``staged`` is removed; a success ``run_dir`` held
-    is then kept in the step's ``previous`` folder, as when an attempt fails.
+    its key). Call with the instance lock held. On an error ``staged`` is
+    removed; a success ``run_dir`` held is then kept in the step's
+    ``previous`` folder, as when an attempt fails.
     """
     placed = relocated(record, run_dir, project_root, runs_dir)
     placed.update(facts)
