@@ -11,6 +11,7 @@ sees half a file and two writers never share a temporary file.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import threading
@@ -21,6 +22,15 @@ from typing import Any
 def rename(source: Path, target: Path) -> None:
     """Move ``source`` (a file or a directory) to ``target`` in one step, replacing a file there."""
     os.replace(source, target)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of ``path``'s bytes, read a megabyte at a time (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from .config import canonical_json, flatten
 from .config import config_hash as hash_config
 from .exceptions import ConfigError
-from .files import shown_path
+from .files import file_sha256, shown_path
 from .runrecord import RunStatus
 
 _GLOB_CHARS = set("*?[")
@@ -132,11 +132,7 @@ class InputHasher:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._files:
-            digest = hashlib.sha256()
-            with open(path, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    digest.update(chunk)
-            self._files[key] = digest.hexdigest()
+            self._files[key] = file_sha256(path)
         return self._files[key]
 
 

@@ -37,7 +37,7 @@ from typing import Any
 from .bundle import RUNS_PREFIX, SOURCES_PREFIX
 from .bundlefile import Bundle, listed_as, read_bundle
 from .exceptions import BundleError, InstanceBusyError, RunDirectoryError
-from .files import shown_path, write_atomic
+from .files import file_sha256, shown_path, write_atomic
 from .placing import place_instance, staged_record
 from .project import find_project_root
 from .rundir import (
@@ -188,11 +188,7 @@ def _source_state(root: Path, rel: str, entry: Mapping[str, Any]) -> str:
     target = root / rel
     if not target.is_file():
         return "missing"
-    digest = hashlib.sha256()
-    with open(target, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return "same" if digest.hexdigest() == entry["sha256"] else "differs"
+    return "same" if file_sha256(target) == entry["sha256"] else "differs"
 
 
 def _extract(bundle: Bundle, placings: list[_Placing], writes: set[str], root: Path, runs: Path,
