@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import CacheEntryError, ConfigError, DuctaflowError
-from .files import no_space, write_atomic
+from .files import file_sha256, no_space, write_atomic
 from .placing import place_instance, staged_record
 from .rundir import disk_full, new_staging
 from .runrecord import now_iso
@@ -206,7 +205,7 @@ class RunCache:
         size = archive.stat().st_size
         if size != entry.size:
             raise CacheEntryError(f"its archive is {size:,} bytes, the marker says {entry.size:,}")
-        if _sha256(archive) != entry.sha256:
+        if file_sha256(archive) != entry.sha256:
             raise CacheEntryError("its archive's sha256 differs from the marker's")
 
     def push(self, run_dir: Path, record: dict[str, Any]) -> CacheEntry:
@@ -226,8 +225,8 @@ class RunCache:
             host = socket.gethostname()
             name = f"{_safe(host)}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tar.gz"
             ran_in = (record.get("environment") or {}).get("sha256")
-            entry = CacheEntry(fingerprint, name, archive.stat().st_size, _sha256(archive), host, now_iso(),
-                               step, instance, ran_in)  # fmt: skip
+            size, sha256 = archive.stat().st_size, file_sha256(archive)
+            entry = CacheEntry(fingerprint, name, size, sha256, host, now_iso(), step, instance, ran_in)
             self.fs.makedirs(folder, exist_ok=True)
             replaced = None
             with contextlib.suppress(CacheEntryError):
@@ -254,26 +253,6 @@ class RunCache:
 def open_cache(url: str) -> RunCache:
     """The :class:`RunCache` of ``url``, one per process (:class:`ConfigError` when fsspec cannot open it)."""
     return RunCache(url)
-
-
-def cache_url(value: Any, base: Path, where: str = "cache") -> str | None:
-    """The cache location ``value`` names, or ``None`` for none (``None``, ``False``, ``""``).
-
-    A local path (no ``protocol://``) is made absolute against ``base``, so
-    that processes elsewhere find the same folder.
-
-    >>> cache_url("s3://team-bucket/ductaflow", Path("/p")), cache_url("../cache", Path("/p/a"))
-    ('s3://team-bucket/ductaflow', '/p/cache')
-    """
-    if value is None or value is False or value == "":
-        return None
-    if not isinstance(value, (str, os.PathLike)) or isinstance(value, bool):
-        raise ConfigError(f"{where} must be a folder or a URL such as s3://bucket/cache, not {value!r}",
-                          key="cache")  # fmt: skip
-    text = os.fspath(value)
-    if "://" in text:
-        return text
-    return os.path.normpath(base / Path(text).expanduser())
 
 
 def shown_url(url: str) -> str:
@@ -322,14 +301,6 @@ def _extract(archive: Path, staged: Path) -> None:
         if no_space(exc):
             raise  # this machine's own trouble, not the entry's
         raise CacheEntryError(f"its archive cannot be read ({type(exc).__name__}: {exc})") from None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _safe(text: str) -> str:

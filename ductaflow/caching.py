@@ -24,12 +24,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .cache import FORMAT, MARKER, ArchiveGone, CacheEntry, CacheUnreachable, RunCache, cache_url, open_cache
+from .cache import FORMAT, MARKER, ArchiveGone, CacheEntry, CacheUnreachable, RunCache, open_cache
 from .exceptions import CacheEntryError, ConfigError, DiskFullError, InstanceBusyError
+from .progress import RESTORED
 from .project import find_project_root
 from .rundir import find_instances, lock_instance
 from .runrecord import RunStatus, now_iso, read_record
-from .settings import project_settings
+from .settings import cache_url, project_settings
 
 FAILURES_IN_A_ROW = 5  # failures of the store in a row before it is left alone for a while
 REST_S = 60.0  # how long a failing store is left alone
@@ -56,21 +57,21 @@ def restore_instance(
     step, instance = run_dir.parent.name, run_dir.name
     if _resting(cache):
         return None, None
+
+    def look_and_restore() -> dict[str, Any] | None:
+        entry = cache.lookup(fingerprint, step, instance)
+        if entry is None or (environment is not None and entry.environment != environment):
+            return None
+        return cache.restore(entry, run_dir, project_root=project_root, runs_dir=runs_dir, html=html,
+                             **_facts(cache, entry, asked or {}))  # fmt: skip
+
     try:
-        for look in (1, 2):  # an archive gone: a push replaced the entry meanwhile; its new marker names it
-            entry = cache.lookup(fingerprint, step, instance)
-            if entry is None or (environment is not None and entry.environment != environment):
-                _worked(cache)
-                return None, None
-            try:
-                facts = _facts(cache, entry, asked or {})
-                record = cache.restore(entry, run_dir, project_root=project_root, runs_dir=runs_dir,
-                                       html=html, **facts)  # fmt: skip
-                _worked(cache)
-                return record, None
-            except ArchiveGone:
-                if look == 2:
-                    raise
+        try:
+            record = look_and_restore()
+        except ArchiveGone:  # a push replaced the entry meanwhile: its new marker names its archive
+            record = look_and_restore()
+        _worked(cache)
+        return record, None
     except DiskFullError:
         raise
     except Exception as exc:  # the entry's trouble, or the store's: never this instance's
@@ -81,21 +82,21 @@ def restore_instance(
             say(f"cache entry {fingerprint[:12]} for {step}/{instance} in {cache.shown} skipped: {shown}; "
                 "the instance runs instead")  # fmt: skip
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return None, None  # pragma: no cover - the loop returns or raises
 
 
 def _facts(cache: RunCache, entry: CacheEntry, asked: Mapping[str, Any]) -> dict[str, Any]:
     """What a restored record says besides the pusher's: where it came from, what this call asked."""
     origin = {"from": cache.shown, "host": entry.host, "pushed_at": entry.pushed_at,
               "restored_at": now_iso(), "by": socket.gethostname()}  # fmt: skip
-    return {**asked, "reason": f"restored from cache ({entry.origin})", "restored": origin}
+    return {**asked, "reason": f"{RESTORED} ({entry.origin})", "restored": origin}
 
 
-def push_instance(url: str, run_dir: Path) -> CacheEntry | None:
-    """Push the success in ``run_dir`` to the cache at ``url``; ``None``, said on stderr, when it could
-    not be pushed (the result stays here). Call with the instance lock held."""
-    record = read_record(run_dir)
-    if record is None or record.get("status") != RunStatus.SUCCESS or not record.get("fingerprint"):
+def push_instance(url: str, run_dir: Path, record: dict[str, Any] | None = None) -> CacheEntry | None:
+    """Push the success in ``run_dir`` (its ``record``, read when not given) to the cache at ``url``;
+    ``None``, said on stderr, when it could not be pushed (the result stays here), or is no success.
+    Call with the instance lock held."""
+    record = read_record(run_dir) if record is None else record
+    if not _pushable(record):
         return None
     cache = open_cache(url)
     if _resting(cache):
@@ -128,9 +129,7 @@ def push_runs(
     read-only copy) is pushed without taking the instances' locks.
     """
     folders = find_instances(paths)
-    url = cache_url(cache, Path.cwd()) if cache is not None else _project_cache(folders)
-    assert url is not None  # cache_url gives None only for an empty value, which settings refuse
-    store = open_cache(url)
+    store = open_cache(_chosen(cache, folders[0] if folders else Path.cwd()))
     outcome: dict[str, list[str]] = {"pushed": [], "present": [], "busy": [], "not success": [], "failed": []}
     for run_dir in folders:
         name = f"{run_dir.parent.name}/{run_dir.name}"
@@ -144,16 +143,21 @@ def push_runs(
     return outcome
 
 
+def _pushable(record: dict[str, Any] | None) -> bool:
+    """Whether ``record`` is a success with a fingerprint: what the cache holds."""
+    return bool(record) and record.get("status") == RunStatus.SUCCESS and bool(record.get("fingerprint"))
+
+
 def _push_one(store: RunCache, run_dir: Path) -> str:
     record = read_record(run_dir)
-    if record is None or record.get("status") != RunStatus.SUCCESS or not record.get("fingerprint"):
+    if not _pushable(record):
         return "not success"
     try:
         if store.lookup(str(record["fingerprint"]), run_dir.parent.name, run_dir.name) is not None:
             return "present"
     except CacheEntryError:  # a spoiled entry: this success replaces it
         pass
-    return "pushed" if push_instance(store.url, run_dir) is not None else "failed"
+    return "pushed" if push_instance(store.url, run_dir, record) is not None else "failed"
 
 
 def clean_cache(
@@ -172,9 +176,7 @@ def clean_cache(
     project's ``ductaflow.toml``. Returns the keys removed (``removed``), how
     many entries went whole (``entries``) and the bytes freed (``bytes``).
     """
-    url = cache_url(cache, Path.cwd()) if cache is not None else _project_cache([Path.cwd()])
-    assert url is not None  # cache_url gives None only for an empty value, which settings refuse
-    store = open_cache(url)
+    store = open_cache(_chosen(cache, Path.cwd()))
     now = time.time()
     doomed: list[str] = []
     entries = 0
@@ -235,14 +237,17 @@ def _timestamp(iso: str) -> float:
         return time.time()  # a date that does not parse: as if pushed now, kept
 
 
-def _project_cache(folders: list[Path]) -> str | None:
-    """The cache ``ductaflow.toml`` names for the project holding the first of ``folders``."""
-    settings = project_settings(find_project_root(folders[0] if folders else Path.cwd()))
-    if settings.cache is None or settings.path is None:
+def _chosen(cache: str | os.PathLike[str] | None, start: Path) -> str:
+    """The cache given, else the one ``ductaflow.toml`` names for the project holding ``start``."""
+    if cache is not None:
+        given = cache_url(cache, Path.cwd())
+    else:
+        given = project_settings(find_project_root(start)).cache
+    if given is None:
         raise ConfigError("no cache given: pass --cache URL (a folder or an fsspec URL such as "
                           "s3://bucket/cache), or set cache = \"...\" in the project's ductaflow.toml.",
                           key="cache")  # fmt: skip
-    return cache_url(settings.cache, settings.path.parent, "cache in ductaflow.toml")
+    return given
 
 
 def say(message: str) -> None:

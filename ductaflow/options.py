@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .cache import cache_url
 from .config import normalise_config
 from .engines import DEFAULT_ENGINE, get_engine
 from .engines.limits import check_max_memory, parse_bytes
 from .exceptions import ConfigError, RunDirectoryError
 from .files import shown_path
 from .project import find_project_root
-from .settings import Settings, module_names, project_settings
+from .settings import Settings, cache_url, module_names, project_settings
 
 
 @dataclass(frozen=True)
@@ -93,9 +92,7 @@ def make_options(
     modules = module_names(preload) if preload is not None else settings.preload or ()
     runs = runs_folder(root, runs_dir)
     source = normalise_config(config_source) if config_source is not None else None
-    shared = cache_url(cache, Path.cwd())
-    if cache is None and settings.path is not None:  # the settings file's: a folder is relative to it
-        shared = cache_url(settings.cache, settings.path.parent, "cache in ductaflow.toml")
+    shared = cache_url(cache, Path.cwd()) if cache is not None else settings.cache
     return RunOptions(kernel_name, timeout, bool(export_html), bool(log_output), root, runs, source, chosen,
                       modules, instance_timeout, memory, check_config=bool(check_config),
                       rerun_on_env_change=bool(rerun_on_env_change), cache=shared)  # fmt: skip

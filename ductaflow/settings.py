@@ -43,7 +43,7 @@ class Settings:
 
     engine: str | None = None
     preload: tuple[str, ...] | None = None
-    cache: str | None = None  # a folder (relative to the file) or an fsspec URL
+    cache: str | None = None  # an fsspec URL, or a folder (given relative to the file, held absolute)
     path: Path | None = None  # the file they were read from; None: the project has none
 
 
@@ -75,7 +75,27 @@ def project_settings(root: str | os.PathLike[str]) -> Settings:
         raise ConfigError(f'{shown}: cache must be a folder or URL in quotes, such as cache = "../cache" or '
                           f'cache = "s3://bucket/ductaflow-cache"; it is {_kind(cache)}. Fix the cache line.',
                           key="cache", path=str(path))  # fmt: skip
-    return Settings(engine, preload, cache, path)
+    return Settings(engine, preload, cache_url(cache, path.parent, f"{shown}: cache"), path)
+
+
+def cache_url(value: Any, base: Path, where: str = "cache") -> str | None:
+    """The cache location ``value`` names, or ``None`` for none (``None``, ``False``, ``""``).
+
+    A local path (no ``protocol://``) is made absolute against ``base``, so
+    that processes elsewhere find the same folder.
+
+    >>> cache_url("s3://team-bucket/ductaflow", Path("/p")), cache_url("../cache", Path("/p/a"))
+    ('s3://team-bucket/ductaflow', '/p/cache')
+    """
+    if value is None or value is False or value == "":
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{where} must be a folder or a URL such as s3://bucket/cache, not {value!r}",
+                          key="cache")  # fmt: skip
+    text = os.fspath(value)
+    if "://" in text:
+        return text
+    return os.path.normpath(base / Path(text).expanduser())
 
 
 def module_names(value: Any, file: Path | None = None) -> tuple[str, ...]:

@@ -212,8 +212,7 @@ def _from_record(task: Task, record: dict[str, Any], status: Any) -> InstanceRow
         outcome = RunStatus.INTERRUPTED
         error = "interrupted by the user" if status is RunStatus.INTERRUPTED else (
             error_line(record) or f"the instance ended {status}")  # fmt: skip
-    html = (record.get("outputs") or {}).get("html") if outcome is not RunStatus.INTERRUPTED else None
-    html = str(task.run_dir / html) if html and (task.run_dir / html).exists() else None
+    html = _html_of(task, record) if outcome is not RunStatus.INTERRUPTED else None
     return _row(task, outcome, duration=record.get("duration_s"), error=error, html=html)
 
 
@@ -266,15 +265,16 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
         if record.get("sweep_id") == task.sweep_id:  # an executor's retry (its worker died): not again
             status = current_status(record, task.run_dir, lock_held=True)
             return _died(task, record) if status is RunStatus.CRASHED else _from_record(task, record, status)
+        today = environment_today(task.options)
         reason = decide(found, task.run_dir, task.fingerprint, task.config, force=task.force, lock_held=True,
-                        environment=environment_today(task.options))  # fmt: skip
+                        environment=today)  # fmt: skip
         if reason is None or (task.force and _done_since_planned(task, record)):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
         if task.only_failed and not last_attempt_failed(found, task.run_dir, lock_held=True):
             return _row(task, RunStatus.SKIPPED, reason="done by another process")
         cache = task.options.cache
         if cache is not None and not task.force:
-            restored, reason = _from_cache(task, cache, reason)
+            restored, reason = _from_cache(task, cache, reason, today)
             if restored is not None:
                 return restored
         row = _attempts(task, reason, stop)
@@ -283,11 +283,13 @@ def _run_locked(task: Task, stop: threading.Event) -> InstanceRow | None:
         return row
 
 
-def _from_cache(task: Task, cache: str, reason: str) -> tuple[InstanceRow | None, str]:
+def _from_cache(
+    task: Task, cache: str, reason: str, today: Environment | None
+) -> tuple[InstanceRow | None, str]:
     """The row of the instance restored from ``cache``, else ``None`` and why it runs (and why its entry
-    was skipped, when it was)."""
+    was skipped, when it was). With ``today`` (rerun_on_env_change), only an entry made in that
+    environment is restored."""
     started = time.monotonic()
-    today = environment_today(task.options)  # rerun_on_env_change: only an entry made in today's environment
     asked = {
         "config_source": task.options.config_source,
         "sweep_id": task.sweep_id,
@@ -298,10 +300,14 @@ def _from_cache(task: Task, cache: str, reason: str) -> tuple[InstanceRow | None
                                        html=task.options.export_html)  # fmt: skip
     if record is None:
         return None, reason if skipped is None else f"{reason}; cache entry skipped ({skipped})"
-    html = (record.get("outputs") or {}).get("html")
-    html = str(task.run_dir / html) if html and (task.run_dir / html).exists() else None
     duration = round(time.monotonic() - started, 3)
-    return _row(task, RunStatus.SUCCESS, record["reason"], duration, html=html), reason
+    return _row(task, RunStatus.SUCCESS, record["reason"], duration, html=_html_of(task, record)), reason
+
+
+def _html_of(task: Task, record: dict[str, Any]) -> str | None:
+    """The path of the HTML page ``record`` names, when it exists."""
+    html = (record.get("outputs") or {}).get("html")
+    return str(task.run_dir / html) if html and (task.run_dir / html).exists() else None
 
 
 #: States of a last attempt that ``only_failed`` runs again.
