@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .exceptions import BundleError, DiskFullError, InstanceBusyError, RunDirectoryError
+from .exceptions import BundleError, DiskFullError, InstanceBusyError
 from .files import no_space, rename, shown_path
-from .rundir import current_status, find_instances, layout_root, lock_instance
+from .rundir import current_status, layout_root, lock_if_writable
+from .runfolders import find_instances
 from .runrecord import RunStatus, now_iso, read_record
 
 MANIFEST_NAME = "manifest.json"
@@ -164,17 +165,13 @@ class _Packer:
     def add_instance(self, tar: tarfile.TarFile, run_dir: Path) -> None:
         """Pack ``run_dir`` under its lock, or note why it is left out."""
         try:
-            lock: Any = lock_instance(run_dir)
-            held = True
+            lock = lock_if_writable(run_dir)  # a read-only runs folder: no lock, nothing runs in it
         except InstanceBusyError:
             self.skipped.append((run_dir, "running now: pack it once it has finished"))
             return
-        except (RunDirectoryError, DiskFullError):  # a read-only runs folder: nothing runs in it
-            lock, held = contextlib.nullcontext(), False
         with lock:
             record = read_record(run_dir)
-            status = current_status(record, run_dir, lock_held=True) if held or record is None else (
-                record.get("status"))  # fmt: skip
+            status = current_status(record, run_dir, lock_held=True)
             if record is None or status != RunStatus.SUCCESS:
                 found = "no readable run.json" if record is None else f"its last attempt is {status}"
                 self.skipped.append((run_dir, f"{found}: only successes are packed"))

@@ -28,7 +28,8 @@ from .cache import FORMAT, MARKER, ArchiveGone, CacheEntry, CacheUnreachable, Ru
 from .exceptions import CacheEntryError, ConfigError, DiskFullError, InstanceBusyError
 from .progress import RESTORED
 from .project import find_project_root
-from .rundir import find_instances, lock_instance
+from .rundir import lock_if_writable
+from .runfolders import find_instances
 from .runrecord import RunStatus, now_iso, read_record
 from .settings import cache_url, project_settings
 
@@ -134,11 +135,11 @@ def push_runs(
     for run_dir in folders:
         name = f"{run_dir.parent.name}/{run_dir.name}"
         try:
-            with lock_instance(run_dir):
-                outcome[_push_one(store, run_dir)].append(name)
+            lock = lock_if_writable(run_dir)  # a read-only runs folder: no lock, nothing runs in it
         except InstanceBusyError:
             outcome["busy"].append(name)
-        except OSError:  # the lock cannot be made: a read-only runs folder, where nothing runs either
+            continue
+        with lock:
             outcome[_push_one(store, run_dir)].append(name)
     return outcome
 

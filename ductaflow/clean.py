@@ -43,7 +43,6 @@ from .rundir import (
     is_locked,
     lock_instance,
     stale_staging,
-    state_file,
 )
 from .runrecord import RECORD_NAME, read_record
 from .sources import instances_from_table, source_rows
@@ -211,8 +210,8 @@ def _attempts(folder: Path) -> bool:
 
 
 def _running(run_dir: Path) -> bool:
-    """True while a process holds the instance's lock; a lock file that was never made is nobody's."""
-    return state_file(run_dir, f"{run_dir.name}.lock").exists() and is_locked(run_dir)
+    """True while a process holds the instance's lock."""
+    return is_locked(run_dir)
 
 
 def _size(path: Path) -> int:

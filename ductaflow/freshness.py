@@ -28,12 +28,11 @@ from .fingerprint import InputHasher, config_changes, part_changes
 from .indexstore import SCHEMA, file_signature, folders
 from .rundir import (
     current_status,
-    find_instances,
-    is_step_folder,
     layout_root,
     previous_attempt_dir,
     unreadable_record,
 )
+from .runfolders import find_instances, is_step_folder
 from .runindex import RunIndex, shared_index
 from .runrecord import RECORD_NAME, RunStatus, error_line, read_record
 from .sources import rebuild_configs

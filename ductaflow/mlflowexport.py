@@ -33,7 +33,8 @@ from .mlflowrun import INSTANCE_TAG as INSTANCE
 from .mlflowrun import LATEST_TAG as LATEST
 from .mlflowrun import MLFLOW_STATUS, RunContent, run_content
 from .mlflowrun import STEP_TAG as STEP
-from .rundir import current_status, find_instances
+from .rundir import current_status
+from .runfolders import find_instances
 from .runrecord import read_record
 
 MISSING_MLFLOW = "exporting to MLflow needs the MLflow client: pip install 'ductaflow[mlflow]'"

@@ -13,7 +13,7 @@ from .config import is_missing
 from .exceptions import ConfigError
 from .indexstore import INDEX_NAME, unavailable
 from .rows import BASE_COLUMNS, instance_row
-from .rundir import find_instances, is_step_folder
+from .runfolders import find_instances, is_step_folder
 from .runindex import shared_index
 from .runrecord import RECORD_NAME, RunStatus
 

@@ -28,12 +28,12 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .environment import STORE_NAME, Environment, keep_flow_file, store_environment
-from .exceptions import ConfigError, DiskFullError, InstanceBusyError, RunDirectoryError
+from .exceptions import DiskFullError, InstanceBusyError, RunDirectoryError
 from .files import no_space, overwrite_in_place, read_json, rename, shown_path, write_json_atomic
 from .metrics import fold as fold_metrics
 from .runrecord import RECORD_NAME, RunStatus, is_record, now_iso, read_record, write_record
@@ -99,6 +99,15 @@ def _lock_path(run_dir: Path) -> Path:
     return state_file(run_dir, f"{run_dir.name}.lock")
 
 
+def lock_if_writable(run_dir: Path) -> Any:
+    """:func:`lock_instance`, or, where the runs folder cannot be written (a read-only copy, where
+    nothing runs either), no lock at all (a null context). Raises :class:`InstanceBusyError`."""
+    try:
+        return lock_instance(run_dir)
+    except (RunDirectoryError, DiskFullError):
+        return contextlib.nullcontext()
+
+
 def lock_instance(run_dir: Path) -> Any:
     """Hold the instance's lock (a context manager); raise if another process, or thread, holds it."""
     from filelock import FileLock, Timeout
@@ -158,7 +167,12 @@ class _HeldLock:
 
 
 def is_locked(run_dir: Path) -> bool:
-    """True while a process (or a thread of this one) holds the instance's lock, or it cannot be taken."""
+    """True while a process (or a thread of this one) holds the instance's lock, or it cannot be taken.
+
+    A lock file that was never made is nobody's: then nothing is written.
+    """
+    if not _lock_path(run_dir).exists():
+        return False
     try:
         with lock_instance(run_dir):
             return False
@@ -410,37 +424,3 @@ def keep_attempt(run_dir: Path, name: str) -> Path:
 def forget_attempts(run_dir: Path) -> None:
     """Drop the attempts kept by an earlier call (a new call's first attempt starts a new history)."""
     shutil.rmtree(attempts_dir(run_dir), ignore_errors=True)
-
-
-def find_instances(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Instance directories under each path: itself, a step folder's children, or a runs folder's.
-
-    Raises :class:`ConfigError` for a path that is not a directory.
-    """
-    found: list[Path] = []
-    for given in paths:
-        path = Path(given)
-        if not path.is_dir():
-            raise ConfigError(f"{str(path)!r} is not a directory. Give a runs folder, a step folder "
-                              "(runs/<step>) or an instance directory (runs/<step>/<instance>).",
-                              path=str(path))  # fmt: skip
-        if (path / RECORD_NAME).exists():
-            found.append(path)
-        elif is_step_folder(path):
-            found += _children(path)
-        else:
-            for step in _children(path):
-                found += _children(step)
-    return list(dict.fromkeys(p.absolute() for p in found))
-
-
-def is_step_folder(path: Path) -> bool:
-    """True for ``runs/<step>``: it holds ductaflow's state folder or an instance directory."""
-    return (path / STATE_DIR).is_dir() or any((child / RECORD_NAME).exists() for child in _children(path))
-
-
-def _children(path: Path) -> list[Path]:
-    """Sub-directories not starting with a dot, by name (``os.scandir``: no stat per entry)."""
-    with os.scandir(path) as entries:
-        names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
-    return [path / name for name in names]

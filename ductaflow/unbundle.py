@@ -46,7 +46,6 @@ from .rundir import (
     is_locked,
     lock_instance,
     new_staging,
-    state_file,
     unreadable_record,
 )
 from .runrecord import RunStatus, now_iso, read_record
@@ -70,8 +69,7 @@ class _Placing:
     def decide(self, replace: bool, lock_held: bool = False) -> None:
         """Compare the instance with what its place holds now: the action, or the problem."""
         self.action, self.note, self.problem = "placed", "", None
-        if not lock_held and state_file(self.run_dir, f"{self.run_dir.name}.lock").exists() and is_locked(
-                self.run_dir):  # fmt: skip
+        if not lock_held and is_locked(self.run_dir):
             running = read_record(self.run_dir) or {}
             where = f" (pid {running.get('pid')} on {running.get('host')})" if running.get("pid") else ""
             self.problem = f"an attempt is running there now{where}: unpack again once it has finished"

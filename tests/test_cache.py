@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -27,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 import ductaflow
 if config["x"] < 0:
@@ -347,6 +349,7 @@ LINKS = (
     FLOW
     + """
 import os
+import shutil
 os.symlink("out.json", "latest.json")
 if config["x"] == 51:
     os.symlink(os.path.abspath("../../../flow/sq.py"), "flow-used.py")
@@ -550,3 +553,17 @@ def test_cache_clean_removes_orphans_once_old_and_entries_past_an_age(tmp_path):
     assert frame.reason[0].startswith("restored from cache") and frame.reason[1] == "new"
     everything = ductaflow.clean_cache(cache, older_than_days=0)
     assert everything["entries"] == 2 and entries(cache) == {}
+
+
+def test_cache_push_works_where_no_lock_can_be_made(tmp_path):
+    """A runs folder where ductaflow cannot write its state (a file stands where its folder goes, as on a
+    read-only copy) is pushed without locks, its archives staged elsewhere."""
+    cache = str(tmp_path / "cache")
+    first = checkout(tmp_path, "a")
+    sweep(first, False, grid={"x": [150]}, export_html=False)
+    state = first / "runs" / "sq" / ".ductaflow"
+    shutil.rmtree(state)
+    state.write_text("not a folder")
+    assert ductaflow.push_runs([first / "runs" / "sq"], cache)["pushed"] == ["sq/x=150"]
+    frame = sweep(checkout(tmp_path, "b"), cache, grid={"x": [150]}, export_html=False)
+    assert frame.reason[0].startswith("restored from cache")

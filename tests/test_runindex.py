@@ -18,7 +18,7 @@ import ductaflow
 from ductaflow.exceptions import ConfigError
 from ductaflow.indexstore import INDEX_NAME, filesystem_type
 from ductaflow.rows import instance_row
-from ductaflow.rundir import find_instances
+from ductaflow.runfolders import find_instances
 from ductaflow.runindex import open_index
 
 ROWS = [{"instance_name": "low", "x": 1, "label": "alpha"},
