@@ -251,12 +251,12 @@ def _files(run_dir: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]
     """
     found, links = [], []
     for folder, dirs, names in os.walk(run_dir):
-        dirs.sort()
-        for name in sorted(dirs) + sorted(names):
+        dirs.sort()  # in place: the walk goes down in this order
+        for name, is_dir in [(d, True) for d in dirs] + [(n, False) for n in sorted(names)]:
             path = Path(folder, name)
             if path.is_symlink():
                 links.append((path.relative_to(run_dir).as_posix(), path))
-            elif name in names and path.is_file():
+            elif not is_dir and path.is_file():
                 found.append((path.relative_to(run_dir).as_posix(), path))
     return found, links
 

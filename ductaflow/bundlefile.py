@@ -196,8 +196,8 @@ def _manifest(path: Path, data: bytes) -> dict[str, Any]:
         raise BundleError(f"{shown_path(path)} was packed by a newer ductaflow (bundle format "
                           f"{manifest['ductaflow_bundle']}, this one reads {BUNDLE_FORMAT}): upgrade "
                           "ductaflow to unpack it.", path=str(path))  # fmt: skip
-    instances, sources = manifest.get("instances"), manifest.get("sources", {})
-    if not isinstance(instances, list) or not isinstance(sources, dict):
+    manifest.setdefault("sources", {})  # a bundle of instances whose records name no source
+    if not isinstance(manifest.get("instances"), list) or not isinstance(manifest["sources"], dict):
         _refuse(path, f"its {MANIFEST_NAME} lacks its list of instances or of sources")
     if not safe_runs_dir(manifest.get("runs_dir", RUNS_PREFIX)):
         _refuse(path, f"its {MANIFEST_NAME} names the runs folder {manifest.get('runs_dir')!r}: not a plain "
@@ -218,6 +218,8 @@ def _expected(path: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]
             _refuse(path, f"its {MANIFEST_NAME} names an unsafe instance ({exc})")
         if key in seen:
             _refuse(path, f"its {MANIFEST_NAME} lists instance {key} twice")
+        if not isinstance(entry.get("fingerprint"), str):
+            _refuse(path, f"instance {key} of its {MANIFEST_NAME} has no fingerprint")
         seen.add(key)
         if RECORD_NAME not in entry["files"]:
             _refuse(path, f"instance {key} has no {RECORD_NAME}")

@@ -469,6 +469,14 @@ BAD = {
         lambda m, t: _in_manifest(m, _source_named_by_no_record, _file("sources/conftest.py", CONFTEST)),
         "lists the source 'conftest.py', which no record in the bundle names",
     ),
+    "no-sources-listed": (
+        lambda m, t: _in_manifest(m, lambda manifest: manifest.pop("sources")),
+        "is not listed in its manifest.json",
+    ),
+    "instance-without-fingerprint": (
+        lambda m, t: _in_manifest(m, lambda manifest: manifest["instances"][0].pop("fingerprint")),
+        "has no fingerprint",
+    ),
     "runs-dir-in-git": (
         lambda m, t: _in_manifest(m, _runs_dir(".git/ductaflow-runs")),
         "inside a hidden folder",
