@@ -136,8 +136,9 @@ def _number(value: Any) -> bool:
 
 
 def _series(value: Any) -> bool:
-    """A recorded series: a non-empty list of numbers (NaN allowed: it shows as a gap)."""
-    return type(value) is list and bool(value) and {type(v) for v in value} <= {int, float}
+    """A recorded series: a list of numbers, some maybe null (a NaN recorded: it shows as a gap)."""
+    kinds = {type(v) for v in value} if type(value) is list else set()
+    return kinds <= {int, float, type(None)} and bool(kinds - {type(None)})
 
 
 def _finite(value: Any) -> Any:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import config_hash, flatten
-from .files import read_json
+from .files import file_sha256, read_json
 from .metrics import METRICS_NAME, read_metrics
 from .rundir import CONFIG_NAME
 from .runrecord import RECORD_NAME, RunStatus, error_line
@@ -221,16 +221,11 @@ def _files(run_dir: Path, paths: list[Path]) -> tuple[Path, ...]:
 
 
 def _digests(run_dir: Path, paths: Iterable[Path]) -> dict[str, str]:
-    return {p.relative_to(run_dir).as_posix(): _file_digest(p) for p in paths}
+    return {p.relative_to(run_dir).as_posix(): file_sha256(p) for p in paths}
 
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _text(value: Any) -> str:

@@ -198,3 +198,16 @@ def test_plotly_and_the_charts_script_ship_with_the_package() -> None:
     assert plotly_js().startswith("/**\n* plotly.js v") and plotly_js() is plotly_js()
     assert "</script" not in plotly_js().lower()  # safe to inline
     assert "root.DuctaflowCharts = {render}" in charts_js()
+
+
+def test_a_series_with_a_nan_is_drawn_with_a_gap(tmp_path: Path) -> None:
+    """A NaN recorded in a series (null in metrics.json) leaves a gap; the series is still drawn."""
+    flow = tmp_path / "flow.py"
+    flow.write_text('# %% tags=["parameters"]\nconfig = {}\n# %%\nimport ductaflow\n'
+                    'ductaflow.record(loss=[0.9, float("nan"), 0.3])\n')  # fmt: skip
+    ductaflow.run_instances(flow, [{"instance_name": "a"}], project_root=tmp_path, progress=False,
+                            export_html=False)  # fmt: skip
+    rows = collect_rows(tmp_path / "runs", "flow")
+    assert metrics_of(str(tmp_path / "runs" / "flow" / "a"))["loss"] == [0.9, None, 0.3]
+    data = chart_data(rows)
+    assert data["series"] == ["metric.loss"] and data["lines"]["metric.loss"]["y"] == [[0.9, None, 0.3]]
