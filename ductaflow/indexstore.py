@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .rows import row_of, watched_files
-from .runrecord import RECORD_NAME, RunStatus, is_record
+from .runrecord import RECORD_NAME, RunStatus
 
 INDEX_NAME = ".ductaflow-index.sqlite"
 INDEX_ENV = "DUCTAFLOW_INDEX"  # "off": read the files each time
@@ -146,13 +146,14 @@ def read_instance(run_dir: Path) -> tuple[str, str, dict[str, Any], Any]:
     files = watched_files(record)
     stats = [] if before is None else [before, *(_stat(run_dir / f) for f in files)]
     sig = "".join(_stat_sig(st) if st is not None else "-;" for st in stats)
-    if is_record(record) and record.get("status") == RunStatus.RUNNING:
+    row = row_of(run_dir, record, problem)
+    if row["status"] == RunStatus.RUNNING:  # alive now: read again until it ends (a crashed one stays so)
         sig = "running" + sig
     elif before is not None:
         sig = ",".join(files) + "|" + sig
         if time.time_ns() - max(st.st_mtime_ns for st in stats if st is not None) < RACY_NS:
             sig = "recent" + sig
-    return run_dir.name, sig, row_of(run_dir, record, problem), record
+    return run_dir.name, sig, row, record
 
 
 def _stat(path: Path) -> os.stat_result | None:

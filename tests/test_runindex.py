@@ -348,3 +348,18 @@ def test_the_remembered_plan_is_keyed_by_the_table_and_base_config_given(project
     changed = ductaflow.run_instances(FLOW, rows[:1], project_root=project, progress=False, new_keys=True,
                                       export_html=False, base_config={"loops": 21})  # fmt: skip
     assert list(changed.instance) == ["a"] and list(changed.status) == ["success"]
+
+
+def test_a_crashed_instance_is_read_once_not_at_every_refresh(project: Path) -> None:
+    """A ``running`` record whose process is gone reads as crashed, and stays in the index as it is: later
+    refreshes read it again only when its files change (a live one is read at every refresh)."""
+    _sweep(project, ROWS[:2])
+    run_dir = project / "runs" / "metrics" / "low"
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**record, "status": "running", "pid": 999999}))
+    for path in (project / "runs" / "metrics").rglob("*"):  # old enough: no file changed a moment ago
+        os.utime(path, ns=(10**18, 10**18))
+    index = open_index(project / "runs")
+    index.refresh()
+    assert ductaflow.collect(project / "runs").set_index("instance").loc["low", "status"] == "crashed"
+    assert index.refresh() == 0 and index.refresh() == 0
