@@ -13,8 +13,8 @@ A bundle holds::
 
 :func:`pack_runs` writes one; :func:`ductaflow.unbundle.unpack_runs` places
 its instances in another checkout's runs folder, as if they ran there. Only
-successes are packed, each read under its instance lock, so an attempt that
-starts meanwhile waits and one running now is left out (and said so).
+successes are packed, each read under its instance lock, so one running now
+is left out (and said so), and none starts while it is read.
 """
 
 from __future__ import annotations
