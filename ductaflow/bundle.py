@@ -33,7 +33,7 @@ from typing import Any
 
 from . import __version__
 from .exceptions import BundleError, DiskFullError, InstanceBusyError
-from .files import no_space, rename, shown_path
+from .files import link_inside, no_space, rename, shown_path
 from .rundir import current_status, layout_root, lock_if_writable
 from .runfolders import find_instances
 from .runrecord import RunStatus, now_iso, read_record
@@ -63,18 +63,6 @@ def safe_runs_dir(path: object) -> bool:
     [True, True, False, False, False]
     """
     return safe_relative(path) and not any(part.startswith(".") for part in str(path).split("/"))
-
-
-def link_inside(name: str, target: str) -> bool:
-    """True when a link at ``name`` (a relative path in a folder) pointing to ``target`` stays in that folder.
-
-    >>> [link_inside("a/b", t) for t in ("c", "../c", "../../c", "/etc/passwd", "", "../..")]
-    [True, True, False, False, False, False]
-    """
-    if not target or "\\" in target or "\x00" in target or target.startswith("/"):
-        return False
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-    return resolved != ".." and not resolved.startswith("../")
 
 
 def record_sources(record: Mapping[str, Any]) -> dict[str, str | None]:

@@ -31,13 +31,12 @@ from .bundle import (
     MANIFEST_NAME,
     RUNS_PREFIX,
     SOURCES_PREFIX,
-    link_inside,
     record_sources,
     safe_relative,
     safe_runs_dir,
 )
 from .exceptions import BundleError, UnsafeNameError
-from .files import shown_path
+from .files import link_inside, shown_path
 from .names import check_name
 from .runrecord import RECORD_NAME, RunStatus, is_record
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import CacheEntryError, ConfigError, DuctaflowError
-from .files import file_sha256, no_space, write_atomic
+from .files import file_sha256, link_inside, no_space, write_atomic
 from .placing import place_instance, staged_record
 from .rundir import disk_full, new_staging
 from .runrecord import now_iso
@@ -279,11 +279,9 @@ def _pack(run_dir: Path, archive: Path) -> None:
 
 
 def _inside(member: tarfile.TarInfo) -> tarfile.TarInfo:
-    if member.issym():
-        target = os.path.normpath(os.path.join(os.path.dirname(member.name), member.linkname))
-        if os.path.isabs(member.linkname) or target == ".." or target.startswith("../"):
-            raise CacheEntryError(f"its folder holds a link pointing outside it: {member.name} -> "
-                                  f"{member.linkname}")  # fmt: skip
+    if member.issym() and not link_inside(member.name, member.linkname):
+        raise CacheEntryError(f"its folder holds a link pointing outside it: {member.name} -> "
+                              f"{member.linkname}")  # fmt: skip
     return member
 
 

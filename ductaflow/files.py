@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import posixpath
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,18 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def link_inside(name: str, target: str) -> bool:
+    """True when a link at ``name`` (a relative path in a folder) pointing to ``target`` stays in that folder.
+
+    >>> [link_inside("a/b", t) for t in ("c", "../c", "../../c", "/etc/passwd", "", "../..")]
+    [True, True, False, False, False, False]
+    """
+    if not target or "\\" in target or "\x00" in target or target.startswith("/"):
+        return False
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    return resolved != ".." and not resolved.startswith("../")
 
 
 def write_atomic(path: Path, data: str | bytes, *, durable: bool = False) -> None:

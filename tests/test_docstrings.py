@@ -18,7 +18,7 @@ import ductaflow
 IN_ORDER = ["config", "settings", "options", "project", "configtypes", "parameters", "configkeys", "seeds",
             "spaces", "inflow", "projectcode", "instance", "upstream", "conductor", "sweeps", "freshness",
             "results", "report", "diff", "debug", "clean", "scaffold", "executors", "envprobe",
-            "environment", "serve.views", "placing", "bundle"]  # fmt: skip
+            "environment", "serve.views", "placing", "bundle", "files"]  # fmt: skip
 
 
 def _modules() -> dict[str, object]:
